@@ -1,0 +1,1 @@
+"""The published language: envelope, catalog, partial dates, canonical codec. No I/O."""

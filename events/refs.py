@@ -1,0 +1,61 @@
+"""Entities, places, money and topics (DESIGN 3.2)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from events.codes import COUNTRIES, CURRENCIES
+from events.errors import FieldValueError
+
+ENTITY_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"
+
+
+def whole(pattern: str) -> str:
+    """`^...$` for msgspec, which uses `re.search`, where `$` also matches before a final
+    newline: `(?!\n)` refuses it (and is a no-op in ECMA regexes, so JSON Schema keeps working)."""
+    return pattern.removesuffix("$") + r"(?!\n)$"
+
+
+EntityId = Annotated[str, msgspec.Meta(pattern=whole(ENTITY_ID_PATTERN))]
+Slug = Annotated[str, msgspec.Meta(pattern=whole(ENTITY_ID_PATTERN))]
+ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+Kind = Literal["org", "person", "gov", "other"]
+
+
+class EntityRef(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, frozen=True):
+    id: EntityId
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=300)] | None = None
+    kind: Kind | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
+
+
+class Place(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, frozen=True):
+    country: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}$")]
+    region: ShortText | None = None
+    city: ShortText | None = None
+    site: ShortText | None = None
+
+    def __post_init__(self) -> None:
+        if self.country not in COUNTRIES:
+            raise FieldValueError(
+                "country", f"{self.country!r} is not an ISO 3166-1 alpha-2 country code"
+            )
+
+    @property
+    def label(self) -> str:
+        parts = [self.site, self.city, self.region, self.country]
+        return ", ".join(p for p in parts if p)
+
+
+class Money(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    amount: Annotated[float, msgspec.Meta(ge=0)]
+    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
+
+    def __post_init__(self) -> None:
+        if self.currency not in CURRENCIES:
+            raise FieldValueError("currency", f"{self.currency!r} is not an ISO 4217 currency code")

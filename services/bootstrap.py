@@ -1,0 +1,54 @@
+"""The composition root: settings in, connected adapters out. Entry points
+(HTTP app, CLI, worker) build everything through here and nowhere else."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from projections.store import ReadModel
+from services.config import Settings
+from services.log.append import Appender
+from services.log.meta import ensure_partitions
+from services.log.reader import LogReader
+from services.redis import connection
+from services.redis.embedded import EmbeddedServer
+
+
+@dataclass
+class Services:
+    settings: Settings
+    url: str
+    client: Any
+    partitions: int
+    appender: Appender
+    read_model: ReadModel
+    log: LogReader
+    server: EmbeddedServer | None = None
+
+
+async def connect(settings: Settings, url: str, server: EmbeddedServer | None = None) -> Services:
+    client = connection.client(url)
+    partitions = await ensure_partitions(client, settings.partitions)
+    return Services(
+        settings=settings, url=url, client=client, partitions=partitions,
+        appender=Appender(client, partitions), read_model=ReadModel(client),
+        log=LogReader(client, partitions), server=server,
+    )
+
+
+@contextlib.asynccontextmanager
+async def services(settings: Settings, start_server: bool = True) -> AsyncIterator[Services]:
+    """Everything connected; an embedded server started here stops on exit."""
+    url, server = connection.resolve_url(settings, start=start_server)
+    try:
+        built = await connect(settings, url, server)
+        try:
+            yield built
+        finally:
+            await built.client.aclose()
+    finally:
+        if server is not None:
+            server.stop()

@@ -1,0 +1,255 @@
+"""The `timeline` command line (DESIGN 5). Thin: parse, call services, print."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import msgspec
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from services import bootstrap, config
+from services import logging as service_logging
+from services.publishing import Rejection, Tally, publish_all, read_events
+
+app = typer.Typer(help="Event-sourced timelines of business events.", no_args_is_help=True,
+                  rich_markup_mode="rich")
+console = Console()
+err = Console(stderr=True)
+_json = msgspec.json.Encoder()
+
+
+def _settings() -> config.Settings:
+    try:
+        settings = config.load()
+    except config.ConfigError as exc:
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    service_logging.configure(settings.log_format, settings.log_level)
+    return settings
+
+
+def _run(coro: Any) -> Any:
+    try:
+        return asyncio.run(coro)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def _check_bind(host: str, settings: config.Settings) -> None:
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not (settings.tokens or settings.tokens_file):
+        err.print(f"[red]refusing to bind {host}:[/red] no tokens are configured, so auth is "
+                  "off; bind a loopback address or set TIMELINE_TOKENS")
+        raise typer.Exit(2)
+
+
+@app.command("config")
+def show_config() -> None:
+    """Print the effective configuration, secrets masked."""
+    console.print_json(_json.encode(_settings().masked()).decode())
+
+
+async def _serve_http(built: bootstrap.Services, host: str, port: int) -> None:
+    import uvicorn
+
+    from services.http.app import create_app
+
+    server = uvicorn.Server(uvicorn.Config(create_app(built.settings, built), host=host,
+                                           port=port, log_config=None, access_log=False))
+    await server.serve()
+
+
+def _spawn_workers(count: int, url: str) -> list[subprocess.Popen[bytes]]:
+    env = {**os.environ, "TIMELINE_REDIS_URL": url}
+    return [subprocess.Popen([sys.executable, "-m", "services.cli", "worker"], env=env)
+            for _ in range(count)]
+
+
+def _stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.wait(15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+@app.command()
+def serve(
+    host: Annotated[Optional[str], typer.Option(help="Address to bind")] = None,  # noqa: UP045
+    port: Annotated[Optional[int], typer.Option(help="Port to bind")] = None,  # noqa: UP045
+    workers: Annotated[int, typer.Option(help="Projection worker processes")] = 1,
+    demo: Annotated[bool, typer.Option(help="Load the demo story if the log is empty")] = False,
+) -> None:
+    """Everything in one process group: server, HTTP API and projection workers."""
+    settings = _settings()
+    host, port = host or settings.host, settings.port if port is None else port
+    _check_bind(host, settings)
+
+    async def main() -> None:
+        async with bootstrap.services(settings) as built:
+            if demo:
+                from services.demo import load_demo
+
+                loaded = await load_demo(built)
+                err.print(f"demo: {loaded} events appended")
+            children = _spawn_workers(workers, built.url)
+            try:
+                await _serve_http(built, host, port)
+            finally:
+                _stop_workers(children)
+
+    _run(main())
+
+
+@app.command()
+def api(
+    host: Annotated[Optional[str], typer.Option(help="Address to bind")] = None,  # noqa: UP045
+    port: Annotated[Optional[int], typer.Option(help="Port to bind")] = None,  # noqa: UP045
+) -> None:
+    """The HTTP API alone."""
+    settings = _settings()
+    host, port = host or settings.host, settings.port if port is None else port
+    _check_bind(host, settings)
+
+    async def main() -> None:
+        async with bootstrap.services(settings) as built:
+            await _serve_http(built, host, port)
+
+    _run(main())
+
+
+@app.command()
+def worker() -> None:
+    """A projection worker: takes its share of partitions and projects them."""
+    settings = _settings()
+
+    async def main() -> None:
+        from projections.runner import Worker
+
+        async with bootstrap.services(settings) as built:
+            runner = Worker(built.client, built.url, built.partitions)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, runner.stop)
+            await runner.run()
+
+    _run(main())
+
+
+def _publish_file(path: str, rejects_path: Path | None, progress: bool) -> Tally:
+    settings = _settings()
+    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    rejections: list[Rejection] = []
+
+    async def main() -> Tally:
+        async with bootstrap.services(settings) as built:
+            items = list(read_events(text))
+            with Progress(console=err, disable=not progress, transient=True) as bar:
+                task = bar.add_task("appending", total=len(items))
+                return await publish_all(built.appender, items, "cli", rejections.append,
+                                         lambda n: bar.advance(task, n))
+
+    try:
+        tally = _run(main())
+    except msgspec.DecodeError as exc:
+        err.print(f"[red]{path} is not valid JSON:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if rejections:
+        target = rejects_path or Path(f"{'stdin' if path == '-' else path}.rejects.jsonl")
+        target.write_bytes(b"".join(_json.encode(r) + b"\n" for r in rejections))
+        err.print(f"rejections with reasons: {target}")
+    console.print_json(_json.encode(tally).decode())
+    return tally
+
+
+@app.command()
+def publish(
+    file: Annotated[str, typer.Argument(help="JSON or JSONL file, or - for stdin")],
+) -> None:
+    """Publish events from a file: exit 1 if any was rejected."""
+    if _publish_file(file, None, progress=False).rejected:
+        raise typer.Exit(1)
+
+
+@app.command("import")
+def import_(
+    file: Annotated[str, typer.Argument(help="File to import")],
+    format: Annotated[str, typer.Option("--format", help="jsonl")] = "jsonl",  # noqa: A002
+    rejects: Annotated[Optional[Path], typer.Option(help="Where to write rejections")] = None,  # noqa: UP045
+) -> None:
+    """Bulk import with a progress bar; counts appended, duplicates and rejected."""
+    if format != "jsonl":
+        err.print(f"[red]unsupported format {format!r}:[/red] this version imports jsonl")
+        raise typer.Exit(2)
+    if _publish_file(file, rejects, progress=True).rejected:
+        raise typer.Exit(1)
+
+
+@app.command()
+def show(
+    kind: Annotated[str, typer.Argument(help="entity, pair, place, topic or all")],
+    keys: Annotated[Optional[list[str]], typer.Argument(help="the timeline's key(s)")] = None,  # noqa: UP045
+    from_: Annotated[Optional[str], typer.Option("--from", help="partial date")] = None,  # noqa: UP045
+    to: Annotated[Optional[str], typer.Option(help="partial date")] = None,  # noqa: UP045
+    type_: Annotated[Optional[list[str]], typer.Option("--type", help="event type")] = None,  # noqa: UP045
+    with_: Annotated[Optional[str], typer.Option("--with", help="entity also involved")] = None,  # noqa: UP045
+    limit: Annotated[int, typer.Option(help="at most this many entries")] = 100,
+    order: Annotated[str, typer.Option(help="asc or desc")] = "asc",
+    include_retracted: Annotated[bool, typer.Option(help="show retracted entries")] = False,
+    format: Annotated[str, typer.Option("--format", help="table or json")] = "table",  # noqa: A002
+) -> None:
+    """Show a timeline."""
+    from services.queries import BadQuery, parse_params, timeline_name, to_query
+
+    settings = _settings()
+    expected = {"entity": 1, "pair": 2, "place": 1, "topic": 1, "all": 0}
+    keys = keys or []
+    if kind not in expected or len(keys) != expected[kind] or format not in ("table", "json"):
+        err.print(f"[red]usage:[/red] show entity|pair|place|topic|all KEY.. "
+                  f"(a {kind} timeline takes {expected.get(kind, '?')} key(s)); "
+                  "--format table|json")
+        raise typer.Exit(2)
+    raw = {"from": from_, "to": to, "type": type_ or [], "with": with_, "limit": str(limit),
+           "order": order, "include_retracted": str(include_retracted)}
+    try:
+        params = parse_params(raw)
+        name, key = timeline_name(kind, keys)
+    except BadQuery as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+    async def main() -> Any:
+        async with bootstrap.services(settings) as built:
+            return await built.read_model.page(to_query(name, params), params.limit)
+
+    page = _run(main())
+    if format == "json":
+        console.print_json(_json.encode({"timeline": {"kind": kind, "key": key},
+                                         "entries": page.entries,
+                                         "next_cursor": page.next_cursor}).decode())
+        return
+    table = Table(title=f"{kind} {key}")
+    for column in ("occurred", "type", "headline", "status"):
+        table.add_column(column)
+    for entry in page.entries:
+        table.add_row(entry.occurred, entry.type, entry.headline, entry.status)
+    console.print(table)
+
+
+def main() -> None:
+    app()

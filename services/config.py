@@ -1,0 +1,93 @@
+"""Configuration from the environment (DESIGN 6), read once at the entry point."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+DEFAULT_PARTITIONS = 8
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    redis_url: str | None = None
+    redis_cluster: bool = False
+    data_dir: Path = Path(".timeline")
+    fsync: Literal["everysec", "always"] = "everysec"
+    partitions: int | None = None  # None: the existing log's count, else the default
+    host: str = "127.0.0.1"
+    port: int = 8000
+    tokens: str | None = None
+    tokens_file: str | None = None
+    digest_key: str | None = None
+    log_format: Literal["json", "console"] = "console"
+    log_level: str = "INFO"
+
+    def masked(self) -> dict[str, object]:
+        """Every setting, secrets replaced by `***` (for `timeline config`)."""
+        shown: dict[str, object] = {}
+        for name in self.__struct_fields__:
+            value = getattr(self, name)
+            if name in ("tokens", "digest_key") and value:
+                value = "***"
+            if name == "redis_url" and value:
+                value = _mask_url(str(value))
+            shown[name] = str(value) if isinstance(value, Path) else value
+        return shown
+
+
+def _mask_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user = creds.partition(":")[0]
+    return f"{scheme}{sep}{user}:***@{host}" if user else f"{scheme}{sep}***@{host}"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _int(env: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(f"TIMELINE_{name}")
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"TIMELINE_{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"TIMELINE_{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _choice(env: dict[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = env.get(f"TIMELINE_{name}") or default
+    if value not in allowed:
+        raise ConfigError(f"TIMELINE_{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+def load(env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ) if env is None else env
+    url = env.get("TIMELINE_REDIS_URL") or None
+    default_format = "console" if sys.stderr.isatty() else "json"
+    return Settings(
+        redis_url=url,
+        redis_cluster=env.get("TIMELINE_REDIS_CLUSTER") == "1"
+        or bool(url and url.startswith("redis+cluster://")),
+        data_dir=Path(env.get("TIMELINE_DATA_DIR") or ".timeline"),
+        fsync=_choice(env, "FSYNC", "everysec", ("everysec", "always")),  # type: ignore[arg-type]
+        partitions=_int(env, "PARTITIONS", 0, 1, 1024) or None,
+        host=env.get("TIMELINE_HOST") or "127.0.0.1",
+        port=_int(env, "PORT", 8000, 0, 65535),
+        tokens=env.get("TIMELINE_TOKENS") or None,
+        tokens_file=env.get("TIMELINE_TOKENS_FILE") or None,
+        digest_key=env.get("TIMELINE_DIGEST_KEY") or None,
+        log_format=_choice(env, "LOG_FORMAT", default_format, ("json", "console")),  # type: ignore[arg-type]
+        log_level=(env.get("TIMELINE_LOG_LEVEL") or "INFO").upper(),
+    )

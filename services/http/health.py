@@ -1,0 +1,33 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Response, get
+from redis.exceptions import RedisError
+
+from services.bootstrap import Services
+
+MAX_LAG = 1000  # entries a partition's projection may trail its log and stay ready
+
+
+@get("/healthz", summary="The process is up")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/readyz", summary="The server answers and projections are within lag")
+async def readyz(services: Services) -> Response[dict[str, Any]]:
+    try:
+        heads = await services.log.heads()
+        applied = await services.read_model.applied()
+    except (RedisError, OSError) as exc:
+        return Response({"ready": False, "reason": f"server unreachable: {exc}"},
+                        status_code=503)
+    lag = {str(p): heads[p] - applied.get(p, 0) for p in heads}
+    ready = all(v <= MAX_LAG for v in lag.values())
+    body = {"ready": ready, "lag": lag}
+    if not ready:
+        body["reason"] = f"a projection trails its log by more than {MAX_LAG} entries"
+    return Response(body, status_code=200 if ready else 503)

@@ -1,0 +1,29 @@
+"""One event with its history, and one entity's summary."""
+
+from __future__ import annotations
+
+from litestar import get
+
+from services.bootstrap import Services
+from services.http.errors import ApiError
+from services.queries import EntitySummary, EventView, entity_summary
+
+
+@get("/v1/events", summary="One event: its current entry and every stored version")
+async def event(services: Services, source: str | None = None, id: str | None = None) -> EventView:  # noqa: A002
+    missing = [name for name, value in (("source", source), ("id", id)) if not value]
+    if missing:
+        raise ApiError(400, "bad-request", "source and id are both required",
+                       errors=[{"path": m, "message": "required"} for m in missing])
+    found = await services.read_model.entry(str(source), str(id))
+    if found is None:
+        raise ApiError(404, "not-found", f"no event {id!r} from {source!r}")
+    return EventView(*found)
+
+
+@get("/v1/entities/{ident:str}", summary="What is known about one entity")
+async def entity(services: Services, ident: str) -> EntitySummary:
+    summary = await entity_summary(services.read_model, ident)
+    if summary is None:
+        raise ApiError(404, "not-found", f"no entity {ident!r}")
+    return summary

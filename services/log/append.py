@@ -1,0 +1,245 @@
+"""The append path: route to partitions, chain, and write each partition's
+batch with one script call (DESIGN 2). Validation happens before anything is
+written; a batch is either wholly appended per partition or not at all."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from events import catalog
+from events.codec import GENESIS, canonical_bytes, chain_hash
+from events.envelope import NewEvent
+from events.errors import EventValidationError, FieldError
+from events.stored import event_key, position
+from services.log import keys
+from services.redis import scripts
+
+Status = Literal["appended", "duplicate", "conflict"]
+
+_STATUS: dict[int, tuple[Status, str | None]] = {
+    0: ("appended", None),
+    1: ("duplicate", None),
+    2: ("conflict", "id-reused"),
+    3: ("conflict", "version"),
+}
+_MAX_ATTEMPTS = 50
+_packer = msgspec.msgpack.Encoder()
+
+
+class AppendResult(msgspec.Struct, omit_defaults=True):
+    source: str
+    id: str
+    status: Status
+    partition: int
+    sequence: int | None
+    position: str | None
+    reason: str | None = None
+
+
+class BatchRejected(Exception):
+    """Validation failed for some events of a request: nothing was written."""
+
+    def __init__(self, errors: list[tuple[int, str | None, FieldError]]) -> None:
+        self.errors = errors
+        super().__init__(f"{len(errors)} invalid event(s)")
+
+
+class ContentionError(RuntimeError):
+    """The chain head kept moving under us; safe to retry (nothing was written)."""
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def position_token(results: list[AppendResult]) -> str:
+    """Highest written sequence per partition: what a reader must wait for."""
+    highest: dict[int, int] = {}
+    for r in results:
+        if r.sequence:
+            highest[r.partition] = max(highest.get(r.partition, 0), r.sequence)
+    return ",".join(position(p, s) for p, s in sorted(highest.items()))
+
+
+class Appender:
+    """Appends validated events. One per process; safe for concurrent use."""
+
+    def __init__(self, client: Any, partitions: int) -> None:
+        self.client = client
+        self.partitions = partitions
+        self._script = scripts.load(client, Path(__file__).with_name("append.lua"))
+        self._heads: dict[int, str] = {}
+        self._locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def append(
+        self, events: list[NewEvent], recordedby: str = "anonymous"
+    ) -> list[AppendResult]:
+        """Append `events` in order; results in the same order."""
+        await self._check_amendments(events)
+        by_partition: dict[int, list[int]] = defaultdict(list)
+        for index, event in enumerate(events):
+            by_partition[keys.partition_of(event.subject, self.partitions)].append(index)
+        results: list[AppendResult | None] = [None] * len(events)
+        recorded = now_rfc3339()
+
+        async def run(partition: int, indexes: list[int]) -> None:
+            batch = [events[i] for i in indexes]
+            done = await self._append_partition(partition, batch, recordedby, recorded)
+            for i, result in zip(indexes, done, strict=True):
+                results[i] = result
+
+        await asyncio.gather(*(run(p, ix) for p, ix in by_partition.items()))
+        return [r for r in results if r is not None]
+
+    async def _check_amendments(self, events: list[NewEvent]) -> None:
+        """A correction or retraction must target an earlier, ordinary event of
+        the same source and subject; a correction's data must fit the target's type."""
+        amendments = [(i, e) for i, e in enumerate(events) if e.type in _AMENDMENTS]
+        if not amendments:
+            return
+        in_batch = {(e.source, e.id): e for e in events}
+        pipe = self.client.pipeline(transaction=False)
+        for _, e in amendments:
+            pipe.hget(keys.ids(keys.partition_of(e.subject, self.partitions)),
+                      event_key(e.source, e.payload.target))
+        stored = await pipe.execute()
+        errors: list[tuple[int, str | None, FieldError]] = []
+        for (index, event), known in zip(amendments, stored, strict=True):
+            problem = _target_problem(event, known, in_batch)
+            if problem:
+                errors.append((index, event.id, problem))
+        if errors:
+            raise BatchRejected(errors)
+
+    async def _append_partition(
+        self, partition: int, batch: list[NewEvent], recordedby: str, recorded: str
+    ) -> list[AppendResult]:
+        async with self._locks[partition]:
+            return await self._append_locked(partition, batch, recordedby, recorded)
+
+    async def _append_locked(
+        self, partition: int, batch: list[NewEvent], recordedby: str, recorded: str
+    ) -> list[AppendResult]:
+        results: dict[int, AppendResult] = {}
+        pending = _first_of_each_key(batch, results, partition)
+        for _ in range(_MAX_ATTEMPTS):
+            if not pending:
+                break
+            head = self._heads.get(partition, "0|" + "00" * 32)
+            entries = _chain(partition, [batch[i] for i in pending], head, recordedby, recorded)
+            reply = await self._script(keys=keys.write_state(partition),
+                                       args=[head, _packer.encode(entries)])
+            kind = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
+            if kind == "head":
+                self._heads[partition] = _text(reply[1])
+                continue
+            for i, (code, seq) in zip(pending, reply[1], strict=True):
+                if kind == "ok" or code != 0:
+                    results[i] = _result(batch[i], partition, int(code), int(seq))
+            if kind == "ok":
+                self._heads[partition] = f"{entries[-1][7]}|{entries[-1][6]}"
+                pending = []
+            else:
+                pending = [i for i in pending if i not in results]
+        else:
+            raise ContentionError(f"partition {partition}: head kept moving")
+        _settle_in_batch_repeats(batch, results, partition)
+        return [results[i] for i in range(len(batch))]
+
+
+_AMENDMENTS = (catalog.CORRECTED, catalog.RETRACTED)
+
+
+def _target_problem(
+    event: NewEvent, known: bytes | None, in_batch: dict[tuple[str, str], NewEvent]
+) -> FieldError | None:
+    target_id = event.payload.target
+    if known is not None:
+        _, _, target_type, target_subject = known.decode().split("|", 3)
+    elif (event.source, target_id) in in_batch:
+        target = in_batch[(event.source, target_id)]
+        target_type, target_subject = target.type, target.subject
+    else:
+        return FieldError("data.target",
+                          f"no event {target_id!r} from this source about {event.subject!r}")
+    if target_subject != event.subject:
+        return FieldError("subject", f"must equal the target's subject {target_subject!r}")
+    if target_type in _AMENDMENTS:
+        return FieldError("data.target", "a correction or retraction cannot be amended")
+    data = getattr(event.payload, "data", None)
+    if data is not None:
+        try:
+            catalog.decode_data(target_type, data, "data.data")
+        except EventValidationError as exc:
+            return exc.errors[0]
+    return None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _first_of_each_key(
+    batch: list[NewEvent], results: dict[int, AppendResult], partition: int
+) -> list[int]:
+    seen: set[tuple[str, str]] = set()
+    firsts = []
+    for i, event in enumerate(batch):
+        if (event.source, event.id) not in seen:
+            seen.add((event.source, event.id))
+            firsts.append(i)
+    return firsts
+
+
+def _settle_in_batch_repeats(
+    batch: list[NewEvent], results: dict[int, AppendResult], partition: int
+) -> None:
+    """A (source, id) repeated within one request answers like a re-send."""
+    first: dict[tuple[str, str], int] = {}
+    for i, event in enumerate(batch):
+        key = (event.source, event.id)
+        if key not in first:
+            first[key] = i
+            continue
+        original = batch[first[key]]
+        seq = results[first[key]].sequence or 0
+        code = 1 if original.digest == event.digest else 2
+        results[i] = _result(event, partition, code, seq)
+
+
+def _result(event: NewEvent, partition: int, code: int, seq: int) -> AppendResult:
+    status, reason = _STATUS[code]
+    written = code in (0, 1) and seq > 0
+    return AppendResult(
+        source=event.source, id=event.id, status=status, partition=partition,
+        sequence=seq if written else None,
+        position=position(partition, seq) if written else None, reason=reason,
+    )
+
+
+def _chain(
+    partition: int, batch: list[NewEvent], head: str, recordedby: str, recorded: str
+) -> list[list[Any]]:
+    """Stored form of each event, sequenced and hash-chained from `head`."""
+    seq_text, _, hash_hex = head.partition("|")
+    sequence, prev = int(seq_text), bytes.fromhex(hash_hex) if hash_hex else GENESIS
+    entries = []
+    for event in batch:
+        sequence += 1
+        stored = dict(event.attrs)
+        stored.update(
+            recordedtime=recorded, recordedby=recordedby, partition=partition,
+            sequence=sequence, schemaversion=catalog.schema_version(event.type),
+        )
+        body = canonical_bytes(stored)
+        prev = chain_hash(prev, body)
+        expected = -1 if event.expected_version is None else event.expected_version
+        entries.append([event_key(event.source, event.id), event.digest, event.type,
+                        event.subject, expected, body.decode(), prev.hex(), sequence])
+    return entries

@@ -1,0 +1,45 @@
+"""Key names of the log's write state. Every key of partition N carries the
+Redis Cluster hash tag `{pN}`, so one partition's script touches one slot."""
+
+from __future__ import annotations
+
+import zlib
+
+META = "timeline:meta"
+
+
+def partition_of(subject: str, partitions: int) -> int:
+    """Stable across processes and releases: never Python's salted hash()."""
+    return zlib.crc32(subject.encode()) % partitions
+
+
+def tag(partition: int) -> str:
+    return f"{{p{partition}}}"
+
+
+def log(partition: int) -> str:
+    return f"timeline:{tag(partition)}:log"
+
+
+def ids(partition: int) -> str:
+    """(source, id) → "sequence|digest|type|subject": dedupe and target lookups."""
+    return f"timeline:{tag(partition)}:ids"
+
+
+def versions(partition: int) -> str:
+    """subject → number of events: `expectedversion` checks."""
+    return f"timeline:{tag(partition)}:versions"
+
+
+def head(partition: int) -> str:
+    """The chain head: {"sequence", "hash"}."""
+    return f"timeline:{tag(partition)}:head"
+
+
+def write_state(partition: int) -> list[str]:
+    return [log(partition), ids(partition), versions(partition), head(partition)]
+
+
+def stream_id(sequence: int) -> str:
+    """Log entries are addressed by their sequence: XRANGE by sequence needs no index."""
+    return f"{sequence}-0"

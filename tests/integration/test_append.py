@@ -1,0 +1,130 @@
+"""The append path against a real server: dedupe, conflicts, versions, chain."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from events.codec import GENESIS, canonical_bytes, chain_hash, decode
+from events.envelope import validate_event
+from services.bootstrap import Services
+from services.log import keys
+from services.log.append import BatchRejected
+from tests import factory
+
+
+def mou(ident: str, subject: str = "lg", **extra: Any) -> dict[str, Any]:
+    return {"specversion": "1.0", "id": ident, "source": "urn:test", "type": "mou.signed",
+            "subject": subject, "occurred": "2023-12?",
+            "data": {"parties": [{"id": subject}, {"id": "jax"}]}, **extra}
+
+
+async def append(services: Services, *raw: dict[str, Any]) -> list[Any]:
+    return await services.appender.append([validate_event(r, "2025-01-01") for r in raw])
+
+
+async def test_appended_events_get_partition_sequence_and_position(services: Services) -> None:
+    [first, second] = await append(services, mou("a"), mou("b"))
+    assert first.status == second.status == "appended"
+    assert first.partition == keys.partition_of("lg", services.partitions)
+    assert (first.sequence, second.sequence) == (1, 2)
+    assert second.position == f"{first.partition}-2"
+
+
+async def test_same_content_is_a_duplicate_with_the_original_position(services: Services) -> None:
+    [original] = await append(services, mou("a"))
+    [again] = await append(services, mou("a"))
+    assert again.status == "duplicate"
+    assert again.position == original.position
+    assert await services.log.total() == 1
+
+
+async def test_same_id_other_content_is_a_conflict(services: Services) -> None:
+    await append(services, mou("a"))
+    [clash] = await append(services, mou("a", occurred="2024"))
+    assert (clash.status, clash.reason, clash.position) == ("conflict", "id-reused", None)
+    assert await services.log.total() == 1
+
+
+async def test_repeats_inside_one_batch_answer_like_resends(services: Services) -> None:
+    results = await append(services, mou("a"), mou("a"), mou("a", occurred="2020"))
+    assert [r.status for r in results] == ["appended", "duplicate", "conflict"]
+    assert await services.log.total() == 1
+
+
+async def test_duplicates_mixed_with_new_events_chain_correctly(services: Services) -> None:
+    await append(services, mou("a"))
+    results = await append(services, mou("b"), mou("a"), mou("c"))
+    assert [r.status for r in results] == ["appended", "duplicate", "appended"]
+    assert [r.sequence for r in results] == [2, 1, 3]
+    await assert_chains_verify(services)
+
+
+async def test_expected_version_checks_the_subjects_count(services: Services) -> None:
+    [ok] = await append(services, mou("a", expectedversion=0))
+    [stale] = await append(services, mou("b", expectedversion=0))
+    [fresh] = await append(services, mou("c", expectedversion=1))
+    assert ok.status == "appended" and fresh.status == "appended"
+    assert (stale.status, stale.reason) == ("conflict", "version")
+
+
+async def test_concurrent_expected_version_race_has_one_winner(services: Services) -> None:
+    from services.log.append import Appender
+
+    rivals = [Appender(services.client, services.partitions) for _ in range(5)]
+    events = [validate_event(mou(f"r{i}", expectedversion=0)) for i in range(5)]
+    outcomes = await asyncio.gather(*(a.append([e]) for a, e in zip(rivals, events, strict=True)))
+    statuses = sorted(r[0].status for r in outcomes)
+    assert statuses == ["appended", "conflict", "conflict", "conflict", "conflict"]
+    assert await services.log.total() == 1
+
+
+async def test_correction_needs_an_existing_target_of_the_same_subject(services: Services) -> None:
+    await append(services, mou("a"))
+    base = {"specversion": "1.0", "source": "urn:test", "type": "event.corrected"}
+    with pytest.raises(BatchRejected) as missing:
+        await append(services, {**base, "id": "c1", "subject": "lg",
+                                "data": {"target": "nope", "reason": "r", "occurred": "2020"}})
+    assert missing.value.errors[0][2].path == "data.target"
+    with pytest.raises(BatchRejected) as other:
+        await append(services, {**base, "id": "c2", "subject": "jax",
+                                "data": {"target": "a", "reason": "r", "occurred": "2020"}})
+    assert other.value.errors[0][2].path in ("subject", "data.target")
+    with pytest.raises(BatchRejected) as bad_data:
+        await append(services, {**base, "id": "c3", "subject": "lg",
+                                "data": {"target": "a", "reason": "r", "data": {"parties": []}}})
+    assert bad_data.value.errors[0][2].path.startswith("data.data")
+    assert await services.log.total() == 1
+
+
+async def test_every_write_key_of_a_partition_shares_its_hash_tag(services: Services) -> None:
+    for partition in range(services.partitions):
+        tags = {k[k.index("{"): k.index("}") + 1] for k in keys.write_state(partition)}
+        assert tags == {f"{{p{partition}}}"}
+
+
+async def test_chain_recomputed_from_xrange_matches_and_has_no_gaps(services: Services) -> None:
+    for start in range(0, 2000, 500):
+        chunk = factory.story(2000)[start:start + 500]
+        await services.appender.append([validate_event(e) for e in chunk])
+    assert await services.log.total() == 2000
+    await assert_chains_verify(services)
+
+
+async def assert_chains_verify(services: Services) -> None:
+    for partition in range(services.partitions):
+        prev, expected_seq = GENESIS, 1
+        raw = await services.client.xrange(keys.log(partition), "-", "+")
+        for stream_id, fields in raw:
+            stored = decode(fields[b"event"])
+            assert stream_id == f"{expected_seq}-0".encode()
+            assert stored["sequence"] == expected_seq and stored["partition"] == partition
+            prev = chain_hash(prev, canonical_bytes(stored))
+            assert fields[b"hash"].decode() == prev.hex()
+            expected_seq += 1
+        head = await services.client.hgetall(keys.head(partition))
+        if raw:
+            assert head[b"sequence"] == str(expected_seq - 1).encode()
+            assert head[b"hash"].decode() == prev.hex()

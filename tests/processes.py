@@ -1,0 +1,62 @@
+"""Real processes for tests: the HTTP API and projection workers, as users run them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from services.redis.embedded import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def env_for(url: str | None, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "TIMELINE_LOG_FORMAT": "json", "TIMELINE_PARTITIONS": "8", **extra}
+    if url:
+        env["TIMELINE_REDIS_URL"] = url
+    return env
+
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    handle = log.open("ab")
+    return subprocess.Popen([sys.executable, "-m", "services.cli", *args], env=env, cwd=ROOT,
+                            stdin=subprocess.DEVNULL, stdout=handle, stderr=handle)
+
+
+def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            return process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return process.wait()
+
+
+def wait_http(base: str, path: str = "/healthz", timeout: float = 30.0,
+              process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode}")
+        try:
+            if httpx.get(base + path, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{base}{path} did not answer 200 in {timeout}s")
+
+
+class Api:
+    def __init__(self, url: str, log: Path) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.process = start(["api", "--port", str(self.port)], env_for(url), log)
+        wait_http(self.base, process=self.process)
