@@ -24,9 +24,9 @@ def env_for(url: str | None, **extra: str) -> dict[str, str]:
 
 
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    handle = log.open("ab")
-    return subprocess.Popen([sys.executable, "-m", "services.cli", *args], env=env, cwd=ROOT,
-                            stdin=subprocess.DEVNULL, stdout=handle, stderr=handle)
+    with log.open("ab") as handle:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([sys.executable, "-m", "services.cli", *args], env=env,
+                                cwd=ROOT, stdin=subprocess.DEVNULL, stdout=handle, stderr=handle)
 
 
 def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:

@@ -20,6 +20,7 @@ from rich.table import Table
 from services import bootstrap, config
 from services import logging as service_logging
 from services.publishing import Rejection, Tally, publish_all, read_events
+from services.redis.embedded import die_with_parent
 
 app = typer.Typer(help="Event-sourced timelines of business events.", no_args_is_help=True,
                   rich_markup_mode="rich")
@@ -63,18 +64,17 @@ def show_config() -> None:
 
 
 async def _serve_http(built: bootstrap.Services, host: str, port: int) -> None:
-    import uvicorn
-
     from services.http.app import create_app
+    from services.http.server import GracefulServer
 
-    server = uvicorn.Server(uvicorn.Config(create_app(built.settings, built), host=host,
-                                           port=port, log_config=None, access_log=False))
+    server = GracefulServer(create_app(built.settings, built), host, port)
     await server.serve()
 
 
 def _spawn_workers(count: int, url: str) -> list[subprocess.Popen[bytes]]:
     env = {**os.environ, "TIMELINE_REDIS_URL": url}
-    return [subprocess.Popen([sys.executable, "-m", "services.cli", "worker"], env=env)
+    return [subprocess.Popen([sys.executable, "-m", "services.cli", "worker"], env=env,
+                             stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
             for _ in range(count)]
 
 

@@ -1,0 +1,185 @@
+"""Timeline, event and entity routes over HTTP, with a real worker projecting."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+SOURCE = "urn:test"
+
+
+def event(
+    ident: str, kind: str, subject: str, occurred: str, data: dict[str, Any]
+) -> dict[str, Any]:
+    return {"specversion": "1.0", "id": ident, "source": SOURCE, "type": kind,
+            "subject": subject, "occurred": occurred, "data": data}
+
+
+def ref(ident: str, name: str) -> dict[str, str]:
+    return {"id": ident, "name": name, "kind": "org"}
+
+
+STORY = [
+    event("mou", "mou.signed", "lgai", "2023-12?",
+          {"parties": [ref("lgai", "LG AI Research"), ref("jax", "JAX")], "topics": ["ai", "bio"]}),
+    event("contract", "contract.concluded", "lgai", "2024-02",
+          {"parties": [ref("lgai", "LG AI Research"), ref("jax", "JAX")],
+           "value": {"amount": 1000000, "currency": "USD"}, "follows": "mou"}),
+    event("visit-pl", "site.visited", "lg", "2023-07?",
+          {"visitor": ref("koo", "Koo"), "host": ref("lg", "LG"),
+           "place": {"country": "PL", "city": "Wroclaw"}, "topics": ["cleantech"]}),
+    event("visit-us", "site.visited", "lg", "2023-08-14/2023-08-18",
+          {"visitor": ref("koo", "Koo"), "host": ref("lg", "LG"),
+           "place": {"country": "US", "city": "New York"}}),
+    event("award", "award.received", "lgai", "2023-11",
+          {"recipient": ref("lgai", "LG AI Research"), "award": "top 5", "rank": 5, "of": 163,
+           "place": {"country": "US", "city": "New York"}}),
+]
+
+
+def publish(http: httpx.Client, events: list[dict[str, Any]]) -> str:
+    response = http.post("/v1/events", json=events)
+    assert response.status_code == 200, response.text
+    return str(response.json()["position"])
+
+
+def ids(response: httpx.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return [e["id"] for e in response.json()["entries"]]
+
+
+@pytest.fixture
+def story(http: httpx.Client) -> str:
+    return publish(http, STORY)
+
+
+def test_min_position_waits_for_the_projection(http: httpx.Client, story: str) -> None:
+    response = http.get("/v1/timelines/entity/lgai", params={"min_position": story})
+    assert ids(response) == ["award", "mou", "contract"]
+    body = response.json()
+    assert body["timeline"] == {"kind": "entity", "key": "lgai"}
+    assert body["next_cursor"] is None
+    mou = body["entries"][1]
+    assert mou["headline"] == "LG AI Research and JAX signed an MOU"
+    assert (mou["occurred_start"], mou["occurred_end"]) == ("2023-12-01", "2023-12-31")
+    assert (mou["precision"], mou["qualifier"], mou["status"], mou["version"]) == (
+        "month", "?", "active", 1)
+    assert {e["id"] for e in mou["entities"]} == {"lgai", "jax"}
+
+
+def test_every_timeline_kind(http: httpx.Client, story: str) -> None:
+    wait = {"min_position": story}
+    assert ids(http.get("/v1/timelines/pair/jax/lgai", params=wait)) == ["mou", "contract"]
+    assert ids(http.get("/v1/timelines/pair/lgai/jax", params=wait)) == ["mou", "contract"]
+    assert ids(http.get("/v1/timelines/place/US", params=wait)) == ["visit-us", "award"]
+    assert ids(http.get("/v1/timelines/place/US", params={**wait, "city": "new york"})) == [
+        "visit-us", "award"]
+    assert ids(http.get("/v1/timelines/place/PL", params={**wait, "city": "Paris"})) == []
+    assert ids(http.get("/v1/timelines/topic/ai", params=wait)) == ["mou"]
+    assert ids(http.get("/v1/timelines/all", params=wait)) == [
+        "visit-pl", "visit-us", "award", "mou", "contract"]
+    assert ids(http.get("/v1/timelines/entity/koo", params=wait)) == ["visit-pl", "visit-us"]
+
+
+def test_filters_order_and_cursor(http: httpx.Client, story: str) -> None:
+    wait = {"min_position": story}
+    assert ids(http.get("/v1/timelines/all", params={**wait, "from": "2023-08-16",
+                                                     "to": "2023-11"})) == ["visit-us", "award"]
+    assert ids(http.get("/v1/timelines/all", params=[*wait.items(), ("type", "mou.signed"),
+                                                    ("type", "site.visited")])) == [
+        "visit-pl", "visit-us", "mou"]
+    assert ids(http.get("/v1/timelines/entity/lgai", params={**wait, "with": "jax"})) == [
+        "mou", "contract"]
+    assert ids(http.get("/v1/timelines/all", params={**wait, "order": "desc"}))[0] == "contract"
+    seen, cursor = [], None
+    while True:
+        params = {**wait, "limit": 2, **({"cursor": cursor} if cursor else {})}
+        body = http.get("/v1/timelines/all", params=params).json()
+        seen += [e["id"] for e in body["entries"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ["visit-pl", "visit-us", "award", "mou", "contract"]
+
+
+def test_bad_parameters_are_400_naming_the_field(http: httpx.Client) -> None:
+    for params, field in (({"limit": 0}, "limit"), ({"limit": 1001}, "limit"),
+                          ({"from": "2023-13"}, "from"), ({"order": "up"}, "order"),
+                          ({"cursor": "!!"}, "cursor"), ({"min_position": "x"}, "min_position"),
+                          ({"include_retracted": "maybe"}, "include_retracted")):
+        response = http.get("/v1/timelines/all", params=params)
+        assert response.status_code == 400, params
+        assert field in {e["path"] for e in response.json()["errors"]}
+    assert http.get("/v1/timelines/entity/NOT_AN_ID").status_code == 400
+    assert http.get("/v1/timelines/place/us").status_code == 400
+
+
+def test_min_position_not_reached_is_503_with_retry_after(http: httpx.Client) -> None:
+    response = http.get("/v1/timelines/all", params={"min_position": "0-999999"})
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["error"] == "not-yet-projected"
+
+
+def test_correction_moves_the_date_and_retraction_hides(http: httpx.Client, story: str) -> None:
+    fix = event("fix", "event.corrected", "lgai", "2024-03-01",
+                {"target": "mou", "reason": "the MOU was signed in October",
+                 "occurred": "2023-10-05"})
+    pos = publish(http, [fix])
+    assert ids(http.get("/v1/timelines/pair/jax/lgai", params={"min_position": pos})) == [
+        "mou", "contract"]
+    assert ids(http.get("/v1/timelines/entity/lgai", params={"min_position": pos})) == [
+        "mou", "award", "contract"]
+    view = http.get("/v1/events", params={"source": SOURCE, "id": "mou"}).json()
+    assert (view["entry"]["occurred"], view["entry"]["version"], view["entry"]["status"]) == (
+        "2023-10-05", 2, "corrected")
+    assert [v["id"] for v in view["history"]] == ["mou", "fix"]
+    assert view["history"][1]["reason"] == "the MOU was signed in October"
+    pull = event("pull", "event.retracted", "lgai", "2024-03-02",
+                 {"target": "award", "reason": "never happened"})
+    pos = publish(http, [pull])
+    assert ids(http.get("/v1/timelines/entity/lgai", params={"min_position": pos})) == [
+        "mou", "contract"]
+    shown = http.get("/v1/timelines/entity/lgai", params={"include_retracted": "true"}).json()
+    assert [(e["id"], e["status"]) for e in shown["entries"]] == [
+        ("mou", "corrected"), ("award", "retracted"), ("contract", "active")]
+
+
+def test_event_lookup_needs_both_parameters_and_404s(http: httpx.Client, story: str) -> None:
+    assert http.get("/v1/events", params={"source": SOURCE}).status_code == 400
+    assert http.get("/v1/events", params={"id": "mou"}).status_code == 400
+    assert http.get("/v1/events", params={"source": SOURCE, "id": "nope"}).status_code == 404
+    http.get("/v1/timelines/all", params={"min_position": story})
+    found = http.get("/v1/events", params={"source": SOURCE, "id": "contract"}).json()
+    assert found["entry"]["data"]["follows"] == "mou"
+    assert [v["type"] for v in found["history"]] == ["contract.concluded"]
+
+
+def test_entity_summary(http: httpx.Client, story: str) -> None:
+    http.get("/v1/timelines/all", params={"min_position": story})
+    summary = http.get("/v1/entities/lgai").json()
+    assert summary["name"] == "LG AI Research" and summary["kinds"] == ["org"]
+    assert summary["events"] == 3
+    assert summary["counts_by_type"] == {"award.received": 1, "mou.signed": 1,
+                                         "contract.concluded": 1}
+    assert (summary["first_occurred"], summary["last_occurred"]) == ("2023-11", "2024-02")
+    assert summary["counterparts"][0] == {"id": "jax", "name": "JAX", "events": 2}
+    assert summary["places"] == [{"country": "US", "events": 1}]
+    assert http.get("/v1/entities/nobody").status_code == 404
+
+
+def test_health_and_readiness(http: httpx.Client) -> None:
+    assert http.get("/healthz").json() == {"status": "ok"}
+    ready = http.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+
+
+def test_openapi_document_lists_the_routes(http: httpx.Client) -> None:
+    paths = http.get("/schema/openapi.json").json()["paths"]
+    for path in ("/v1/events", "/v1/timelines/entity/{ident}", "/v1/timelines/all",
+                 "/v1/entities/{ident}", "/healthz", "/readyz"):
+        assert path in paths

@@ -1,0 +1,63 @@
+"""The projection worker against the in-memory fold of the same log."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from projections.fold import Query
+from services.bootstrap import Services
+from tests import factory
+from tests.integration.projection_helpers import publish, read_all, reference, wait_projected
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+def timelines_to_check() -> list[str]:
+    names = ["all", "entity:org-1", "entity:org-7", "pair:org-1:org-2", "pair:org-3:org-9"]
+    names += [f"place:{c}" for c in ("KR", "US")] + ["place:US:new york", "place:KR:seoul"]
+    return names + [f"topic:{t}" for t in factory.TOPICS]
+
+
+def same(a: list[object], b: list[object]) -> None:
+    assert [msgspec.to_builtins(x) for x in a] == [msgspec.to_builtins(x) for x in b]
+
+
+async def test_twenty_thousand_events_project_to_the_reference_fold(services: Services) -> None:
+    await publish(services, factory.story(20_000, seed=1, amend=600))
+    await wait_projected(services)
+    model = await reference(services)
+    for name in timelines_to_check():
+        for q in (
+            Query(timeline=name),
+            Query(timeline=name, descending=True, include_retracted=True),
+            Query(timeline=name, start="2021-03-01", end="2021-06-30"),
+            Query(timeline=name, types=("mou.signed", "x-test.noted"), with_entity="org-2"),
+        ):
+            expected = model.query(q)
+            got = await read_all(services, q, limit=137)
+            same(got, expected)
+    assert len(model.query(Query(timeline="all", include_retracted=True))) == 20_000
+
+
+async def test_from_to_overlap_uses_the_whole_span_of_partial_dates(services: Services) -> None:
+    base = {"specversion": "1.0", "source": "urn:t", "type": "x-test.noted", "subject": "acme",
+            "data": {}}
+    dates = {"year": "2023", "month": "2023-12?", "day": "2023-12-11", "span": "2022-06/2024-02",
+             "before": "2023-11-30", "after": "2024-01-01"}
+    await publish(services, [{**base, "id": k, "occurred": v} for k, v in dates.items()])
+    await wait_projected(services)
+    page = await services.read_model.page(
+        Query(timeline="entity:acme", start="2023-12-01", end="2023-12-31"), 100)
+    assert [e.id for e in page.entries] == ["span", "year", "month", "day"]
+
+
+async def test_order_puts_coarser_precision_first_on_the_same_day(services: Services) -> None:
+    base = {"specversion": "1.0", "source": "urn:t", "type": "x-test.noted", "subject": "acme",
+            "data": {}}
+    await publish(services, [{**base, "id": "d", "occurred": "2023-01-01"},
+                             {**base, "id": "m", "occurred": "2023-01"},
+                             {**base, "id": "y", "occurred": "2023"}])
+    await wait_projected(services)
+    page = await services.read_model.page(Query(timeline="all"), 10)
+    assert [e.id for e in page.entries] == ["y", "m", "d"]
