@@ -21,6 +21,7 @@ from events.refs import ENTITY_ID_PATTERN
 MAX_EVENT_BYTES = 64 * 1024
 MAX_BATCH_EVENTS = 1000
 MAX_BATCH_BYTES = 8 * 1024 * 1024
+MAX_EXPECTED_VERSION = 2**53 - 1  # what every JSON reader holds exactly
 
 _ID = re.compile(r"^[A-Za-z0-9._:/@+-]{1,128}$")
 _SOURCE = re.compile(r"^[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]{1,256}$")
@@ -106,8 +107,9 @@ def _check_core(raw: dict[str, Any], errors: list[FieldError]) -> None:
     if "expectedversion" in raw:
         _check(
             errors, "expectedversion",
-            isinstance(expected, int) and not isinstance(expected, bool) and expected >= 0,
-            "must be an integer >= 0",
+            isinstance(expected, int) and not isinstance(expected, bool)
+            and 0 <= expected <= MAX_EXPECTED_VERSION,
+            f"must be an integer from 0 to {MAX_EXPECTED_VERSION}",
         )
     for name in OPTIONAL_STRINGS:
         if name in raw:
@@ -165,7 +167,11 @@ def validate_event(raw: Any, today: str | None = None) -> NewEvent:
     if errors:
         raise EventValidationError(errors)
     attrs = {k: v for k, v in raw.items() if k != "expectedversion"}
+    if "occurred" in raw or "time" in raw:
+        attrs["occurred"] = occurred.text
+    # The day of receipt is not content: a re-send on a later day is still a duplicate.
+    digest = content_digest(attrs)
     attrs["occurred"] = occurred.text
     if len(canonical_bytes(attrs)) > MAX_EVENT_BYTES:
         raise EventValidationError.one("", f"event is larger than {MAX_EVENT_BYTES} bytes")
-    return NewEvent(attrs, occurred, payload, content_digest(attrs), raw.get("expectedversion"))
+    return NewEvent(attrs, occurred, payload, digest, raw.get("expectedversion"))

@@ -104,6 +104,10 @@ class Query(msgspec.Struct, kw_only=True, frozen=True):
     with_entity: str | None = None
     include_retracted: bool = False
     descending: bool = False
+    # RFC 3339 UTC, written like `recordedtime`: the timeline as it was known then.
+    # Only the Redis store answers it; `Timelines` holds one instant, so a reference
+    # for an earlier one is a `Timelines` fed the events recorded by then.
+    as_of: str | None = None
 
 
 class Timelines:

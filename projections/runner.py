@@ -21,11 +21,15 @@ import structlog
 from faststream import AckPolicy
 from faststream.redis import RedisBroker, StreamSub
 from faststream.redis.annotations import RedisBatchStreamMessage
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from events.stored import StoredEvent, stored_decoder
-from projections.fold import fold, target_key
+from projections.fold import Change, State, fold, target_key
 from projections.lease import Leases
+from projections.live import LiveFeed
+from projections.parking import PARK_ATTEMPTS, park
 from projections.store import ReadModel, encode_change
 
 PROJECTION = "timelines"
@@ -33,6 +37,9 @@ CONSUMER = "projector"  # one name for every owner: a new owner inherits the pen
 BATCH = 500
 LEASE_TTL_MS = 6000
 TICK_SECONDS = 1.0
+GRACE_SECONDS = 10.0  # how long a stop waits for the batch in hand
+# Worth waiting out: the server restarting or failing over.
+TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
 
 log = structlog.get_logger("projection")
 
@@ -41,8 +48,31 @@ def log_key(partition: int) -> str:
     return f"timeline:{{p{partition}}}:log"
 
 
-def decode_entries(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[StoredEvent]:
+Entries = list[tuple[bytes, dict[bytes, bytes]]]
+
+
+def decode_entries(entries: Entries) -> list[StoredEvent]:
     return [stored_decoder.decode(fields[b"event"]) for _, fields in entries]
+
+
+def _sequence(stream_id: bytes | str) -> int:
+    """Log entry ids are `<sequence>-0`."""
+    text = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
+    return int(text.split("-")[0])
+
+
+async def stop_subscriber(subscriber: Any) -> None:
+    """Stop a FastStream subscriber and wait until its reader task has really ended.
+
+    `stop()` lets the batch in hand finish (graceful_timeout), then only asks
+    the reader task to cancel; a read already sent (XREADGROUP ... BLOCK) can
+    still deliver entries after `stop()` returned. Waiting for the task means
+    whatever it was delivered is pending by the time the caller drains.
+    """
+    tasks = [t for t in getattr(subscriber, "tasks", []) if not t.done()]  # stop() clears it
+    await subscriber.stop()
+    if tasks:
+        await asyncio.wait(tasks, timeout=GRACE_SECONDS)
 
 
 class Projector:
@@ -62,7 +92,7 @@ class Projector:
             if event.sequence <= applied:
                 continue
             key = target_key(event) or event.key
-            change = fold(event, states.get(key))
+            change = self.fold(event, states.get(key))
             if change.entry is not None:
                 states[change.key] = (change.entry, change.history)
             changes.append(encode_change(event.sequence, change))
@@ -71,6 +101,19 @@ class Projector:
         outcome, applied = await self.read_model.apply(partition, changes)
         if outcome == "gap":
             raise GapError(partition, applied, events[0].sequence)
+        return applied
+
+    def fold(self, event: StoredEvent, state: State | None) -> Change:
+        """What one event does (a seam: tests put a failing fold here)."""
+        return fold(event, state)
+
+    async def skip(self, partition: int, sequence: int) -> int:
+        """Record `sequence` as applied without changing any entry: a parked entry's turn."""
+        change = Change(key="", entry=None, previous=None, history=[])
+        outcome, applied = await self.read_model.apply(partition,
+                                                       [encode_change(sequence, change)])
+        if outcome == "gap":
+            raise GapError(partition, applied, sequence)
         return applied
 
 
@@ -83,15 +126,17 @@ class GapError(RuntimeError):
 class Worker:
     """Owns a fair share of partitions through leases and projects them."""
 
-    def __init__(self, client: Any, url: str, partitions: int, name: str | None = None) -> None:
+    def __init__(self, client: Any, url: str, partitions: int, name: str | None = None,
+                 projector: Projector | None = None) -> None:
         self.client = client
         self.partitions = partitions
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
-        self.projector = Projector(ReadModel(client))
+        self.projector = projector or Projector(ReadModel(client))
+        self.live = LiveFeed(client, self.projector.read_model)
         self.leases = Leases(client, self.name, PROJECTION, LEASE_TTL_MS)
         faststream_logger = logging.getLogger("faststream.projection")
         faststream_logger.setLevel(logging.WARNING)
-        self.broker = RedisBroker(url, logger=faststream_logger)
+        self.broker = RedisBroker(url, logger=faststream_logger, graceful_timeout=GRACE_SECONDS)
         self.owned: dict[int, Any] = {}
         self._stopping = asyncio.Event()
 
@@ -99,13 +144,27 @@ class Worker:
         await self.broker.start()
         try:
             while not self._stopping.is_set():
-                await self._rebalance()
+                try:
+                    await self._rebalance()
+                except TRANSIENT as exc:  # the leases expire meanwhile; correctness holds
+                    log.warning("server unreachable, retrying", error=str(exc))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), TICK_SECONDS)
         finally:
-            for partition in list(self.owned):
-                await self._give_up(partition)
-            await self.leases.leave()
+            # Graceful stop: every partition's batch in hand is finished and
+            # acknowledged, then its lease released, so a successor starts at once.
+            # All at once: a subscriber still running would keep taking new batches.
+            owned = list(self.owned)
+            outcomes = await asyncio.gather(*(self._give_up(p) for p in owned),
+                                            return_exceptions=True)
+            for partition, outcome in zip(owned, outcomes, strict=True):
+                if isinstance(outcome, TRANSIENT):
+                    log.warning("could not finish a partition on stop; its lease will expire",
+                                partition=partition, error=str(outcome))
+                elif isinstance(outcome, BaseException):
+                    raise outcome
+            with contextlib.suppress(*TRANSIENT):
+                await self.leases.leave()
             await self.broker.stop()
 
     def stop(self) -> None:
@@ -121,7 +180,7 @@ class Worker:
         for partition in sorted(self.owned, reverse=True)[: max(0, len(self.owned) - share)]:
             await self._give_up(partition)
         for partition in range(self.partitions):
-            if len(self.owned) >= share:
+            if len(self.owned) >= share or self._stopping.is_set():
                 break
             if partition not in self.owned and await self.leases.acquire(partition):
                 await self._take(partition)
@@ -144,8 +203,11 @@ class Worker:
     async def _give_up(self, partition: int, release: bool = True) -> None:
         subscriber = self.owned.pop(partition, None)
         if subscriber is not None:
-            await subscriber.stop()
+            await stop_subscriber(subscriber)
         if release:
+            # A read cut short by the stop leaves entries pending: finish them
+            # while the lease is still ours.
+            await self.drain_pending(partition)
             await self.leases.release(partition)
         log.info("partition released", partition=partition, worker=self.name)
 
@@ -161,15 +223,79 @@ class Worker:
         self, partition: int, entries: list[tuple[bytes, dict[bytes, bytes]]]
     ) -> None:
         started = time.perf_counter()
-        events = decode_entries(entries)
+        events = await self.apply_entries(partition, entries)
+        await self.live.publish(events, time.perf_counter() - started)
+        await self.client.xack(log_key(partition), PROJECTION, *[i for i, _ in entries])
+        log.info("batch projected", partition=partition, events=len(entries),
+                 last=_sequence(entries[-1][0]), seconds=round(time.perf_counter() - started, 4))
+
+    async def apply_entries(self, partition: int, entries: Entries) -> list[StoredEvent]:
+        """Apply log entries in order; return the events applied.
+
+        A server outage is waited out (until a stop: then the batch stays
+        pending for the next owner). Any other failure is retried; when a batch
+        keeps failing, its entries are applied one by one and the one that
+        still fails after PARK_ATTEMPTS is parked, so the partition flows on.
+        """
+        failures = 0
+        while True:
+            try:
+                events = decode_entries(entries)
+                await self._apply(partition, events)
+                return events
+            except TRANSIENT as exc:
+                await self._wait_out(exc)
+            except GapError:  # the log itself has a hole: `audit verify`, not parking
+                raise
+            except Exception as exc:
+                failures += 1
+                if failures >= PARK_ATTEMPTS:
+                    break
+                log.warning("batch failed, retrying", partition=partition, error=repr(exc))
+                await asyncio.sleep(0.05 * failures)
+        applied = []
+        for entry in entries:
+            event = await self._apply_or_park(partition, entry)
+            if event is not None:
+                applied.append(event)
+        return applied
+
+    async def _apply_or_park(
+        self, partition: int, entry: tuple[bytes, dict[bytes, bytes]]
+    ) -> StoredEvent | None:
+        failures, error = 0, None
+        while failures < PARK_ATTEMPTS:
+            try:
+                [event] = decode_entries([entry])
+                await self._apply(partition, [event])
+                return event
+            except TRANSIENT as exc:
+                await self._wait_out(exc)
+            except GapError:
+                raise
+            except Exception as exc:
+                failures, error = failures + 1, exc
+                await asyncio.sleep(0.05 * failures)
+        assert error is not None
+        sequence = _sequence(entry[0])
+        await park(self.client, PROJECTION, partition, sequence, entry[1], error, failures)
+        await self.projector.skip(partition, sequence)
+        log.error("entry parked", partition=partition, sequence=sequence, error=repr(error),
+                  hint="timeline audit parked; fix, then timeline audit unpark")
+        return None
+
+    async def _wait_out(self, exc: BaseException) -> None:
+        if self._stopping.is_set():
+            raise exc
+        log.warning("server unreachable, retrying", error=str(exc))
+        await asyncio.sleep(TICK_SECONDS)
+
+    async def _apply(self, partition: int, events: list[StoredEvent]) -> None:
         try:
             await self.projector.apply(partition, events)
         except GapError as gap:
             await self.catch_up(partition, gap.applied, events[0].sequence - 1)
             await self.projector.apply(partition, events)
-        await self.client.xack(log_key(partition), PROJECTION, *[i for i, _ in entries])
-        log.info("batch projected", partition=partition, events=len(events),
-                 last=events[-1].sequence, seconds=round(time.perf_counter() - started, 4))
 
     async def catch_up(self, partition: int, applied: int, upto: int) -> None:
         """Apply the log from `applied`+1 through `upto` straight from XRANGE."""
@@ -178,7 +304,8 @@ class Worker:
                 log_key(partition), f"{applied + 1}-0", f"{upto}-0", count=BATCH)
             if not page:
                 return
-            applied = await self.projector.apply(partition, decode_entries(page))
+            await self.apply_entries(partition, page)
+            applied = _sequence(page[-1][0])
 
     async def drain_pending(self, partition: int) -> None:
         """Apply and acknowledge what an earlier owner read but never acknowledged."""

@@ -3,10 +3,30 @@
 Every read-model key carries one hash tag, `{rm}`, so a batch is applied by
 one script call and a page is read by one script call, on a single server and
 on Redis Cluster alike.
+
+Keys live in a namespace, `timeline:{rm}:<ns>:...` with ns `blue` or `green`,
+and `timeline:{rm}:active` names the one in use (blue when unset). Every script
+resolves the pointer itself, in the same call as its reads or writes, so the
+workers keep projecting into whatever is active and queries read whatever is
+active. An audit replay builds the other namespace from the log and a promote
+flips the pointer (services/audit/replay.py); a `ReadModel` bound to an
+explicit namespace is how the rebuild reads and writes its copy.
+
+Per namespace:
+  applied     partition -> last applied sequence
+  entries     entry key -> current entry (JSON); history: entry key -> versions
+  tl:<name>   live timeline: members in timeline order (projections.entry.member)
+  ever:<name> every version ever on the timeline, with when it held (projections.asof)
+  superseded  "<entry key>\\x1f<sequence>" -> the entry as that log entry left it,
+              kept once a later one replaced it (what `as_of` shows)
+  maxspan     timeline -> longest [earliest, latest] span in days (lower bound for `from`)
+  names, kinds  entity id -> latest name / kind by recorded time; stamps: when
+  aliases     amendment key -> the entry key it amended
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 from pathlib import Path
@@ -15,7 +35,8 @@ from typing import Any
 import msgspec
 from redis.commands.core import AsyncScript
 
-from events.stored import event_key
+from events.stored import event_key, parse_position
+from projections import asof
 from projections.entry import (
     Entry,
     Version,
@@ -29,15 +50,13 @@ from projections.entry import (
 from projections.fold import Change, Query
 
 TAG = "{rm}"
-PREFIX = f"timeline:{TAG}:tl:"
-APPLIED = f"timeline:{TAG}:applied"
-ENTRIES = f"timeline:{TAG}:entries"
-HISTORY = f"timeline:{TAG}:history"
-MAXSPAN = f"timeline:{TAG}:maxspan"
-NAMES = f"timeline:{TAG}:names"
-KINDS = f"timeline:{TAG}:kinds"
-ALIASES = f"timeline:{TAG}:aliases"
+BASE = f"timeline:{TAG}:"
+ACTIVE = BASE + "active"
+FENCE = BASE + "fence"
+NAMESPACES = ("blue", "green")
+DEFAULT_NAMESPACE = "blue"
 SCAN_BUDGET = 20_000
+FENCE_POLL_SECONDS = 0.005
 
 _packer = msgspec.msgpack.Encoder()
 _history_encoder = msgspec.json.Encoder()
@@ -52,40 +71,102 @@ class Page(msgspec.Struct):
     next_cursor: str | None
 
 
+def namespace_key(namespace: str, name: str) -> str:
+    """A key of one namespace, e.g. ("green", "entries") or ("blue", "tl:all")."""
+    return f"{BASE}{namespace}:{name}"
+
+
+def other_namespace(namespace: str) -> str:
+    return NAMESPACES[1] if namespace == NAMESPACES[0] else NAMESPACES[0]
+
+
 def _script(client: Any, name: str) -> AsyncScript:
     script: AsyncScript = client.register_script(Path(__file__).with_name(name).read_text())
     return script
+
+
+def _compact(day: dt.date) -> str:
+    """YYYYMMDD, zero-padded like the members (strftime does not pad years < 1000)."""
+    return day.isoformat().replace("-", "")
+
+
+def _chunks(items: list[str], size: int = 1000) -> list[list[str]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _name_stamp(version: Version) -> str:
+    """Recorded time, then position: a total order over every event of the log."""
+    partition, sequence = parse_position(version.position)
+    return f"{asof.stamp(version.recordedtime)}{partition:05d}{sequence:012d}"
+
+
 def encode_change(sequence: int, change: Change) -> list[Any]:
     """One change as the apply script reads it (msgpack strings: Lua's cmsgpack has no bin)."""
-    new, old = change.entry, change.previous
+    new, old, history = change.entry, change.previous, change.history
+    this = history[-1] if history else None
+    added = asof.stamp(this.recordedtime) if this else ""
+    # Only amended entries have versions in the as-of index (projections/asof.py): an
+    # entry never amended is as-of visible from the recorded time its live member holds.
+    ever_new = (asof.suffix(added, asof.OPEN, sequence)
+                if new and this and asof.amended(new.status) else "")
+    old_open = old_closed = ""
+    old_sequence = 0
+    if old is not None and len(history) >= 2:
+        before = history[-2]
+        old_sequence = parse_position(before.position)[1]
+        old_added = asof.stamp(before.recordedtime)
+        if asof.amended(old.status):
+            old_open = asof.suffix(old_added, asof.OPEN, old_sequence)
+        old_closed = asof.suffix(old_added, added, old_sequence)
     return [
         sequence, change.key,
         member(new) if new else "", entry_encoder.encode(new).decode() if new else "",
         timelines(new) if new else [],
         member(old) if old else "", timelines(old) if old else [],
-        span_days(new) if new else 0, _history_encoder.encode(change.history).decode(),
+        span_days(new) if new else 0, _history_encoder.encode(history).decode(),
         [[i, n or "", k or ""] for i, n, k in change.names], change.alias or "",
+        _name_stamp(this) if this else "", ever_new, old_open, old_closed, old_sequence,
     ]
 
 
 class ReadModel:
-    """Reads and writes the timelines of one Redis (or one cluster slot)."""
+    """Reads and writes the timelines of one Redis (or one cluster slot).
 
-    def __init__(self, client: Any) -> None:
+    `namespace=None` follows the active pointer (workers, queries); a name binds
+    this instance to that copy (the audit rebuild).
+    """
+
+    def __init__(self, client: Any, namespace: str | None = None) -> None:
         self.client = client
+        self.namespace = namespace
         self._apply = _script(client, "apply.lua")
         self._page = _script(client, "page.lua")
+        self._read = _script(client, "read.lua")
+        # The namespace each partition's last `state` read from: `apply` refuses a
+        # batch folded from a copy that stopped being active in between.
+        self._state_from: dict[int, str] = {}
+
+    async def _call(self, op: str, *args: Any) -> list[Any]:
+        reply: list[Any] = await self._read(
+            keys=[ACTIVE, FENCE], args=[BASE, self.namespace or "", op, *args])
+        return reply
+
+    async def active(self) -> str:
+        """The namespace queries read now."""
+        if self.namespace is not None:
+            return self.namespace
+        value = await self.client.get(ACTIVE)
+        return _text(value) if value is not None else DEFAULT_NAMESPACE
 
     async def apply(self, partition: int, changes: list[list[Any]]) -> tuple[str, int]:
+        expected = self._state_from.pop(partition, "") if self.namespace is None else ""
         reply = await self._apply(
-            keys=[APPLIED, ENTRIES, HISTORY, MAXSPAN, NAMES, KINDS, ALIASES],
-            args=[partition, PREFIX, _packer.encode(changes)],
+            keys=[ACTIVE],
+            args=[BASE, self.namespace or "", expected, partition, _packer.encode(changes)],
         )
         return _text(reply[0]), int(reply[1])
 
@@ -93,85 +174,113 @@ class ReadModel:
         self, partition: int, keys: list[str]
     ) -> tuple[int, dict[str, tuple[Entry, list[Version]]]]:
         """The applied sequence of `partition` and the current state of `keys`."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hget(APPLIED, partition)
-        if keys:
-            pipe.hmget(ENTRIES, keys)
-            pipe.hmget(HISTORY, keys)
-        replies = await pipe.execute()
+        fenced = "1" if self.namespace is None else "0"
+        while True:
+            reply = await self._call("state", fenced, partition, *keys)
+            if _text(reply[1]) != "fenced":
+                break
+            await asyncio.sleep(FENCE_POLL_SECONDS)
+        namespace, applied = _text(reply[0]), int(reply[1])
+        if self.namespace is None:
+            self._state_from[partition] = namespace
         found: dict[str, tuple[Entry, list[Version]]] = {}
         if keys:
-            for key, doc, hist in zip(keys, replies[1], replies[2], strict=True):
+            for key, doc, hist in zip(keys, reply[2], reply[3], strict=True):
                 if doc is not None:
                     found[key] = (entry_decoder.decode(doc), history_decoder.decode(hist))
-        return int(replies[0] or 0), found
+        return applied, found
 
     async def applied(self) -> dict[int, int]:
-        raw = await self.client.hgetall(APPLIED)
-        return {int(k): int(v) for k, v in raw.items()}
+        raw = (await self._call("applied"))[1]
+        return {int(raw[i]): int(raw[i + 1]) for i in range(0, len(raw), 2)}
 
     async def page(self, q: Query, limit: int, cursor: str | None = None) -> Page:
         order = "desc" if q.descending else "asc"
+        tag = order + ("@" if q.as_of else "")  # a live cursor means nothing as of a time
         low, high = await self._bounds(q)
         if cursor:
-            after = decode_cursor(cursor, order)
+            after = decode_cursor(cursor, tag)
             if q.descending:
                 high = "(" + after
             else:
                 low = "(" + after
         types = "|" + "|".join(q.types) + "|" if q.types else ""
-        with_set = PREFIX + f"entity:{q.with_entity}" if q.with_entity else PREFIX + q.timeline
         reply = await self._page(
-            keys=[PREFIX + q.timeline, ENTRIES, with_set],
-            args=[order, low, high, (q.start or "").replace("-", ""), types,
-                  "1" if q.include_retracted else "0", "1" if q.with_entity else "0",
-                  limit, SCAN_BUDGET],
+            keys=[ACTIVE],
+            args=[BASE, self.namespace or "", q.timeline,
+                  f"entity:{q.with_entity}" if q.with_entity else "", order, low, high,
+                  (q.start or "").replace("-", ""), types,
+                  "1" if q.include_retracted else "0", limit, SCAN_BUDGET,
+                  asof.stamp(q.as_of) if q.as_of else ""],
         )
         entries = [entry_decoder.decode(doc) for doc in reply[1:] if doc is not None]
         last = _text(reply[0])
-        return Page(entries, encode_cursor(last, order) if last else None)
+        return Page(entries, encode_cursor(last, tag) if last else None)
 
     async def _bounds(self, q: Query) -> tuple[str, str]:
         low, high = "-", "+"
         if q.start:
-            span = int(await self.client.hget(MAXSPAN, q.timeline) or 0)
-            first = dt.date.fromisoformat(q.start) - dt.timedelta(days=span)
-            low = "[" + first.strftime("%Y%m%d")
+            span = int((await self._call("span", q.timeline))[1] or 0)
+            start = dt.date.fromisoformat(q.start)
+            first = dt.date.fromordinal(max(1, start.toordinal() - span))
+            low = "[" + _compact(first)
         if q.end:
-            after = dt.date.fromisoformat(q.end) + dt.timedelta(days=1)
-            high = "(" + after.strftime("%Y%m%d")
+            end = dt.date.fromisoformat(q.end)
+            if end < dt.date.max:
+                high = "(" + _compact(end + dt.timedelta(days=1))
         return low, high
 
-    async def entry(self, source: str, ident: str) -> tuple[Entry, list[Version]] | None:
-        key = event_key(source, ident)
-        key = _text(await self.client.hget(ALIASES, key) or key)
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hget(ENTRIES, key)
-        pipe.hget(HISTORY, key)
-        doc, hist = await pipe.execute()
+    async def entry(
+        self, source: str, ident: str, as_of: str | None = None
+    ) -> tuple[Entry, list[Version]] | None:
+        """An entry and its history; `as_of` (RFC 3339 UTC): as they were known then."""
+        _, key, doc, hist = await self._call("entry", event_key(source, ident))
         if doc is None:
             return None
-        return entry_decoder.decode(doc), history_decoder.decode(hist)
+        entry, history = entry_decoder.decode(doc), history_decoder.decode(hist)
+        if as_of is None:
+            return entry, history
+        at = asof.stamp(as_of)
+        known: list[Version] = []
+        for version in history:
+            if asof.stamp(version.recordedtime) > at:
+                break
+            known.append(version)
+        if not any(v.source == source and v.id == ident for v in known):
+            return None  # not recorded by then (nor, if an amendment's id, the amendment)
+        if len(known) == len(history):
+            return entry, history
+        sequence = parse_position(known[-1].position)[1]
+        old = (await self._call("superseded", asof.superseded_field(_text(key), sequence)))[1]
+        if old is None:
+            raise LookupError(f"no superseded copy of {_text(key)!r} at {sequence}: "
+                              "the read model predates the as-of index; replay and promote")
+        return entry_decoder.decode(old), known
 
     async def names(self, ids: list[str]) -> dict[str, str]:
-        if not ids:
-            return {}
-        values = await self.client.hmget(NAMES, ids)
-        return {i: _text(v) for i, v in zip(ids, values, strict=True) if v is not None}
+        found: dict[str, str] = {}
+        for chunk in _chunks(ids):  # Lua's unpack() has a limit of a few thousand
+            values = (await self._call("names", *chunk))[1]
+            found.update((i, _text(v)) for i, v in zip(chunk, values, strict=True) if v)
+        return found
 
     async def kind(self, ident: str) -> str | None:
-        value = await self.client.hget(KINDS, ident)
+        value = (await self._call("kind", ident))[1]
         return _text(value) if value is not None else None
 
     async def all_members(self, timeline: str) -> list[str]:
-        raw = await self.client.zrange(PREFIX + timeline, 0, -1)
-        return [_text(m) for m in raw]
+        return [_text(m) for m in (await self._call("members", timeline))[1]]
 
     async def entries_of(self, keys: list[str]) -> list[Entry]:
-        if not keys:
-            return []
-        docs = await self.client.hmget(ENTRIES, keys)
-        return [entry_decoder.decode(d) for d in docs if d is not None]
+        entries: list[Entry] = []
+        for chunk in _chunks(keys):
+            docs = (await self._call("docs", *chunk))[1]
+            entries += [entry_decoder.decode(d) for d in docs if d is not None]
+        return entries
+
+    async def timeline_names(self) -> list[str]:
+        """Every timeline that ever had an entry."""
+        return sorted(_text(n) for n in (await self._call("timelines"))[1])
 
 
 def encode_cursor(last_member: str, order: str) -> str:

@@ -14,6 +14,7 @@ from services.log.append import Appender
 from services.log.meta import ensure_partitions
 from services.log.reader import LogReader
 from services.redis import connection
+from services.redis.durability import check_persistence
 from services.redis.embedded import EmbeddedServer
 
 
@@ -32,6 +33,8 @@ class Services:
 async def connect(settings: Settings, url: str, server: EmbeddedServer | None = None) -> Services:
     client = connection.client(url)
     partitions = await ensure_partitions(client, settings.partitions)
+    if server is None:  # ours runs with AOF on; another server is whatever its operator made it
+        await check_persistence(client)
     return Services(
         settings=settings, url=url, client=client, partitions=partitions,
         appender=Appender(client, partitions), read_model=ReadModel(client),

@@ -27,23 +27,35 @@ class Rejection(msgspec.Struct):
     reasons: list[str]
 
 
+class Unusable(msgspec.Struct, frozen=True):
+    """An input record that cannot become an event at all (malformed JSON, an importer's
+    rule such as an impossible date): rejected with these reasons, never sent to validation."""
+
+    reasons: list[str]
+    id: str | None = None
+
+
 def read_events(text: str) -> Iterator[tuple[int, Any]]:
     """(line number, decoded object) from a JSON document or JSON lines."""
     stripped = text.strip()
     if stripped.startswith("["):
         yield from enumerate(msgspec.json.decode(stripped), start=1)
         return
-    for number, line in enumerate(text.splitlines(), start=1):
+    if stripped.startswith("{") and "\n" in stripped:
+        try:  # one pretty-printed object rather than JSON lines
+            whole = msgspec.json.decode(stripped)
+        except msgspec.DecodeError:
+            pass
+        else:
+            yield 1, whole
+            return
+    # Only \n ends a JSON line: str.splitlines() would also split at U+2028 in strings.
+    for number, line in enumerate(text.split("\n"), start=1):
         if line.strip():
             try:
                 yield number, msgspec.json.decode(line)
             except msgspec.DecodeError as exc:
-                yield number, _Malformed(str(exc))
-
-
-class _Malformed:
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
+                yield number, Unusable([f"malformed JSON: {exc}"])
 
 
 async def publish_all(
@@ -55,9 +67,10 @@ async def publish_all(
     today = now_rfc3339()[:10]
     for line, raw in items:
         ident = raw.get("id") if isinstance(raw, dict) else None
-        if isinstance(raw, _Malformed):
+        if isinstance(raw, Unusable):
             tally.rejected += 1
-            on_reject(Rejection(line, None, [f"malformed JSON: {raw.reason}"]))
+            on_reject(Rejection(line, raw.id, raw.reasons))
+            on_progress(1)
             continue
         try:
             batch.append((line, validate_event(raw, today)))
@@ -65,6 +78,7 @@ async def publish_all(
             tally.rejected += 1
             on_reject(Rejection(line, ident if isinstance(ident, str) else None,
                                 [f"{e.path}: {e.message}" for e in exc.errors]))
+            on_progress(1)
         if len(batch) >= BATCH:
             await _flush(appender, batch, recordedby, tally, on_reject)
             on_progress(len(batch))

@@ -11,9 +11,11 @@ from typing import Any
 import msgspec
 
 from events.dates import parse_partial_date
+from events.envelope import parse_timestamp
 from events.errors import EventValidationError, FieldError
 from events.refs import ENTITY_ID_PATTERN
 from events.stored import parse_position
+from projections.asof import utc_text
 from projections.entry import Entry, Version, city_key
 from projections.fold import Query
 from projections.store import ReadModel
@@ -48,6 +50,7 @@ class TimelineParams(msgspec.Struct, kw_only=True):
     descending: bool = False
     include_retracted: bool = False
     min_position: str | None = None
+    as_of: str | None = None  # RFC 3339 UTC, as `recordedtime` writes it
 
 
 def timeline_name(kind: str, keys: list[str], city: str | None = None) -> tuple[str, str]:
@@ -55,9 +58,9 @@ def timeline_name(kind: str, keys: list[str], city: str | None = None) -> tuple[
     errors: list[FieldError] = []
     if kind in ("entity", "pair", "topic"):
         for i, k in enumerate(keys):
-            if not _ENTITY.match(k):
+            if not _ENTITY.fullmatch(k):
                 errors.append(FieldError(f"path.{i}", f"{k!r} is not an entity id or topic"))
-    if kind == "place" and not _COUNTRY.match(keys[0]):
+    if kind == "place" and not _COUNTRY.fullmatch(keys[0]):
         errors.append(FieldError("country", "must be an ISO 3166-1 alpha-2 code, upper case"))
     if errors:
         raise BadQuery(errors)
@@ -86,12 +89,12 @@ def parse_params(raw: dict[str, Any]) -> TimelineParams:
                 errors.extend(exc.errors)
     params.types = tuple(raw.get("type") or ())
     if raw.get("with"):
-        if not _ENTITY.match(raw["with"]):
+        if not _ENTITY.fullmatch(raw["with"]):
             errors.append(FieldError("with", "must be an entity id"))
         params.with_entity = raw["with"]
     limit = raw.get("limit")
     if limit is not None:
-        if not str(limit).isdigit() or not 1 <= int(limit) <= 1000:
+        if not re.fullmatch(r"[0-9]{1,4}", str(limit)) or not 1 <= int(limit) <= 1000:
             errors.append(FieldError("limit", "must be an integer from 1 to 1000"))
         else:
             params.limit = int(limit)
@@ -110,6 +113,11 @@ def parse_params(raw: dict[str, Any]) -> TimelineParams:
             parse_token(params.min_position)
         except ValueError:
             errors.append(FieldError("min_position", "must be a position token from a publish"))
+    if raw.get("as_of"):
+        try:
+            params.as_of = parse_as_of(raw["as_of"])
+        except EventValidationError as exc:
+            errors.extend(exc.errors)
     if errors:
         raise BadQuery(errors)
     return params
@@ -136,11 +144,18 @@ async def wait_for_position(read_model: ReadModel, token: str) -> None:
         await asyncio.sleep(0.01)
 
 
+def parse_as_of(text: str) -> str:
+    """An `as_of` instant (RFC 3339, any offset) written like `recordedtime` (UTC)."""
+    if re.search(r" [0-9]{2}:[0-9]{2}$", text):  # an unencoded "+" in a URL arrives as a space
+        text = text[:-6] + "+" + text[-5:]
+    return utc_text(parse_timestamp(text, "as_of"))
+
+
 def to_query(name: str, params: TimelineParams) -> Query:
     return Query(
         timeline=name, start=params.start, end=params.end, types=params.types,
         with_entity=params.with_entity, include_retracted=params.include_retracted,
-        descending=params.descending,
+        descending=params.descending, as_of=params.as_of,
     )
 
 

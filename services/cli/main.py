@@ -13,12 +13,16 @@ from typing import Annotated, Any, Optional
 
 import msgspec
 import typer
+from redis.exceptions import RedisError
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 from services import bootstrap, config
 from services import logging as service_logging
+from services.cli import audit as audit_commands
+from services.cli import parked as parked_commands
+from services.importers.common import BadFile
 from services.publishing import Rejection, Tally, publish_all, read_events
 from services.redis.embedded import die_with_parent
 
@@ -44,6 +48,9 @@ def _run(coro: Any) -> Any:
         return asyncio.run(coro)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+    except (RedisError, RuntimeError) as exc:  # unreachable server, embedded start failure
+        err.print(f"[red]cannot reach the server:[/red] {exc}")
+        raise typer.Exit(2) from None
 
 
 def _check_bind(host: str, settings: config.Settings) -> None:
@@ -51,7 +58,14 @@ def _check_bind(host: str, settings: config.Settings) -> None:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = False
-    if not loopback and not (settings.tokens or settings.tokens_file):
+    from services.auth.tokens import TokenConfigError, load_tokens
+
+    try:
+        tokens = load_tokens(settings.tokens, settings.tokens_file)
+    except TokenConfigError as exc:
+        err.print(f"[red]token configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if not loopback and not tokens:
         err.print(f"[red]refusing to bind {host}:[/red] no tokens are configured, so auth is "
                   "off; bind a loopback address or set TIMELINE_TOKENS")
         raise typer.Exit(2)
@@ -135,30 +149,31 @@ def api(
 
 @app.command()
 def worker() -> None:
-    """A projection worker: takes its share of partitions and projects them."""
+    """Ingest consumer + projection worker: takes its share of partitions and projects them."""
     settings = _settings()
 
     async def main() -> None:
-        from projections.runner import Worker
+        from services.ingest.worker import run_worker
 
         async with bootstrap.services(settings) as built:
-            runner = Worker(built.client, built.url, built.partitions)
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, runner.stop)
-            await runner.run()
+            await run_worker(built)
 
     _run(main())
 
 
-def _publish_file(path: str, rejects_path: Path | None, progress: bool) -> Tally:
+def _publish_file(path: str, rejects_path: Path | None, progress: bool,
+                  parse: Any = read_events, fmt: str = "jsonl") -> Tally:
     settings = _settings()
-    text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        err.print(f"[red]cannot read {path}:[/red] {exc}")
+        raise typer.Exit(2) from None
     rejections: list[Rejection] = []
 
     async def main() -> Tally:
         async with bootstrap.services(settings) as built:
-            items = list(read_events(text))
+            items = list(parse(text))
             with Progress(console=err, disable=not progress, transient=True) as bar:
                 task = bar.add_task("appending", total=len(items))
                 return await publish_all(built.appender, items, "cli", rejections.append,
@@ -168,6 +183,9 @@ def _publish_file(path: str, rejects_path: Path | None, progress: bool) -> Tally
         tally = _run(main())
     except msgspec.DecodeError as exc:
         err.print(f"[red]{path} is not valid JSON:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except BadFile as exc:
+        err.print(f"[red]cannot import {path} as {fmt}:[/red] {exc} (nothing was appended)")
         raise typer.Exit(2) from None
     if rejections:
         target = rejects_path or Path(f"{'stdin' if path == '-' else path}.rejects.jsonl")
@@ -189,15 +207,45 @@ def publish(
 @app.command("import")
 def import_(
     file: Annotated[str, typer.Argument(help="File to import")],
-    format: Annotated[str, typer.Option("--format", help="jsonl")] = "jsonl",  # noqa: A002
+    format: Annotated[str, typer.Option(  # noqa: A002
+        "--format", help="jsonl, csv, gdelt, acquisitions or timelinejs")] = "jsonl",
     rejects: Annotated[Optional[Path], typer.Option(help="Where to write rejections")] = None,  # noqa: UP045
+    companies: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        help="acquisitions: the acquired-companies CSV (default: the one beside FILE)")] = None,
 ) -> None:
     """Bulk import with a progress bar; counts appended, duplicates and rejected."""
-    if format != "jsonl":
-        err.print(f"[red]unsupported format {format!r}:[/red] this version imports jsonl")
+    from services.importers.registry import FORMATS, parser
+
+    if format not in FORMATS:
+        err.print(f"[red]unsupported format {format!r}:[/red] one of {', '.join(FORMATS)}")
         raise typer.Exit(2)
-    if _publish_file(file, rejects, progress=True).rejected:
+    try:
+        parse = parser(format, file, companies)
+    except OSError as exc:
+        err.print(f"[red]cannot read the companies file:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if _publish_file(file, rejects, progress=True, parse=parse, fmt=format).rejected:
         raise typer.Exit(1)
+
+
+def _show_export(
+    settings: config.Settings, fmt: str, kind: str, keys: list[str], key: str, query: Any
+) -> None:
+    """The whole timeline (up to the export cap) in an export format, as bytes on stdout."""
+    from services.exports.formats import render
+    from services.exports.pages import EXPORT_CAP, collect
+
+    async def main() -> tuple[Any, str | None]:
+        async with bootstrap.services(settings) as built:
+            names = await built.read_model.names(keys) if kind == "entity" else {}
+            return await collect(built.read_model, query), names.get(keys[0]) if names else None
+
+    collected, title_name = _run(main())
+    sys.stdout.buffer.write(render(fmt, kind, key, collected.entries, title_name))
+    sys.stdout.buffer.flush()
+    if collected.next_cursor:
+        err.print(f"[yellow]stopped at the export cap of {EXPORT_CAP:,} entries;[/yellow] "
+                  "use the HTTP API's cursor (X-Next-Cursor) or narrow with --from/--to")
 
 
 @app.command()
@@ -211,27 +259,36 @@ def show(
     limit: Annotated[int, typer.Option(help="at most this many entries")] = 100,
     order: Annotated[str, typer.Option(help="asc or desc")] = "asc",
     include_retracted: Annotated[bool, typer.Option(help="show retracted entries")] = False,
-    format: Annotated[str, typer.Option("--format", help="table or json")] = "table",  # noqa: A002
+    as_of: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--as-of", help="RFC 3339: the timeline as it was known then")] = None,
+    format: Annotated[str, typer.Option(  # noqa: A002
+        "--format", help="table or json (one page of --limit), or timelinejs, ics or csv "
+        "(the whole timeline, up to 10,000 entries, on stdout)")] = "table",
 ) -> None:
     """Show a timeline."""
+    from services.exports.formats import EXPORTS
     from services.queries import BadQuery, parse_params, timeline_name, to_query
 
     settings = _settings()
     expected = {"entity": 1, "pair": 2, "place": 1, "topic": 1, "all": 0}
     keys = keys or []
-    if kind not in expected or len(keys) != expected[kind] or format not in ("table", "json"):
+    formats = ("table", "json", *EXPORTS)
+    if kind not in expected or len(keys) != expected[kind] or format not in formats:
         err.print(f"[red]usage:[/red] show entity|pair|place|topic|all KEY.. "
                   f"(a {kind} timeline takes {expected.get(kind, '?')} key(s)); "
-                  "--format table|json")
+                  f"--format {'|'.join(formats)}")
         raise typer.Exit(2)
     raw = {"from": from_, "to": to, "type": type_ or [], "with": with_, "limit": str(limit),
-           "order": order, "include_retracted": str(include_retracted)}
+           "order": order, "include_retracted": str(include_retracted), "as_of": as_of}
     try:
         params = parse_params(raw)
         name, key = timeline_name(kind, keys)
     except BadQuery as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
+    if format in EXPORTS:
+        _show_export(settings, format, kind, keys, key, to_query(name, params))
+        return
 
     async def main() -> Any:
         async with bootstrap.services(settings) as built:
@@ -249,6 +306,36 @@ def show(
     for entry in page.entries:
         table.add_row(entry.occurred, entry.type, entry.headline, entry.status)
     console.print(table)
+
+
+@app.command()
+def tail(
+    entity: Annotated[Optional[str], typer.Option(help="entries involving this entity")] = None,  # noqa: UP045
+    topic: Annotated[Optional[str], typer.Option(help="entries with this topic")] = None,  # noqa: UP045
+    json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
+) -> None:
+    """Follow new timeline entries as the projection applies them (Ctrl-C stops).
+
+    Example: [bold]timeline tail --entity lg-ai-research[/bold]
+    """
+    from services.cli.tail import bad_filters, follow
+
+    if problem := bad_filters(entity, topic):
+        err.print(f"[red]{problem}[/red]")
+        raise typer.Exit(2)
+    _run(follow(_settings(), entity, topic, json, console))
+
+
+@app.command()
+def asyncapi() -> None:
+    """Print the AsyncAPI 3 document of the ingest stream, the partition logs and the live feed."""
+    from services.asyncapi import document
+
+    typer.echo(_json.encode(document()).decode())
+
+
+audit_commands.register(app)  # `audit ...`, `export`, `restore`
+parked_commands.register(audit_commands.app)  # `audit parked`, `audit unpark`
 
 
 def main() -> None:

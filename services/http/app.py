@@ -20,9 +20,12 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from events.envelope import MAX_BATCH_BYTES
 from services import bootstrap
+from services.auth.tokens import load_tokens
 from services.config import Settings
-from services.http import health, lookups, publish, timelines
+from services.http import asyncapi, auth, health, live, lookups, metrics, publish, search, timelines
+from services.http import audit as audit_routes
 from services.http.errors import ApiError, api_error, http_error, unexpected
+from services.web import routes as web
 
 log = structlog.get_logger("http")
 
@@ -48,8 +51,11 @@ def request_logging(app: ASGIApp) -> ASGIApp:
             try:
                 await app(scope, receive, capture)
             finally:
+                seconds = time.perf_counter() - started
+                metrics.observe_request(scope, status, seconds)
                 log.info("request", method=scope["method"], path=scope["path"],
-                         status=status, ms=round((time.perf_counter() - started) * 1000, 2))
+                         principal=scope.get("user"), status=status,
+                         ms=round(seconds * 1000, 2))
 
     return middleware
 
@@ -73,12 +79,15 @@ def create_app(settings: Settings, built: bootstrap.Services | None = None) -> L
 
     return Litestar(
         route_handlers=[publish.publish, *timelines.ROUTES, lookups.event, lookups.entity,
-                        health.healthz, health.readyz],
+                        health.healthz, health.readyz, search.entities, live.live,
+                        metrics.metrics, asyncapi.asyncapi, *web.ROUTES,
+                        *audit_routes.ROUTES],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers={ApiError: api_error, HTTPException: http_error,
                             Exception: unexpected},
         lifespan=[lifespan],
-        middleware=[request_logging],
+        middleware=[request_logging,
+                    auth.middleware(load_tokens(settings.tokens, settings.tokens_file))],
         request_max_body_size=MAX_BATCH_BYTES + 1024,
         openapi_config=OpenAPIConfig(title="Timeline service", version="1.0.0",
                                      path="/schema", render_plugins=[JsonRenderPlugin()]),

@@ -4,20 +4,32 @@ from __future__ import annotations
 
 from litestar import get
 
+from events.errors import EventValidationError
 from services.bootstrap import Services
 from services.http.errors import ApiError
-from services.queries import EntitySummary, EventView, entity_summary
+from services.queries import EntitySummary, EventView, entity_summary, parse_as_of
 
 
 @get("/v1/events", summary="One event: its current entry and every stored version")
-async def event(services: Services, source: str | None = None, id: str | None = None) -> EventView:  # noqa: A002
+async def event(
+    services: Services, source: str | None = None, id: str | None = None,  # noqa: A002
+    as_of: str | None = None,
+) -> EventView:
     missing = [name for name, value in (("source", source), ("id", id)) if not value]
     if missing:
         raise ApiError(400, "bad-request", "source and id are both required",
                        errors=[{"path": m, "message": "required"} for m in missing])
-    found = await services.read_model.entry(str(source), str(id))
+    when = None
+    if as_of:
+        try:
+            when = parse_as_of(as_of)
+        except EventValidationError as exc:
+            raise ApiError(400, "bad-request", str(exc), errors=[
+                {"path": e.path, "message": e.message} for e in exc.errors]) from None
+    found = await services.read_model.entry(str(source), str(id), as_of=when)
     if found is None:
-        raise ApiError(404, "not-found", f"no event {id!r} from {source!r}")
+        known = f" as of {when}" if when else ""
+        raise ApiError(404, "not-found", f"no event {id!r} from {source!r}{known}")
     return EventView(*found)
 
 

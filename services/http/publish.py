@@ -6,12 +6,21 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, post
+from redis.exceptions import RedisError
 
 from events.envelope import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, NewEvent, validate_event
 from events.errors import EventValidationError
 from services.bootstrap import Services
+from services.http.auth import principal
 from services.http.errors import ApiError
-from services.log.append import AppendResult, BatchRejected, now_rfc3339, position_token
+from services.http.metrics import count_appended
+from services.log.append import (
+    AppendResult,
+    BatchRejected,
+    ContentionError,
+    now_rfc3339,
+    position_token,
+)
 
 CONTENT_TYPES = ("application/json", "application/cloudevents+json",
                  "application/cloudevents-batch+json")
@@ -73,11 +82,16 @@ async def publish(request: Request[Any, Any, Any], services: Services) -> Respon
                        f"content type must be one of {', '.join(CONTENT_TYPES)}")
     events = validate_all(_decode(await request.body(), content_type))
     try:
-        results = await services.appender.append(events, recordedby="anonymous")
+        results = await services.appender.append(events, recordedby=principal(request))
     except BatchRejected as exc:
         raise ApiError(422, "validation", "nothing was written", errors=[
             {"index": i, "id": ident, "path": e.path, "message": e.message}
             for i, ident, e in exc.errors]) from None
+    except (ContentionError, RedisError) as exc:
+        # Some partitions may be written: a retry answers those with `duplicate`.
+        raise ApiError(503, "unavailable", f"the log could not be written now ({exc}); "
+                       "retrying the same request is safe", retry_after=1) from None
+    count_appended(request.app, events, results)
     conflict = any(r.status == "conflict" for r in results)
     return Response(PublishResponse(results, position_token(results)),
                     status_code=409 if conflict else 200)

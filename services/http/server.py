@@ -11,15 +11,24 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 import uvicorn
+
+from services.http.live import close_streams
 
 
 class GracefulServer(uvicorn.Server):
     def __init__(self, app: Any, host: str, port: int) -> None:
         super().__init__(uvicorn.Config(app, host=host, port=port, log_config=None,
                                         access_log=False, timeout_graceful_shutdown=10))
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Open live streams (SSE) never finish by themselves: ask them to end, or
+        # uvicorn would wait out its graceful-shutdown timeout for them.
+        close_streams(self.config.app)
+        super().handle_exit(sig, frame)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

@@ -1,19 +1,29 @@
-"""GET /v1/timelines/...: one route per timeline kind, one shared query path."""
+"""GET /v1/timelines/...: one route per timeline kind, one shared query path.
+
+Every route answers JSON pages, or a whole-timeline export chosen by
+`format=timelinejs|ics|csv` or by `Accept: text/calendar|text/csv`. An export
+follows the cursor through the timeline up to `EXPORT_CAP` entries; when more
+remain, `X-Next-Cursor` tells where the next export should start (`cursor=`).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import msgspec
-from litestar import Request, get
+from litestar import Request, Response, get
+from litestar.openapi.datastructures import ResponseSpec
 
 from projections.entry import Entry
 from projections.store import BadCursor
 from services.bootstrap import Services
+from services.exports.formats import EXPORTS, NEGOTIABLE, filename, render
+from services.exports.pages import EXPORT_CAP, collect
 from services.http.errors import ApiError
 from services.queries import (
     BadQuery,
     NotYetProjected,
+    TimelineParams,
     TimelineRef,
     parse_params,
     timeline_name,
@@ -21,13 +31,21 @@ from services.queries import (
     wait_for_position,
 )
 
-SUPPORTED_FORMATS = ("json",)
+SUPPORTED_FORMATS = ("json", *EXPORTS)
 
 
 class TimelineResponse(msgspec.Struct):
     timeline: TimelineRef
     entries: list[Entry]
     next_cursor: str | None
+
+
+RESPONSES = {200: ResponseSpec(
+    data_container=TimelineResponse,
+    description="A page of the timeline as JSON; with format=timelinejs (application/json), "
+                "format=ics or Accept: text/calendar (text/calendar), format=csv or "
+                f"Accept: text/csv (text/csv) the whole timeline, up to {EXPORT_CAP:,} entries",
+)}
 
 
 def _raw_params(request: Request[Any, Any, Any]) -> dict[str, Any]:
@@ -42,13 +60,43 @@ def _bad(exc: BadQuery) -> ApiError:
                     errors=[{"path": e.path, "message": e.message} for e in exc.errors])
 
 
+def negotiate(request: Request[Any, Any, Any], requested: str | None) -> str:
+    """`format=` wins; else the Accept header; JSON when neither asks for an export."""
+    if requested:
+        if requested not in SUPPORTED_FORMATS:
+            message = f"format must be one of {', '.join(SUPPORTED_FORMATS)}"
+            raise ApiError(400, "bad-request", message,
+                           errors=[{"path": "format", "message": message}])
+        return requested
+    best = request.accept.best_match(list(NEGOTIABLE), default="application/json")
+    return NEGOTIABLE[best]
+
+
+async def _title_name(services: Services, kind: str, keys: list[str]) -> str | None:
+    if kind != "entity":
+        return None
+    return (await services.read_model.names(keys)).get(keys[0])
+
+
+async def _export(
+    services: Services, fmt: str, kind: str, keys: list[str], key: str, name: str,
+    params: TimelineParams,
+) -> Response[bytes]:
+    collected = await collect(services.read_model, to_query(name, params), params.cursor)
+    body = render(fmt, kind, key, collected.entries, await _title_name(services, kind, keys))
+    headers = {"Vary": "Accept", "X-Export-Cap": str(EXPORT_CAP)}
+    if fmt != "timelinejs":
+        headers["Content-Disposition"] = f'attachment; filename="{filename(fmt, kind, key)}"'
+    if collected.next_cursor:
+        headers["X-Next-Cursor"] = collected.next_cursor
+    return Response(body, media_type=EXPORTS[fmt].media_type, headers=headers)
+
+
 async def timeline(
     request: Request[Any, Any, Any], services: Services, kind: str, keys: list[str]
-) -> TimelineResponse:
+) -> Response[Any]:
     raw = _raw_params(request)
-    fmt = raw.get("format") or "json"
-    if fmt not in SUPPORTED_FORMATS:
-        raise ApiError(400, "bad-request", f"format must be one of {', '.join(SUPPORTED_FORMATS)}")
+    fmt = negotiate(request, raw.get("format"))
     try:
         params = parse_params(raw)
         name, key = timeline_name(kind, keys, raw.get("city") if kind == "place" else None)
@@ -61,44 +109,52 @@ async def timeline(
             raise ApiError(503, "not-yet-projected", "the projection has not reached "
                            "min_position yet; retry shortly", retry_after=1) from None
     try:
+        if fmt != "json":
+            return await _export(services, fmt, kind, keys, key, name, params)
         page = await services.read_model.page(to_query(name, params), params.limit,
                                               params.cursor)
     except BadCursor as exc:
         raise ApiError(400, "bad-request", str(exc),
                        errors=[{"path": "cursor", "message": str(exc)}]) from None
-    return TimelineResponse(TimelineRef(kind, key), page.entries, page.next_cursor)
+    return Response(TimelineResponse(TimelineRef(kind, key), page.entries, page.next_cursor),
+                    headers={"Vary": "Accept"})
 
 
-@get("/v1/timelines/entity/{ident:str}", summary="An entity's timeline")
+@get("/v1/timelines/entity/{ident:str}",
+     summary="An entity's timeline", responses=RESPONSES)
 async def entity_timeline(
     request: Request[Any, Any, Any], services: Services, ident: str
-) -> TimelineResponse:
+) -> Response[Any]:
     return await timeline(request, services, "entity", [ident])
 
 
-@get("/v1/timelines/pair/{a:str}/{b:str}", summary="Events involving both entities")
+@get("/v1/timelines/pair/{a:str}/{b:str}",
+     summary="Events involving both entities", responses=RESPONSES)
 async def pair_timeline(
     request: Request[Any, Any, Any], services: Services, a: str, b: str
-) -> TimelineResponse:
+) -> Response[Any]:
     return await timeline(request, services, "pair", [a, b])
 
 
-@get("/v1/timelines/place/{country:str}", summary="Events located in a country")
+@get("/v1/timelines/place/{country:str}",
+     summary="Events located in a country", responses=RESPONSES)
 async def place_timeline(
     request: Request[Any, Any, Any], services: Services, country: str
-) -> TimelineResponse:
+) -> Response[Any]:
     return await timeline(request, services, "place", [country])
 
 
-@get("/v1/timelines/topic/{topic:str}", summary="Events tagged with a topic")
+@get("/v1/timelines/topic/{topic:str}",
+     summary="Events tagged with a topic", responses=RESPONSES)
 async def topic_timeline(
     request: Request[Any, Any, Any], services: Services, topic: str
-) -> TimelineResponse:
+) -> Response[Any]:
     return await timeline(request, services, "topic", [topic])
 
 
-@get("/v1/timelines/all", summary="Every event")
-async def all_timeline(request: Request[Any, Any, Any], services: Services) -> TimelineResponse:
+@get("/v1/timelines/all",
+     summary="Every event", responses=RESPONSES)
+async def all_timeline(request: Request[Any, Any, Any], services: Services) -> Response[Any]:
     return await timeline(request, services, "all", [])
 
 

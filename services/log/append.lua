@@ -1,19 +1,24 @@
 -- Append one batch to one partition atomically, or write nothing.
 -- KEYS: log, ids, versions, head
 -- ARGV[1]: the head the caller chained from ("sequence|hashhex")
--- ARGV[2]: msgpack list of {key, digest, type, subject, expectedversion (-1: none), json, hashhex}
+-- ARGV[2]: msgpack list of {key, digest, type, subject, expectedversion (-1: none), json,
+--          hashhex, sequence, target key of an amendment or ""}
 -- Reply: {"ok", {status, sequence}...} after writing, or
 --        {"recheck", {status, sequence}...} when some entries are not new (nothing written), or
 --        {"head", "sequence|hashhex"} when the chain moved (nothing written).
--- status: 0 appended, 1 duplicate, 2 id-reused, 3 version
+-- status: 0 appended, 1 duplicate, 2 id-reused, 3 version, 4 target missing (an amendment
+-- whose target is neither stored nor appended earlier in this batch)
 local log, ids, versions, head = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local entries = cmsgpack.unpack(ARGV[2])
 
 local statuses, all_new = {}, true
-local counts = {}
+local counts, appending = {}, {}
 for i, e in ipairs(entries) do
   local known = redis.call('HGET', ids, e[1])
-  if known then
+  if e[9] ~= '' and not appending[e[9]] and redis.call('HEXISTS', ids, e[9]) == 0 then
+    statuses[i] = {4, 0}
+    all_new = false
+  elseif known then
     local seq, digest = string.match(known, '^(%d+)|([^|]*)|')
     statuses[i] = {digest == e[2] and 1 or 2, tonumber(seq)}
     all_new = false
@@ -27,6 +32,7 @@ for i, e in ipairs(entries) do
       all_new = false
     else
       counts[subject] = counts[subject] + 1
+      appending[e[1]] = true
       statuses[i] = {0, 0}
     end
   end

@@ -27,6 +27,7 @@ _STATUS: dict[int, tuple[Status, str | None]] = {
     1: ("duplicate", None),
     2: ("conflict", "id-reused"),
     3: ("conflict", "version"),
+    4: ("conflict", "target-missing"),
 }
 _MAX_ATTEMPTS = 50
 _packer = msgspec.msgpack.Encoder()
@@ -74,6 +75,7 @@ class Appender:
         self.client = client
         self.partitions = partitions
         self._script = scripts.load(client, Path(__file__).with_name("append.lua"))
+        self._claim = scripts.load(client, Path(__file__).with_name("claim.lua"))
         self._heads: dict[int, str] = {}
         self._locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
 
@@ -82,15 +84,19 @@ class Appender:
     ) -> list[AppendResult]:
         """Append `events` in order; results in the same order."""
         await self._check_amendments(events)
-        by_partition: dict[int, list[int]] = defaultdict(list)
-        for index, event in enumerate(events):
-            by_partition[keys.partition_of(event.subject, self.partitions)].append(index)
+        homes = [keys.partition_of(e.subject, self.partitions) for e in events]
+        owners = await self._claim(keys=[keys.OWNERS], args=[
+            x for e, p in zip(events, homes, strict=True) for x in (event_key(e.source, e.id), p)])
         results: list[AppendResult | None] = [None] * len(events)
-        recorded = now_rfc3339()
-
+        by_partition: dict[int, list[int]] = defaultdict(list)
+        for index, (event, home, owner) in enumerate(zip(events, homes, owners, strict=True)):
+            if int(owner) == home:
+                by_partition[home].append(index)
+            else:  # the identity belongs to an event about another subject
+                results[index] = _result(event, home, 2, 0)
         async def run(partition: int, indexes: list[int]) -> None:
             batch = [events[i] for i in indexes]
-            done = await self._append_partition(partition, batch, recordedby, recorded)
+            done = await self._append_partition(partition, batch, recordedby)
             for i, result in zip(indexes, done, strict=True):
                 results[i] = result
 
@@ -103,7 +109,9 @@ class Appender:
         amendments = [(i, e) for i, e in enumerate(events) if e.type in _AMENDMENTS]
         if not amendments:
             return
-        in_batch = {(e.source, e.id): e for e in events}
+        in_batch: dict[tuple[str, str], tuple[int, NewEvent]] = {}
+        for index, event in enumerate(events):
+            in_batch.setdefault((event.source, event.id), (index, event))
         pipe = self.client.pipeline(transaction=False)
         for _, e in amendments:
             pipe.hget(keys.ids(keys.partition_of(e.subject, self.partitions)),
@@ -111,23 +119,25 @@ class Appender:
         stored = await pipe.execute()
         errors: list[tuple[int, str | None, FieldError]] = []
         for (index, event), known in zip(amendments, stored, strict=True):
-            problem = _target_problem(event, known, in_batch)
+            problem = _target_problem(index, event, known, in_batch)
             if problem:
                 errors.append((index, event.id, problem))
         if errors:
             raise BatchRejected(errors)
 
     async def _append_partition(
-        self, partition: int, batch: list[NewEvent], recordedby: str, recorded: str
+        self, partition: int, batch: list[NewEvent], recordedby: str
     ) -> list[AppendResult]:
         async with self._locks[partition]:
-            return await self._append_locked(partition, batch, recordedby, recorded)
+            # Stamped under the lock, so a partition's recordedtimes never go backwards
+            # within this process (as_of depends on it).
+            return await self._append_locked(partition, batch, recordedby, now_rfc3339())
 
     async def _append_locked(
         self, partition: int, batch: list[NewEvent], recordedby: str, recorded: str
     ) -> list[AppendResult]:
         results: dict[int, AppendResult] = {}
-        pending = _first_of_each_key(batch, results, partition)
+        pending = _first_of_each_key(batch)
         for _ in range(_MAX_ATTEMPTS):
             if not pending:
                 break
@@ -157,14 +167,17 @@ _AMENDMENTS = (catalog.CORRECTED, catalog.RETRACTED)
 
 
 def _target_problem(
-    event: NewEvent, known: bytes | None, in_batch: dict[tuple[str, str], NewEvent]
+    index: int, event: NewEvent, known: bytes | None,
+    in_batch: dict[tuple[str, str], tuple[int, NewEvent]],
 ) -> FieldError | None:
+    """What is wrong with an amendment's target, judged from the stored log or, failing
+    that, from the first event of the same request with the target's identity."""
     target_id = event.payload.target
+    earlier = in_batch.get((event.source, target_id))
     if known is not None:
         _, _, target_type, target_subject = known.decode().split("|", 3)
-    elif (event.source, target_id) in in_batch:
-        target = in_batch[(event.source, target_id)]
-        target_type, target_subject = target.type, target.subject
+    elif earlier is not None and earlier[0] < index:
+        target_type, target_subject = earlier[1].type, earlier[1].subject
     else:
         return FieldError("data.target",
                           f"no event {target_id!r} from this source about {event.subject!r}")
@@ -185,9 +198,7 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _first_of_each_key(
-    batch: list[NewEvent], results: dict[int, AppendResult], partition: int
-) -> list[int]:
+def _first_of_each_key(batch: list[NewEvent]) -> list[int]:
     seen: set[tuple[str, str]] = set()
     firsts = []
     for i, event in enumerate(batch):
@@ -207,10 +218,12 @@ def _settle_in_batch_repeats(
         if key not in first:
             first[key] = i
             continue
-        original = batch[first[key]]
-        seq = results[first[key]].sequence or 0
+        original, outcome = batch[first[key]], results[first[key]]
+        if outcome.status == "conflict":  # the first copy was not written: neither is this
+            results[i] = msgspec.structs.replace(outcome)
+            continue
         code = 1 if original.digest == event.digest else 2
-        results[i] = _result(event, partition, code, seq)
+        results[i] = _result(event, partition, code, outcome.sequence or 0)
 
 
 def _result(event: NewEvent, partition: int, code: int, seq: int) -> AppendResult:
@@ -240,6 +253,8 @@ def _chain(
         body = canonical_bytes(stored)
         prev = chain_hash(prev, body)
         expected = -1 if event.expected_version is None else event.expected_version
+        target = getattr(event.payload, "target", None) if event.type in _AMENDMENTS else None
         entries.append([event_key(event.source, event.id), event.digest, event.type,
-                        event.subject, expected, body.decode(), prev.hex(), sequence])
+                        event.subject, expected, body.decode(), prev.hex(), sequence,
+                        event_key(event.source, target) if target else ""])
     return entries

@@ -6,6 +6,7 @@ from __future__ import annotations
 import zlib
 
 META = "timeline:meta"
+OWNERS = "timeline:owners"  # (source, id) → owning partition: identity is global
 
 
 def partition_of(subject: str, partitions: int) -> int:

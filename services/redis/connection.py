@@ -11,7 +11,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.config import Settings
-from services.redis.embedded import EmbeddedServer, running_url
+from services.redis.embedded import EmbeddedServer, running_url, start_lock
 
 
 def client(url: str) -> Any:
@@ -27,10 +27,11 @@ def resolve_url(settings: Settings, start: bool = True) -> tuple[str, EmbeddedSe
     """TIMELINE_REDIS_URL, else the data dir's running embedded server, else a new one."""
     if settings.redis_url:
         return settings.redis_url, None
-    url = running_url(settings.data_dir)
-    if url or not start:
-        if url is None:
+    with start_lock(settings.data_dir):
+        url = running_url(settings.data_dir)
+        if url:
+            return url, None
+        if not start:
             raise RuntimeError(f"no server is running for {settings.data_dir}")
-        return url, None
-    server = EmbeddedServer(settings.data_dir, settings.fsync)
-    return server.start(), server
+        server = EmbeddedServer(settings.data_dir, settings.fsync)
+        return server.start(), server

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import os
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import redis
@@ -28,11 +30,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded before any fork: never inside a child
+_PR_SET_PDEATHSIG = 1
+
+
 def die_with_parent() -> None:
-    """Run in a child before exec: the kernel sends it SIGTERM when we die."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    """Run in a child before exec: the kernel sends it SIGTERM when we die.
+
+    If the parent died before the setting took, nobody would ever send it: exit then.
+    """
+    parent = os.getppid()
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent or parent == 1:
+        os._exit(1)
 
 
 def binary_path() -> Path:
@@ -109,12 +119,24 @@ class EmbeddedServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        for name in (URL_FILE, PID_FILE):
-            path = self.data_dir / name
-            with contextlib.suppress(FileNotFoundError):
-                if name != PID_FILE or path.read_text() == str(self.process.pid):
-                    path.unlink()
+        pid_file = self.data_dir / PID_FILE
+        with contextlib.suppress(FileNotFoundError):
+            if pid_file.read_text() == str(self.process.pid):  # ours, not a later server's
+                (self.data_dir / URL_FILE).unlink(missing_ok=True)
+                pid_file.unlink()
         self.process = None
+
+
+@contextlib.contextmanager
+def start_lock(data_dir: Path) -> Iterator[None]:
+    """Serialise check-then-start: two servers on one data dir would share one AOF."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with (data_dir / "server.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def running_url(data_dir: Path) -> str | None:

@@ -128,3 +128,71 @@ async def assert_chains_verify(services: Services) -> None:
         if raw:
             assert head[b"sequence"] == str(expected_seq - 1).encode()
             assert head[b"hash"].decode() == prev.hex()
+
+
+async def test_an_identity_under_another_subject_is_a_conflict(services: Services) -> None:
+    subjects = [s for s in ("lg", "jax", "acme", "zeta", "omega")
+                if keys.partition_of(s, services.partitions) != keys.partition_of(
+                    "lg", services.partitions)]
+    [first] = await append(services, mou("one", subject="lg"))
+    [other] = await append(services, mou("one", subject=subjects[0]))
+    assert first.status == "appended"
+    assert (other.status, other.reason, other.sequence) == ("conflict", "id-reused", None)
+    assert await services.log.total() == 1
+    both = await append(services, mou("two", subject="lg"), mou("two", subject=subjects[0]))
+    assert [r.status for r in both] == ["appended", "conflict"]
+    assert await services.log.total() == 2
+
+
+async def test_an_amendment_before_its_target_in_one_request_is_refused(
+    services: Services,
+) -> None:
+    retract = {"specversion": "1.0", "id": "r1", "source": "urn:test", "subject": "lg",
+               "type": "event.retracted", "data": {"target": "t1", "reason": "no"}}
+    with pytest.raises(BatchRejected) as refused:
+        await append(services, retract, mou("t1"))
+    assert refused.value.errors[0][2].path == "data.target"
+    assert await services.log.total() == 0
+
+
+async def test_an_amendment_whose_target_is_not_written_is_not_written(
+    services: Services,
+) -> None:
+    await append(services, mou("seed"))
+    retract = {"specversion": "1.0", "id": "r1", "source": "urn:test", "subject": "lg",
+               "type": "event.retracted", "data": {"target": "t1", "reason": "no"}}
+    results = await append(services, mou("t1", expectedversion=0), retract)
+    assert [(r.status, r.reason) for r in results] == [
+        ("conflict", "version"), ("conflict", "target-missing")]
+    assert await services.log.total() == 1
+
+
+async def test_an_amendment_is_judged_against_the_first_copy_of_its_target(
+    services: Services,
+) -> None:
+    vendor_twin = {**mou("t1"), "type": "x-test.noted", "data": {"anything": 1}}
+    fix = {"specversion": "1.0", "id": "c1", "source": "urn:test", "subject": "lg",
+           "type": "event.corrected",
+           "data": {"target": "t1", "reason": "r", "data": {"anything": 2}}}
+    with pytest.raises(BatchRejected) as refused:
+        await append(services, mou("t1"), vendor_twin, fix)
+    assert refused.value.errors[0][2].path.startswith("data.data")
+
+
+async def test_a_repeat_of_an_unwritten_event_is_not_called_a_duplicate(
+    services: Services,
+) -> None:
+    await append(services, mou("seed"))
+    results = await append(services, mou("a", expectedversion=0), mou("a", expectedversion=0))
+    assert [(r.status, r.reason) for r in results] == [("conflict", "version")] * 2
+
+
+async def test_a_dateless_amendment_resent_another_day_is_a_duplicate(
+    services: Services,
+) -> None:
+    await append(services, mou("t1"))
+    retract = {"specversion": "1.0", "id": "r1", "source": "urn:test", "subject": "lg",
+               "type": "event.retracted", "data": {"target": "t1", "reason": "no"}}
+    [first] = await services.appender.append([validate_event(retract, "2025-01-01")])
+    [again] = await services.appender.append([validate_event(retract, "2025-01-02")])
+    assert (first.status, again.status) == ("appended", "duplicate")

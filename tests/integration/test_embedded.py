@@ -173,3 +173,22 @@ def test_server_dies_with_its_parent(tmp_path: Path) -> None:
             parent.stdout.close()
         if pid and alive(pid):  # never leak a server, even when the test fails
             os.kill(pid, signal.SIGKILL)
+
+
+def test_commands_started_together_share_one_server(tmp_path: Path) -> None:
+    """Two resolve_url calls racing on one data dir must not start two servers."""
+    import concurrent.futures
+
+    from services import config
+    from services.redis.connection import resolve_url
+
+    settings = config.load({"TIMELINE_DATA_DIR": str(tmp_path / "data")})
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(lambda _: resolve_url(settings), range(2)))
+    servers = [server for _, server in outcomes if server is not None]
+    try:
+        assert len(servers) == 1
+        assert outcomes[0][0] == outcomes[1][0]
+    finally:
+        for server in servers:
+            server.stop()

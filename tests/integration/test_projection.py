@@ -61,3 +61,22 @@ async def test_order_puts_coarser_precision_first_on_the_same_day(services: Serv
     await wait_projected(services)
     page = await services.read_model.page(Query(timeline="all"), 10)
     assert [e.id for e in page.entries] == ["y", "m", "d"]
+
+
+async def test_from_to_work_for_early_years_long_spans_and_the_last_year(
+    services: Services,
+) -> None:
+    base = {"specversion": "1.0", "source": "urn:t", "type": "x-test.noted", "subject": "acme",
+            "data": {}}
+    dates = {"early": "0850", "recent": "2023-12", "long": "0001/2023"}
+    await publish(services, [{**base, "id": k, "occurred": v} for k, v in dates.items()])
+    await wait_projected(services)
+
+    async def ids(start: str | None, end: str | None) -> list[str]:
+        page = await services.read_model.page(
+            Query(timeline="entity:acme", start=start, end=end), 100)
+        return [e.id for e in page.entries]
+
+    assert await ids("0800-01-01", None) == ["long", "early", "recent"]
+    assert await ids(None, "0900-12-31") == ["long", "early"]
+    assert await ids("2023-01-01", "9999-12-31") == ["long", "recent"]

@@ -1,0 +1,157 @@
+"""Checking one partition's hash chain from its raw stream entries. Pure: no I/O.
+
+The chain (DESIGN 2): hash_n = sha256(hash_{n-1} || event_n) with hash_0 = 32
+zero bytes, where event_n is the exact bytes of the entry's `event` field (the
+canonical JSON the append path wrote). Entries are fed in stream order; each
+problem is named by partition, sequence and kind:
+
+  hash-mismatch   the stored hash is not sha256(previous hash || this event):
+                  this entry's content (or its hash) was changed
+  broken-link     the same, right after a missing or foreign entry: the chain
+                  cannot be followed across the hole
+  sequence-gap    sequences are missing (entries deleted)
+  foreign-entry   not our layout: stream id not `<sequence>-0`, fields other than
+                  `event` and `hash`, undecodable event, or an event that claims
+                  another partition or sequence than where it sits
+  head-mismatch   the stored chain head disagrees with the last entry
+
+Each link is checked against the previous entry's *stored* hash, so one edited
+entry is one problem rather than a cascade to the end of the partition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import msgspec
+
+from events.codec import GENESIS
+
+ZERO_HEAD = GENESIS.hex()
+_HEX64 = re.compile(rb"^[0-9a-f]{64}$")
+MAX_PROBLEMS = 1000  # per partition: a wholesale rewrite is reported, not streamed forever
+
+
+class Problem(msgspec.Struct, kw_only=True):
+    """One thing wrong; `partition` is None for what concerns the whole log."""
+
+    kind: str
+    message: str
+    partition: int | None = None
+    sequence: int | None = None
+
+
+class _Placement(msgspec.Struct):
+    partition: int
+    sequence: int
+
+
+_placement = msgspec.json.Decoder(_Placement)
+
+
+class PartitionChain:
+    """Feed it a partition's entries in stream order, then `finish` with the stored head."""
+
+    def __init__(self, partition: int, wanted: frozenset[int] = frozenset()) -> None:
+        self.partition = partition
+        self.wanted = wanted  # sequences whose stored hash a digest check needs
+        self.hashes_at: dict[int, str] = {}
+        self.expected = 1
+        self.prev = GENESIS
+        self.after_hole = False
+        self.length = 0
+        self.last_sequence = 0
+        self.head = ZERO_HEAD
+        self.problems: list[Problem] = []
+        self.omitted = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and not self.omitted
+
+    def report(self, kind: str, message: str, sequence: int | None = None) -> None:
+        if len(self.problems) >= MAX_PROBLEMS:
+            self.omitted += 1
+            return
+        self.problems.append(Problem(kind=kind, message=message, partition=self.partition,
+                                     sequence=sequence))
+
+    def feed(self, stream_id: bytes, fields: dict[bytes, bytes]) -> None:
+        ident = stream_id.decode("ascii", "replace")
+        slot = _slot(ident)
+        event, stored = fields.get(b"event"), fields.get(b"hash")
+        reason = None
+        if len(fields) != 2 or event is None or stored is None:
+            reason = f"fields {sorted(f.decode('utf-8', 'replace') for f in fields)}, " \
+                     "not ['event', 'hash']"
+        elif len(stored) != 64 or not _HEX64.match(stored):
+            reason = "the hash field is not 64 lowercase hex digits"
+        else:
+            try:
+                placed = _placement.decode(event)
+            except msgspec.DecodeError as exc:
+                reason = f"the event does not decode: {exc}"
+            else:
+                if slot is None or placed.sequence != slot or placed.partition != self.partition:
+                    reason = (f"stream id {ident} holds an event placed at partition "
+                              f"{placed.partition} sequence {placed.sequence}")
+        if reason is not None:
+            self._foreign(ident, slot, stored, reason)
+            return
+        assert event is not None and stored is not None and slot is not None
+        self._link(slot, event, stored.decode())
+
+    def _foreign(self, ident: str, slot: int | None, stored: bytes | None, reason: str) -> None:
+        self.report("foreign-entry", f"entry {ident}: {reason}", slot)
+        if slot == self.expected:
+            # It sits where the next entry belongs: that sequence is taken, not
+            # missing, and its stored hash (if it has one) still anchors the next link.
+            self.expected += 1
+            if stored is not None and _HEX64.match(stored):
+                self.prev, self.after_hole = bytes.fromhex(stored.decode()), False
+            else:
+                self.after_hole = True
+        else:
+            self.after_hole = True
+
+    def _link(self, sequence: int, event: bytes, stored: str) -> None:
+        if sequence > self.expected:
+            missing = (f"sequence {self.expected} is missing" if sequence == self.expected + 1
+                       else f"sequences {self.expected}-{sequence - 1} are missing")
+            self.report("sequence-gap", missing, self.expected)
+            self.after_hole = True
+        recomputed = hashlib.sha256(self.prev + event).hexdigest()
+        if recomputed != stored:
+            if self.after_hole:
+                self.report("broken-link", f"entry {sequence} does not chain from the last "
+                            f"entry before the hole (sequence {self.last_sequence})", sequence)
+            else:
+                self.report("hash-mismatch", f"stored hash {stored[:16]}… but "
+                            f"sha256(previous hash || event) is {recomputed[:16]}…: the "
+                            "entry was altered", sequence)
+        self.prev = bytes.fromhex(stored)
+        self.after_hole = False
+        self.expected = sequence + 1
+        self.length += 1
+        self.last_sequence = sequence
+        self.head = stored
+        if sequence in self.wanted:
+            self.hashes_at[sequence] = stored
+
+    def finish(self, head_sequence: int | None, head_hash: str | None) -> None:
+        """Compare the stored chain head (`timeline:{pN}:head`) with what the log holds."""
+        if head_sequence is None and self.length == 0:
+            return
+        if head_sequence != self.last_sequence or (head_hash or ZERO_HEAD) != self.head:
+            self.report("head-mismatch", f"the stored head says sequence {head_sequence} "
+                        f"hash {(head_hash or '-')[:16]}…, the log ends at sequence "
+                        f"{self.last_sequence} hash {self.head[:16]}…", head_sequence)
+
+
+def _slot(ident: str) -> int | None:
+    """The sequence a stream id stands for, when it has our `<sequence>-0` form."""
+    ms, sep, seq = ident.partition("-")
+    if sep and seq == "0" and ms.isdigit() and not ms.startswith("0"):
+        return int(ms)
+    return None

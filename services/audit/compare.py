@@ -1,0 +1,238 @@
+"""Compare two copies (namespaces) of the read model: per timeline, per entry,
+field by field.
+
+The walking is server-side (compare.lua: one call per chunk of a key, only the
+differences come back); turning raw differences into readable ones is pure
+(`describe`, `field_differences`) and tested without a server.
+
+A difference says what the *live* copy has wrong relative to the rebuilt one:
+`differs` (both have it, with other values), `extra-live` (only live has it),
+`missing-live` (only the rebuild has it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from projections import asof
+from projections.store import ReadModel, key_of_member, namespace_key
+from services.redis import scripts
+
+CHUNK = 1000
+PIPELINE = 200
+# read-model hash -> the scope a difference in it is reported under
+HASHES = {"entries": "entry", "history": "history", "superseded": "superseded-version",
+          "aliases": "alias", "maxspan": "span", "names": "name", "kinds": "kind",
+          "stamps": "name-stamp"}
+ZSETS = {"tl:": "timeline", "ever:": "as-of-index"}
+JSON_SCOPES = ("entry", "history", "superseded-version")
+
+
+class FieldDifference(msgspec.Struct):
+    live: Any
+    rebuilt: Any
+
+
+class Difference(msgspec.Struct, omit_defaults=True):
+    scope: str
+    problem: str  # "differs" | "extra-live" | "missing-live"
+    key: str  # readable: "source id", "source id @sequence", an entity id or a timeline
+    source: str | None = None
+    id: str | None = None
+    timeline: str | None = None
+    fields: dict[str, FieldDifference] | None = None
+    live: Any = None
+    rebuilt: Any = None
+
+
+_json = msgspec.json.Decoder()
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _decoded(value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return _json.decode(value)
+    except msgspec.DecodeError:
+        return value
+
+
+def field_differences(live: Any, rebuilt: Any) -> dict[str, FieldDifference]:
+    """Top-level fields that differ; a list of objects (a history) by index and field."""
+    if isinstance(live, dict) and isinstance(rebuilt, dict):
+        return {name: FieldDifference(live.get(name), rebuilt.get(name))
+                for name in sorted(set(live) | set(rebuilt)) if live.get(name) != rebuilt.get(name)}
+    if isinstance(live, list) and isinstance(rebuilt, list):
+        found: dict[str, FieldDifference] = {}
+        for i in range(max(len(live), len(rebuilt))):
+            a = live[i] if i < len(live) else None
+            b = rebuilt[i] if i < len(rebuilt) else None
+            if a == b:
+                continue
+            if isinstance(a, dict) and isinstance(b, dict):
+                found.update({f"[{i}].{k}": v for k, v in field_differences(a, b).items()})
+            else:
+                found[f"[{i}]"] = FieldDifference(a, b)
+        return found
+    return {"": FieldDifference(live, rebuilt)}
+
+
+def _entry_names(key: str) -> tuple[str, str]:
+    source, _, ident = key.partition("\x1f")
+    return source, ident
+
+
+def describe_hash(
+    scope: str, field: str, problem: str, live: str | None, rebuilt: str | None
+) -> Difference:
+    """One differing field of a read-model hash, named for people."""
+    if scope in ("entry", "history", "alias"):
+        source, ident = _entry_names(field)
+        diff = Difference(scope, problem, f"{source} {ident}", source=source, id=ident)
+    elif scope == "superseded-version":
+        entry, _, sequence = field.rpartition("\x1f")
+        source, ident = _entry_names(entry)
+        diff = Difference(scope, problem, f"{source} {ident} @{sequence}", source=source,
+                          id=ident)
+    elif scope == "span":
+        diff = Difference(scope, problem, field, timeline=field)
+    else:
+        diff = Difference(scope, problem, field)
+    if problem == "differs" and scope in JSON_SCOPES:
+        diff.fields = field_differences(_decoded(live), _decoded(rebuilt))
+    else:
+        diff.live, diff.rebuilt = live, rebuilt
+    return diff
+
+
+def describe_member(scope: str, timeline: str, problem: str, member: str) -> Difference:
+    """A timeline (or as-of index) member that only one copy has."""
+    source, ident = _entry_names(key_of_member(member))
+    diff = Difference(scope, problem, f"{timeline}: {source} {ident}", source=source, id=ident,
+                      timeline=timeline)
+    shown = member
+    if scope == "as-of-index":
+        _, added, removed, sequence = asof.split(member)
+        shown = f"version of sequence {sequence}: held {added} .. " + (
+            "now" if removed == asof.OPEN else removed)
+    if problem == "extra-live":
+        diff.live = shown
+    else:
+        diff.rebuilt = shown
+    return diff
+
+
+class Comparer:
+    """Walks two namespaces of one server and lists their differences."""
+
+    def __init__(self, client: Any, live: str, rebuilt: str) -> None:
+        self.client = client
+        self.live, self.rebuilt = live, rebuilt
+        self._chunk = scripts.load(client, Path(__file__).with_name("compare.lua"))
+
+    async def everything(self) -> list[Difference]:
+        found: list[Difference] = []
+        for name, scope in HASHES.items():
+            found += await self.hash(name, scope)
+        names = sorted(set(await ReadModel(self.client, self.live).timeline_names())
+                       | set(await ReadModel(self.client, self.rebuilt).timeline_names()))
+        found += await self.timelines(names)
+        return found
+
+    async def hash(self, name: str, scope: str) -> list[Difference]:
+        live, rebuilt = namespace_key(self.live, name), namespace_key(self.rebuilt, name)
+        found: dict[str, Difference] = {}  # HSCAN may return a field twice
+        for a, b, mode in ((live, rebuilt, "hash"), (rebuilt, live, "hash-missing")):
+            cursor = "0"
+            while True:
+                reply = await self._chunk(keys=[a, b], args=[mode, cursor, CHUNK])
+                for item in reply[1]:
+                    field = _text(item[0]) or ""
+                    if mode == "hash-missing":
+                        found[field] = describe_hash(scope, field, "missing-live", None,
+                                                     _text(item[1]))
+                    else:
+                        other = _text(item[2]) if len(item) > 2 else None
+                        problem = "differs" if other is not None else "extra-live"
+                        found[field] = describe_hash(scope, field, problem, _text(item[1]), other)
+                cursor = _text(reply[0]) or "0"
+                if cursor == "0":
+                    break
+        return list(found.values())
+
+    async def fields(self, name: str, scope: str, fields: Iterable[str]) -> list[Difference]:
+        """Only these fields of one hash (a re-check of earlier differences)."""
+        wanted = sorted(set(fields))
+        if not wanted:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hmget(namespace_key(self.live, name), wanted)
+        pipe.hmget(namespace_key(self.rebuilt, name), wanted)
+        lives, rebuilts = await pipe.execute()
+        found = []
+        for field, live, rebuilt in zip(wanted, lives, rebuilts, strict=True):
+            if live == rebuilt:
+                continue
+            problem = ("missing-live" if live is None else "extra-live" if rebuilt is None
+                       else "differs")
+            found.append(describe_hash(scope, field, problem, _text(live), _text(rebuilt)))
+        return found
+
+    async def timelines(self, names: list[str]) -> list[Difference]:
+        found: list[Difference] = []
+        work = [(family, scope, name, a_ns, problem)
+                for name in names for family, scope in ZSETS.items()
+                for a_ns, problem in ((self.live, "extra-live"), (self.rebuilt, "missing-live"))]
+        cursors = {i: "-" for i in range(len(work))}
+        while cursors:
+            batch = list(cursors.items())[:PIPELINE]
+            pipe = self.client.pipeline(transaction=False)
+            for i, cursor in batch:
+                family, _, name, a_ns, _ = work[i]
+                b_ns = self.rebuilt if a_ns == self.live else self.live
+                await self._chunk(keys=[namespace_key(a_ns, family + name),
+                                        namespace_key(b_ns, family + name)],
+                                  args=["zset", cursor, CHUNK], client=pipe)
+            for (i, _), reply in zip(batch, await pipe.execute(), strict=True):
+                _, scope, name, _, problem = work[i]
+                found += [describe_member(scope, name, problem, _text(m) or "")
+                          for m in reply[1]]
+                following = _text(reply[0])
+                if following:
+                    cursors[i] = following
+                else:
+                    del cursors[i]
+        return found
+
+    async def recheck(self, differences: list[Difference]) -> list[Difference]:
+        """The same comparison, limited to what `differences` are about."""
+        by_hash: dict[str, set[str]] = {}
+        names: set[str] = set()
+        scope_hash = {scope: name for name, scope in HASHES.items()}
+        for diff in differences:
+            if diff.scope in ZSETS.values():
+                names.add(diff.timeline or "")
+            else:
+                by_hash.setdefault(diff.scope, set()).add(field_of(diff))
+        found: list[Difference] = []
+        for scope, fields in by_hash.items():
+            found += await self.fields(scope_hash[scope], scope, fields)
+        return found + await self.timelines(sorted(names))
+
+
+def field_of(diff: Difference) -> str:
+    """The hash field a difference of a hash scope was found under."""
+    if diff.source is not None and diff.id is not None:
+        entry = f"{diff.source}\x1f{diff.id}"
+        if diff.scope == "superseded-version":
+            return f"{entry}\x1f{diff.key.rpartition('@')[2]}"
+        return entry
+    return diff.timeline if diff.scope == "span" and diff.timeline else diff.key

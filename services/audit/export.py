@@ -1,0 +1,263 @@
+"""Export the whole log as CloudEvents JSON lines, and restore such a file into
+an empty log.
+
+An export line is the stored event with its chain hash added as the last
+attribute, `{...stored event...,"hash":"<hex>"}`, in partition then sequence
+order. Everything the log stored is there (server-set attributes included), and
+the text before `,"hash":"` plus `}` is exactly the bytes the chain hashed, so
+tools/verify_chain.py can check a file with the standard library alone.
+
+Restore reads the file twice: first it re-verifies every line (consecutive
+sequences from 1 per partition, every hash, no (source, id) twice, subjects
+routed to their partitions) and refuses the whole file at the first break,
+writing nothing; then it writes each partition in batches with one script call
+each, which also refuses if anyone appended meanwhile. Afterwards the log, its
+dedupe index, identity owners, subject versions and chain heads are as the original's, so verify
+passes and a digest has the original's heads. The read model is rebuilt by the
+normal projection worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from events.codec import GENESIS, canonical_bytes, content_digest
+from events.stored import event_key
+from services.audit.chain import PartitionChain, Problem
+from services.audit.verify import PAGE, log_partitions
+from services.log import keys
+from services.redis import scripts
+
+FORMATS = ("cloudevents-jsonl",)
+WRITE_BATCH = 1000
+MAX_PARTITIONS = 1024
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_packer = msgspec.msgpack.Encoder()
+
+
+def export_line(event: bytes, hash_hex: str) -> bytes:
+    """The stored event (a JSON object) with `hash` appended as its last attribute."""
+    return event[:-1] + b',"hash":"' + hash_hex.encode() + b'"}\n'
+
+
+@dataclass
+class ExportSummary:
+    events: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+
+async def export(
+    client: Any, partitions: int, write: Callable[[bytes], object],
+    on_progress: Callable[[int], object] = lambda n: None,
+) -> ExportSummary:
+    """Write every stored event; the chain is checked on the way and any problem
+    returned (entries not in our layout are left out of the file)."""
+    summary = ExportSummary()
+    for partition in range(partitions):
+        chain = PartitionChain(partition)
+        start = "-"
+        while True:
+            page = await client.xrange(keys.log(partition), start, "+", count=PAGE)
+            for stream_id, fields in page:
+                before = chain.length
+                chain.feed(stream_id, fields)
+                if chain.length > before:
+                    write(export_line(fields[b"event"], fields[b"hash"].decode()))
+            summary.events += len(page)
+            on_progress(len(page))
+            if len(page) < PAGE:
+                break
+            start = "(" + page[-1][0].decode()
+        summary.problems += chain.problems
+    return summary
+
+
+class RestoreRefused(ValueError):
+    """The file or the target log is not fit for restore; nothing was written."""
+
+
+@dataclass
+class _Partition:
+    expected: int = 1
+    prev: bytes = GENESIS
+
+
+@dataclass
+class CheckedFile:
+    """What the first pass learned: enough to route and to report."""
+
+    events: int = 0
+    heads: dict[int, tuple[int, str]] = field(default_factory=dict)
+    subjects: dict[str, int] = field(default_factory=dict)
+
+
+class Line(msgspec.Struct):
+    sequence: int
+    partition: int
+    hash: str
+    event: bytes  # canonical bytes, as the log stores them
+    key: str
+    ids_value: str
+    subject: str
+
+
+def parse_line(number: int, text: bytes | str) -> Line:
+    """One export line, re-encoded canonically; RestoreRefused names what is wrong."""
+    try:
+        raw = msgspec.json.decode(text)
+    except msgspec.DecodeError as exc:
+        raise RestoreRefused(f"line {number}: not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise RestoreRefused(f"line {number}: not a JSON object")
+    for name, kind in (("hash", str), ("partition", int), ("sequence", int), ("source", str),
+                       ("id", str), ("subject", str), ("type", str)):
+        if not isinstance(raw.get(name), kind) or isinstance(raw.get(name), bool):
+            raise RestoreRefused(f"line {number}: `{name}` is missing or not a {kind.__name__}")
+    if not _HEX64.match(raw["hash"]):
+        raise RestoreRefused(f"line {number}: `hash` is not 64 lowercase hex digits")
+    body = canonical_bytes(raw)
+    return Line(
+        sequence=raw["sequence"], partition=raw["partition"], hash=raw["hash"], event=body,
+        key=event_key(raw["source"], raw["id"]), subject=raw["subject"],
+        ids_value=f"{raw['sequence']}|{content_digest(raw)}|{raw['type']}|{raw['subject']}",
+    )
+
+
+class FileChecker:
+    """Checks lines in file order; every break refuses the file."""
+
+    def __init__(self) -> None:
+        self.checked = CheckedFile()
+        self._state: dict[int, _Partition] = {}
+        self._seen: set[str] = set()  # (source, id) names one event across partitions
+
+    def add(self, number: int, line: Line) -> None:
+        checked = self.checked
+        if not 0 <= line.partition < MAX_PARTITIONS:
+            raise RestoreRefused(f"line {number}: partition {line.partition} is out of range")
+        part = self._state.setdefault(line.partition, _Partition())
+        if line.sequence != part.expected:
+            raise RestoreRefused(f"line {number}: partition {line.partition} sequence "
+                                 f"{line.sequence}, expected {part.expected}: the file has a "
+                                 "gap, a repeat or lines out of order")
+        recomputed = hashlib.sha256(part.prev + line.event).hexdigest()
+        if recomputed != line.hash:
+            raise RestoreRefused(f"line {number}: partition {line.partition} sequence "
+                                 f"{line.sequence}: the hash does not match the event chained "
+                                 "from the previous one: the file was altered")
+        if line.key in self._seen:
+            raise RestoreRefused(f"line {number}: (source, id) appears twice")
+        self._seen.add(line.key)
+        known = checked.subjects.setdefault(line.subject, line.partition)
+        if known != line.partition:
+            raise RestoreRefused(f"line {number}: subject {line.subject!r} is in partitions "
+                                 f"{known} and {line.partition}")
+        part.expected, part.prev = line.sequence + 1, bytes.fromhex(line.hash)
+        checked.heads[line.partition] = (line.sequence, line.hash)
+        checked.events += 1
+
+
+def check_lines(lines: Iterable[tuple[int, bytes]]) -> CheckedFile:
+    """First pass: the whole file, before anything is written."""
+    checker = FileChecker()
+    for number, text in lines:
+        checker.add(number, parse_line(number, text))
+    if not checker.checked.events:
+        raise RestoreRefused("the file holds no events")
+    return checker.checked
+
+
+def choose_partitions(subjects: dict[str, int], current: int, fixed: bool) -> int:
+    """The partition count under which every subject routes where the file has it:
+    the log's own when it fits, else (if not fixed by configuration) the smallest."""
+    def fits(count: int) -> bool:
+        return all(keys.partition_of(s, count) == p for s, p in subjects.items())
+
+    if fits(current):
+        return current
+    if fixed:
+        raise RestoreRefused(f"the file's subjects do not route to their partitions with "
+                             f"{current} partitions (TIMELINE_PARTITIONS): restore into a log "
+                             "created with the original's count")
+    lowest = max(subjects.values()) + 1
+    for count in range(lowest, MAX_PARTITIONS + 1):
+        if fits(count):
+            return count
+    raise RestoreRefused("no partition count routes the file's subjects as it has them")
+
+
+def read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    with path.open("rb") as handle:
+        for number, text in enumerate(handle, start=1):
+            if text.strip():
+                yield number, text
+
+
+async def log_is_empty(client: Any, partitions: int) -> bool:
+    pipe = client.pipeline(transaction=False)
+    pipe.exists(keys.OWNERS)
+    for partition in range(partitions):
+        pipe.exists(*keys.write_state(partition))
+    if any(await pipe.execute()):
+        return False
+    return not await log_partitions(client)
+
+
+@dataclass
+class Restored:
+    events: int
+    partitions: int
+    heads: dict[int, tuple[int, str]]
+
+
+async def restore(
+    client: Any, path: Path, current_partitions: int, partitions_fixed: bool,
+    on_progress: Callable[[int], object] = lambda n: None,
+) -> Restored:
+    checked = check_lines(read_lines(path))
+    if not await log_is_empty(client, current_partitions):
+        raise RestoreRefused("the log is not empty: restore only writes into an empty log")
+    count = choose_partitions(checked.subjects, current_partitions, partitions_fixed)
+    if count != current_partitions:
+        await client.hset(keys.META, "partitions", count)  # the log is empty: still ours to set
+    script = scripts.load(client, Path(__file__).with_name("restore.lua"))
+    heads = {p: "0|" + GENESIS.hex() for p in range(count)}
+    batches: dict[int, list[Line]] = {}
+
+    async def flush(partition: int) -> None:
+        batch = batches.pop(partition, [])
+        if not batch:
+            return
+        entries = [[e.sequence, e.event.decode(), e.hash, e.key, e.ids_value, e.subject]
+                   for e in batch]
+        # Which partition owns each identity (services/log/claim.lua), before the events:
+        # a restore stopped half-way leaves claims for the right partition, never events
+        # another partition could claim.
+        await client.hset(keys.OWNERS, mapping={e.key: partition for e in batch})
+        reply = await script(keys=keys.write_state(partition),
+                             args=[heads[partition], _packer.encode(entries)])
+        if (reply[0].decode() if isinstance(reply[0], bytes) else reply[0]) != "ok":
+            raise RestoreRefused(f"partition {partition} changed during the restore "
+                                 "(someone appended): stopped")
+        heads[partition] = f"{batch[-1].sequence}|{batch[-1].hash}"
+        on_progress(len(batch))
+
+    # Checked again as it is written: should the file change between the passes,
+    # what was written is still an unbroken prefix and the rest is refused.
+    again = FileChecker()
+    for number, text in read_lines(path):
+        line = parse_line(number, text)
+        again.add(number, line)
+        batches.setdefault(line.partition, []).append(line)
+        if len(batches[line.partition]) >= WRITE_BATCH:
+            await flush(line.partition)
+    for partition in list(batches):
+        await flush(partition)
+    return Restored(checked.events, count, checked.heads)

@@ -1,0 +1,54 @@
+"""The raw log, page by page, exactly as stored: for verifiers outside the service.
+
+`event` is the stored field verbatim (the bytes the chain hashes, as UTF-8
+text), so an external check is sha256(previous hash || event) and nothing else.
+Entries not in our layout are returned too, with whatever fields they carry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from services.log import keys
+
+MAX_LIMIT = 10_000
+
+
+class RawEntry(msgspec.Struct, omit_defaults=True):
+    id: str  # the stream id: "<sequence>-0" for our entries
+    event: str | None = None
+    hash: str | None = None
+    other_fields: dict[str, str] | None = None  # only on entries not in our layout
+
+
+class RawPage(msgspec.Struct):
+    partition: int
+    entries: list[RawEntry]
+    next_after: int | None  # pass as `after` for the next page; null at the end
+
+
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", "replace")
+
+
+def raw_entry(stream_id: bytes, fields: dict[bytes, bytes]) -> RawEntry:
+    entry = RawEntry(_text(stream_id))
+    others = {}
+    for name, value in fields.items():
+        if name == b"event":
+            entry.event = _text(value)
+        elif name == b"hash":
+            entry.hash = _text(value)
+        else:
+            others[_text(name)] = _text(value)
+    entry.other_fields = others or None
+    return entry
+
+
+async def read_page(client: Any, partition: int, after: int, limit: int) -> RawPage:
+    page = await client.xrange(keys.log(partition), f"{after + 1}-0", "+", count=limit)
+    entries = [raw_entry(i, f) for i, f in page]
+    last = int(page[-1][0].split(b"-")[0]) if len(page) == limit else None
+    return RawPage(partition, entries, last)

@@ -1,0 +1,247 @@
+"""Replay: rebuild the read model from the log into the inactive namespace,
+compare it with the live one, and optionally promote it (blue/green).
+
+1. A lock (with expiry, kept alive while running) refuses a second replay.
+2. The inactive namespace is emptied and rebuilt from XRANGE pages with the
+   projection's own fold and apply script (projections.runner.Projector on a
+   ReadModel bound to that namespace), while the live copy keeps serving and
+   the workers keep projecting into it.
+3. Once the live copy has caught up with the log as it was at the start, the
+   rebuild is caught up to the live copy's positions and the two are compared
+   (services/audit/compare.py). Whatever differs is compared once more under the
+   promote fence, with both copies at the same positions, so a difference that
+   was only the live copy moving on is not reported.
+4. Promote: under the fence (workers wait before folding their next batch), the
+   rebuild catches up to the live positions and one script flips the `active`
+   pointer only if no live position is ahead of the rebuild (else: catch up,
+   retry). Queries read whichever namespace the pointer names in the same call,
+   so each sees one complete copy, never a half-built one. The old copy is
+   then dropped. Without promote, the rebuild is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import msgspec
+from redis.exceptions import ResponseError
+
+from projections.runner import GapError, Projector, decode_entries
+from projections.store import ACTIVE, BASE, FENCE, ReadModel, namespace_key, other_namespace
+from services.audit.compare import Comparer, Difference
+from services.log import keys
+from services.log.reader import LogReader
+
+LOCK = BASE + "replay"
+LOCK_TTL_MS = 30_000
+FENCE_TTL_MS = 10_000
+FENCE_GRACE_SECONDS = 0.2  # lets a batch folded just before the fence land first
+PAGE = 1000
+LIVE_WAIT_SECONDS = 30.0
+MAX_SHOWN = 1000
+PROMOTE_ATTEMPTS = 50
+
+FLIP = """
+-- KEYS[1]: active pointer; KEYS[2]: fence. ARGV: key base, from namespace, to namespace.
+local current = redis.call('GET', KEYS[1]) or 'blue'
+if current ~= ARGV[2] then return {'moved', current} end
+local live = redis.call('HGETALL', ARGV[1] .. ARGV[2] .. ':applied')
+for i = 1, #live, 2 do
+  local rebuilt = tonumber(redis.call('HGET', ARGV[1] .. ARGV[3] .. ':applied', live[i]) or '0')
+  if rebuilt < tonumber(live[i + 1]) then return {'behind', live[i]} end
+end
+redis.call('SET', KEYS[1], ARGV[3])
+redis.call('DEL', KEYS[2])
+return {'ok', ARGV[3]}
+"""
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+
+class ReplayRunning(RuntimeError):
+    """Another replay holds the lock."""
+
+
+class ReplayError(RuntimeError):
+    """The log cannot be replayed (a gap or a foreign entry): `audit verify` says where."""
+
+
+class ReplayReport(msgspec.Struct):
+    identical: bool
+    events: int
+    seconds: float
+    differences: list[Difference]
+    differences_total: int
+    promoted: bool
+    namespace: str  # the namespace queries read when the replay ended
+    live_behind: dict[str, int]  # partition -> entries the live copy had not projected
+
+
+Progress = Callable[[int], object]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+async def drop_namespace(client: Any, namespace: str) -> int:
+    """Delete every key of an inactive namespace; refuses the active one."""
+    if namespace == await ReadModel(client).active():
+        raise ValueError(f"namespace {namespace} is active")
+    dropped = 0
+    batch: list[Any] = []
+    async for name in client.scan_iter(match=namespace_key(namespace, "*"), count=1000):
+        batch.append(name)
+        if len(batch) >= 1000:
+            dropped += await client.unlink(*batch)
+            batch = []
+    if batch:
+        dropped += await client.unlink(*batch)
+    return int(dropped)
+
+
+@contextlib.asynccontextmanager
+async def _lock(client: Any) -> AsyncIterator[None]:
+    token = uuid.uuid4().hex
+    if not await client.set(LOCK, token, nx=True, px=LOCK_TTL_MS):
+        raise ReplayRunning("a replay is already running; wait for it to finish")
+    renew = client.register_script(RENEW)
+
+    async def keep() -> None:
+        while True:
+            await asyncio.sleep(LOCK_TTL_MS / 3000)
+            await renew(keys=[LOCK], args=[token, LOCK_TTL_MS])
+
+    keeper = asyncio.create_task(keep())
+    try:
+        yield
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+        await client.register_script(RELEASE)(keys=[LOCK], args=[token])
+
+
+@contextlib.asynccontextmanager
+async def fenced(client: Any) -> AsyncIterator[None]:
+    """Workers wait before folding a new batch until this ends (or the fence expires)."""
+    await client.set(FENCE, "promote", px=FENCE_TTL_MS)
+    try:
+        await asyncio.sleep(FENCE_GRACE_SECONDS)
+        yield
+    finally:
+        await client.delete(FENCE)
+
+
+class Replay:
+    def __init__(self, client: Any, partitions: int, on_progress: Progress) -> None:
+        self.client = client
+        self.partitions = partitions
+        self.on_progress = on_progress
+
+    async def advance(self, projector: Projector, partition: int, applied: int,
+                      upto: int, count: bool = True) -> None:
+        """Apply the log of `partition` from after `applied` through `upto`."""
+        while applied < upto:
+            page = await self.client.xrange(keys.log(partition), f"{applied + 1}-0",
+                                            f"{upto}-0", count=PAGE)
+            if not page:
+                raise ReplayError(f"partition {partition}: no entries after {applied} up to "
+                                  f"{upto}; run `timeline audit verify`")
+            try:
+                events = decode_entries(page)
+            except (KeyError, msgspec.DecodeError) as exc:
+                raise ReplayError(f"partition {partition}: an entry after {applied} is not in "
+                                  f"our layout ({exc}); run `timeline audit verify`") from None
+            try:
+                applied = await projector.apply(partition, events)
+            except GapError as gap:
+                raise ReplayError(f"partition {partition}: the log has a gap after "
+                                  f"{gap.applied}; run `timeline audit verify`") from None
+            if count:
+                self.on_progress(len(page))
+
+    async def catch_up(self, projector: Projector, target: dict[int, int]) -> None:
+        applied = await projector.read_model.applied()
+        await asyncio.gather(*(
+            self.advance(projector, p, applied.get(p, 0), upto, count=False)
+            for p, upto in target.items() if upto > applied.get(p, 0)))
+
+    async def wait_for_live(self, live: ReadModel, heads: dict[int, int]) -> dict[str, int]:
+        deadline = time.monotonic() + LIVE_WAIT_SECONDS
+        while True:
+            applied = await live.applied()
+            behind = {str(p): s - applied.get(p, 0) for p, s in heads.items()
+                      if applied.get(p, 0) < s}
+            if not behind or time.monotonic() > deadline:
+                return behind
+            await asyncio.sleep(0.05)
+
+    async def promote(self, projector: Projector, live_ns: str, rebuilt_ns: str) -> None:
+        flip = self.client.register_script(FLIP)
+        live = ReadModel(self.client, live_ns)
+        async with fenced(self.client):
+            for _ in range(PROMOTE_ATTEMPTS):
+                await self.catch_up(projector, await live.applied())
+                reply = await flip(keys=[ACTIVE, FENCE], args=[BASE, live_ns, rebuilt_ns])
+                outcome = _text(reply[0])
+                if outcome == "ok":
+                    return
+                if outcome == "moved":
+                    raise ReplayError(f"the active namespace changed to {_text(reply[1])} "
+                                      "during the replay")
+                await self.client.pexpire(FENCE, FENCE_TTL_MS)
+        raise ReplayError("the rebuild could not catch up with the live projection")
+
+    async def run(self, promote: bool) -> ReplayReport:
+        started = time.perf_counter()
+        live_ns = await ReadModel(self.client).active()
+        rebuilt_ns = other_namespace(live_ns)
+        await drop_namespace(self.client, rebuilt_ns)  # what a crashed replay left
+        live = ReadModel(self.client, live_ns)
+        projector = Projector(ReadModel(self.client, rebuilt_ns))
+        heads = await LogReader(self.client, self.partitions).heads()
+        try:
+            await asyncio.gather(*(self.advance(projector, p, 0, s) for p, s in heads.items()))
+            behind = await self.wait_for_live(live, heads)
+            await self.catch_up(projector, await live.applied())
+            comparer = Comparer(self.client, live_ns, rebuilt_ns)
+            differences = await comparer.everything()
+            if differences:
+                async with fenced(self.client):
+                    await self.catch_up(projector, await live.applied())
+                    differences = await comparer.recheck(differences)
+            if promote:
+                await self.promote(projector, live_ns, rebuilt_ns)
+        except BaseException:
+            with contextlib.suppress(ResponseError, ValueError):
+                await drop_namespace(self.client, rebuilt_ns)
+            raise
+        await drop_namespace(self.client, live_ns if promote else rebuilt_ns)
+        return ReplayReport(
+            identical=not differences, events=sum(heads.values()),
+            seconds=round(time.perf_counter() - started, 3),
+            differences=differences[:MAX_SHOWN], differences_total=len(differences),
+            promoted=promote, namespace=rebuilt_ns if promote else live_ns, live_behind=behind,
+        )
+
+
+async def replay(
+    client: Any, partitions: int, promote: bool = False,
+    on_total: Progress = lambda n: None, on_progress: Progress = lambda n: None,
+) -> ReplayReport:
+    """Rebuild, compare and (with `promote`) switch; ReplayRunning if one is under way."""
+    async with _lock(client):
+        on_total(sum((await LogReader(client, partitions).heads()).values()))
+        return await Replay(client, partitions, on_progress).run(promote)

@@ -1,0 +1,319 @@
+"""`timeline audit ...` (verify, digest, replay, history) and the top-level
+`timeline export` / `timeline restore` (DESIGN 5).
+
+Exit status: 0 when everything checks, 1 when verification or a comparison
+fails (or a digest or restore file is refused), 2 when the command could not
+run at all (configuration, unreadable file, server, a replay already running).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import msgspec
+import typer
+from redis.exceptions import RedisError
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from services import bootstrap, config
+from services import logging as service_logging
+from services.audit import digest as digests
+from services.audit.export import FORMATS, RestoreRefused, export, restore
+from services.audit.replay import ReplayError, ReplayReport, ReplayRunning, replay
+from services.audit.verify import Report, verify
+
+app = typer.Typer(help="Prove the log intact, rebuild and compare projections, show history.",
+                  no_args_is_help=True, rich_markup_mode="rich")
+console = Console()
+err = Console(stderr=True)
+_json = msgspec.json.Encoder()
+
+
+def _settings() -> config.Settings:
+    try:
+        settings = config.load()
+    except config.ConfigError as exc:
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    service_logging.configure(settings.log_format, settings.log_level)
+    return settings
+
+
+def _run(coro: Any) -> Any:
+    try:
+        return asyncio.run(coro)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except (RedisError, OSError) as exc:
+        err.print(f"[red]cannot reach the server:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(_json.encode(value).decode())
+
+
+def _read_digest(path: Path, key: str | None) -> tuple[digests.Digest, str]:
+    try:
+        raw = msgspec.json.decode(path.read_bytes())
+    except (OSError, msgspec.DecodeError) as exc:
+        err.print(f"[red]cannot read the digest {path}:[/red] {exc}")
+        raise typer.Exit(2) from None
+    try:
+        digest = digests.parse(raw)
+        return digest, digests.check_signature(digest, key)
+    except digests.BadDigest as exc:
+        err.print(f"[red]digest refused[/red] ({exc.path}): {exc.message}")
+        raise typer.Exit(1) from None
+
+
+def _show_report(report: Report) -> None:
+    table = Table(title="log verification")
+    for column in ("partition", "length", "head", "ok"):
+        table.add_column(column)
+    for part in report.partitions:
+        table.add_row(str(part.partition), str(part.length), part.head[:16] + "…",
+                      "yes" if part.ok else "[red]NO[/red]")
+    console.print(table)
+    problems = [p for part in report.partitions for p in part.problems] + report.problems
+    for problem in problems:
+        where = "log" if problem.partition is None else f"partition {problem.partition}"
+        at = "" if problem.sequence is None else f" sequence {problem.sequence}"
+        console.print(f"[red]{problem.kind}[/red] {where}{at}: {problem.message}")
+    if report.digest:
+        console.print(f"digest issued {report.digest.issued_at}, signature "
+                      f"{report.digest.signature}")
+    if report.ok:
+        console.print(f"[green]verified[/green]: {report.entries} entries in "
+                      f"{len(report.partitions)} partitions ({report.seconds}s)")
+    else:
+        console.print(f"[red]verification failed[/red]: {len(problems)} problem(s)")
+
+
+@app.command("verify")
+def verify_command(
+    digest: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--digest", help="a saved digest (JSON) the log must still extend")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Recompute every partition's hash chain from the raw log; exit 1 on any problem.
+
+    Example: [bold]timeline audit verify --digest digest-2024-03-01.json[/bold]
+    """
+    settings = _settings()
+    saved = _read_digest(digest, settings.digest_key) if digest else None
+
+    async def main() -> Report:
+        async with bootstrap.services(settings) as built:
+            if saved:
+                return await verify(built.client, saved[0], saved[1])
+            return await verify(built.client)
+
+    report = _run(main())
+    if as_json:
+        _print_json(report)
+    else:
+        _show_report(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command("digest")
+def digest_command(
+    output: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--output", "-o", help="write the digest here instead of stdout")] = None,
+) -> None:
+    """Print a digest of the log: per partition its last sequence and chain head.
+
+    Signed with TIMELINE_DIGEST_KEY when set. Keep it: `audit verify --digest FILE`
+    proves later that the log still extends it.
+    """
+    settings = _settings()
+
+    async def main() -> digests.Digest:
+        async with bootstrap.services(settings) as built:
+            return await digests.build(built.client, built.partitions, settings.digest_key)
+
+    body = _json.encode(_run(main()))
+    if output:
+        output.write_bytes(body + b"\n")
+        err.print(f"digest written to {output}")
+    else:
+        typer.echo(body.decode())
+
+
+def _show_replay(report: ReplayReport) -> None:
+    if report.live_behind:
+        console.print(f"[yellow]the live projection had not caught up with the log[/yellow]: "
+                      f"{report.live_behind}")
+    for diff in report.differences:
+        what = f"{diff.scope} {diff.problem}: {diff.key}"
+        if diff.fields:
+            what += " (" + ", ".join(sorted(diff.fields)) + ")"
+        console.print(f"[red]{what}[/red]")
+    if report.differences_total > len(report.differences):
+        console.print(f"… and {report.differences_total - len(report.differences)} more")
+    verdict = "[green]identical[/green]" if report.identical else (
+        f"[red]{report.differences_total} difference(s)[/red]")
+    console.print(f"replayed {report.events} events in {report.seconds}s: {verdict}"
+                  + (f"; promoted, reads now use {report.namespace}" if report.promoted else ""))
+
+
+@app.command("replay")
+def replay_command(
+    promote: Annotated[bool, typer.Option(
+        help="switch reads to the rebuilt copy atomically, then drop the old one")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Rebuild the projections from the log into a shadow copy and compare with the live one.
+
+    Exit 1 on differences, unless --promote replaced the live copy with the rebuild.
+    """
+    settings = _settings()
+
+    async def main() -> ReplayReport:
+        async with bootstrap.services(settings) as built:
+            with Progress(console=err, transient=True, disable=as_json) as bar:
+                task = bar.add_task("replaying", total=None)
+                return await replay(
+                    built.client, built.partitions, promote=promote,
+                    on_total=lambda n: bar.update(task, total=n),
+                    on_progress=lambda n: bar.advance(task, n))
+
+    try:
+        report = _run(main())
+    except ReplayRunning as exc:
+        err.print(f"[red]refused:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except ReplayError as exc:
+        err.print(f"[red]the log cannot be replayed:[/red] {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        _print_json(report)
+    else:
+        _show_replay(report)
+    if not report.identical and not report.promoted:
+        raise typer.Exit(1)
+
+
+@app.command("history")
+def history_command(
+    source: Annotated[str, typer.Argument(help="the event's source")],
+    ident: Annotated[str, typer.Argument(metavar="ID", help="the event's id")],
+    as_of: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--as-of", help="RFC 3339: as it was known then")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="entry and history as JSON")] = False,
+) -> None:
+    """Every stored version of one event: original, corrections, retraction.
+
+    Each with recordedtime, recordedby, position and reason.
+    """
+    from events.errors import EventValidationError
+    from services.queries import EventView, parse_as_of
+
+    settings = _settings()
+    try:
+        when = parse_as_of(as_of) if as_of else None
+    except EventValidationError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+    async def main() -> Any:
+        async with bootstrap.services(settings) as built:
+            return await built.read_model.entry(source, ident, as_of=when)
+
+    found = _run(main())
+    if found is None:
+        err.print(f"[red]no event {ident!r} from {source!r}"
+                  f"{' as of ' + when if when else ''}[/red]")
+        raise typer.Exit(1)
+    if as_json:
+        _print_json(EventView(*found))
+        return
+    entry, history = found
+    console.print(f"{entry.headline} — {entry.occurred}, {entry.status}, version {entry.version}")
+    table = Table()
+    for column in ("recordedtime", "recordedby", "position", "type", "occurred", "reason"):
+        table.add_column(column)
+    for version in history:
+        table.add_row(version.recordedtime, version.recordedby, version.position, version.type,
+                      version.occurred or "", version.reason or "")
+    console.print(table)
+
+
+def export_command(
+    format: Annotated[str, typer.Option("--format", help="cloudevents-jsonl")] = FORMATS[0],  # noqa: A002
+    output: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--output", "-o", help="write here instead of stdout")] = None,
+) -> None:
+    """Write the whole log as CloudEvents JSON lines, hashes included.
+
+    In partition-sequence order, every stored attribute. Exit 1 if the chain has
+    problems (listed on stderr).
+    """
+    if format not in FORMATS:
+        err.print(f"[red]unsupported format {format!r}:[/red] one of {', '.join(FORMATS)}")
+        raise typer.Exit(2)
+    settings = _settings()
+    handle = output.open("wb") if output else sys.stdout.buffer
+
+    async def main() -> Any:
+        async with bootstrap.services(settings) as built:
+            return await export(built.client, built.partitions, handle.write)
+
+    try:
+        summary = _run(main())
+    finally:
+        if output:
+            handle.close()
+        else:
+            handle.flush()
+    for problem in summary.problems:
+        err.print(f"[red]{problem.kind}[/red] partition {problem.partition} sequence "
+                  f"{problem.sequence}: {problem.message}")
+    err.print(f"exported {summary.events} entries" + (f" to {output}" if output else ""))
+    if summary.problems:
+        raise typer.Exit(1)
+
+
+def restore_command(
+    file: Annotated[Path, typer.Argument(help="an export (cloudevents-jsonl)")],
+) -> None:
+    """Load an export into an empty log, re-verifying every hash first.
+
+    A file with any break is refused and nothing is written. Projection workers
+    then rebuild the timelines from the restored log.
+    """
+    settings = _settings()
+    if not file.is_file():
+        err.print(f"[red]cannot read {file}[/red]")
+        raise typer.Exit(2)
+
+    async def main() -> Any:
+        async with bootstrap.services(settings) as built:
+            with Progress(console=err, transient=True) as bar:
+                task = bar.add_task("restoring", total=None)
+                return await restore(built.client, file, built.partitions,
+                                     settings.partitions is not None,
+                                     on_progress=lambda n: bar.advance(task, n))
+
+    try:
+        restored = _run(main())
+    except RestoreRefused as exc:
+        err.print(f"[red]restore refused:[/red] {exc}")
+        raise typer.Exit(1) from None
+    _print_json({"events": restored.events, "partitions": restored.partitions,
+                 "heads": {str(p): {"sequence": s, "head": h}
+                           for p, (s, h) in sorted(restored.heads.items())}})
+
+
+def register(root: typer.Typer) -> None:
+    """Attach `audit` and the top-level `export` / `restore` to the main app."""
+    root.add_typer(app, name="audit")
+    root.command("export")(export_command)
+    root.command("restore")(restore_command)

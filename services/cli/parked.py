@@ -1,0 +1,100 @@
+"""`timeline audit parked` and `timeline audit unpark`: projection entries
+whose apply kept failing, and retrying them (services/parking.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+import msgspec
+import typer
+from redis.exceptions import RedisError
+from rich.console import Console
+from rich.table import Table
+
+from services import bootstrap, config
+from services import logging as service_logging
+
+console = Console()
+err = Console(stderr=True)
+_json = msgspec.json.Encoder()
+
+
+def _settings() -> config.Settings:
+    try:
+        settings = config.load()
+    except config.ConfigError as exc:
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    service_logging.configure(settings.log_format, settings.log_level)
+    return settings
+
+
+def _run(coro: Any) -> Any:
+    try:
+        return asyncio.run(coro)
+    except (RedisError, OSError) as exc:
+        err.print(f"[red]cannot reach the server:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def show_parked(
+    format: Annotated[str, typer.Option("--format", help="table or json")] = "table",  # noqa: A002
+) -> None:
+    """List parked projection entries with their errors."""
+    from services.parking import list_parked
+
+    settings = _settings()
+
+    async def main() -> Any:
+        async with bootstrap.services(settings) as built:
+            return await list_parked(built)
+
+    found = _run(main())
+    if format == "json":
+        typer.echo(_json.encode({"parked": found}).decode())
+        return
+    if not found:
+        console.print("no parked entries")
+        return
+    table = Table(title=f"{len(found)} parked entries")
+    for column in ("partition", "sequence", "source", "id", "type", "attempts", "error"):
+        table.add_column(column)
+    for p in found:
+        table.add_row(str(p.partition), str(p.sequence), p.source or "?", p.id or "?",
+                      p.type or "?", str(p.attempts), p.error)
+    console.print(table)
+
+
+def unpark_command() -> None:
+    """Retry every parked entry: rebuild the projection from the log, switch to it,
+    clear what now applies. Exit 1 if any entry still fails."""
+    from services.audit.replay import ReplayError, ReplayRunning
+    from services.parking import unpark_all
+
+    settings = _settings()
+
+    async def main() -> Any:
+        async with bootstrap.services(settings) as built:
+            return await unpark_all(built)
+
+    try:
+        report = _run(main())
+    except ReplayRunning as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    except ReplayError as exc:
+        err.print(f"[red]the log cannot be replayed:[/red] {exc}")
+        raise typer.Exit(1) from None
+    except Exception as exc:  # the parked entries fail again: nothing was switched
+        err.print(f"[red]the retry failed, entries stay parked:[/red] {type(exc).__name__}: "
+                  f"{exc}")
+        raise typer.Exit(1) from None
+    typer.echo(_json.encode(report).decode())
+    if report.still_parked:
+        raise typer.Exit(1)
+
+
+def register(audit: typer.Typer) -> None:
+    audit.command("parked")(show_parked)
+    audit.command("unpark")(unpark_command)

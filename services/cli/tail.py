@@ -1,0 +1,52 @@
+"""`timeline tail`: follow entries as the projection applies them (the live stream)."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import msgspec
+from rich.console import Console
+
+from events.refs import ENTITY_ID_PATTERN
+from projections.live import LiveMessage, LiveReader, matches
+from services import bootstrap
+from services.config import Settings
+
+POLL_MS = 5000
+_json = msgspec.json.Encoder()
+_ID = re.compile(ENTITY_ID_PATTERN)
+
+
+def bad_filters(entity: str | None, topic: str | None) -> str | None:
+    for name, value in (("--entity", entity), ("--topic", topic)):
+        if value is not None and not _ID.match(value):
+            return f"{name} {value!r} is not an entity id or topic slug"
+    return None
+
+
+def line(message: LiveMessage) -> str:
+    entry = message.entry
+    status = "" if entry.status == "active" else f"  [{entry.status} v{entry.version}]"
+    return f"{entry.occurred:<24} {entry.type:<24} {entry.headline}{status}"
+
+
+async def follow(
+    settings: Settings, entity: str | None, topic: str | None, as_json: bool, console: Console,
+) -> None:
+    """Print matching entries until interrupted, starting with the next one applied."""
+    async with bootstrap.services(settings) as built:
+        reader = LiveReader(built.client)
+        after = await reader.last_id()
+        sys.stderr.write(f"following new entries after {after} (Ctrl-C stops)\n")
+        sys.stderr.flush()
+        while True:
+            for message in await reader.read(after, POLL_MS):
+                after = message.id
+                if not matches(message.timelines, entity, topic):
+                    continue
+                if as_json:
+                    sys.stdout.write(_json.encode(message).decode() + "\n")
+                else:
+                    console.print(line(message), markup=False, highlight=False, soft_wrap=True)
+                sys.stdout.flush()  # a pipe reader (grep, a test) sees each entry at once

@@ -1,0 +1,65 @@
+"""Type-ahead over known entities: ids and latest names from the read model.
+
+The active namespace's names hash holds every entity a projected event named. HSCAN walks it in
+pages; matching is done here because a prefix of a *name* ("jackson") cannot
+be expressed as a server-side MATCH on the hash's fields (the ids). A budget
+bounds the walk, so one keystroke never costs more than that on a huge hash.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from projections.store import ReadModel, namespace_key
+
+SCAN_PAGE = 1000
+SCAN_BUDGET = 50_000  # names looked at per search, at most
+
+
+class EntityMatch(msgspec.Struct, omit_defaults=True):
+    id: str
+    name: str | None = None
+    kind: str | None = None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _rank(ident: str, name: str, prefix: str) -> int | None:
+    """0: the id starts with the prefix, 1: the name does, 2: a later word does."""
+    if ident.startswith(prefix):
+        return 0
+    lowered = name.lower()
+    if lowered.startswith(prefix):
+        return 1
+    if any(word.startswith(prefix) for word in lowered.replace("-", " ").split()):
+        return 2
+    return None
+
+
+async def search_entities(read_model: ReadModel, prefix: str, limit: int) -> list[EntityMatch]:
+    """Known entities whose id, name or a word of the name starts with `prefix`."""
+    prefix = prefix.strip().lower()
+    client: Any = read_model.client
+    namespace = await read_model.active()
+    names, kinds_key = namespace_key(namespace, "names"), namespace_key(namespace, "kinds")
+    found: list[tuple[int, str, str]] = []
+    cursor, seen = 0, 0
+    while True:
+        cursor, page = await client.hscan(names, cursor, count=SCAN_PAGE)
+        for raw_id, raw_name in page.items():
+            ident, name = _text(raw_id), _text(raw_name)
+            rank = _rank(ident, name, prefix)
+            if rank is not None:
+                found.append((rank, ident, name))
+        seen += len(page)
+        if cursor == 0 or seen >= SCAN_BUDGET:
+            break
+    found.sort()
+    best = found[:limit]
+    kinds = await client.hmget(kinds_key, [i for _, i, _ in best]) if best else []
+    return [EntityMatch(ident, name, _text(kind) if kind is not None else None)
+            for (_, ident, name), kind in zip(best, kinds, strict=True)]

@@ -1,0 +1,91 @@
+"""TimelineJS 3 JSON (https://timeline.knightlab.com/docs/json-format.html).
+
+Shaped like the Knight Lab's own example files (`../shared/data/timelinejs/`):
+date parts are strings ("year": "2023", "month": "8"), and a slide carries only
+the parts that are known, so a month-precision entry has no `day` and
+TimelineJS draws it as that month. The qualifier, which TimelineJS has no
+field for, goes into `display_date` in words ("Dec 2023?", "c. 2024").
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from events.dates import PartialDate, Precision
+from projections.entry import Entry
+from services.exports.common import (
+    display_date,
+    entity_label,
+    entry_hash,
+    parts,
+    place_label,
+    qualifier_words,
+    summary_of,
+    title,
+)
+
+MEDIA_TYPE = "application/json"
+
+
+def date_parts(date: PartialDate) -> dict[str, str]:
+    """Only the parts the precision knows: year; year+month; year+month+day."""
+    day = date.earliest
+    known = {"year": str(day.year)}
+    if date.precision >= Precision.MONTH:
+        known["month"] = str(day.month)
+    if date.precision is Precision.DAY:
+        known["day"] = str(day.day)
+    return known
+
+
+def _paragraph(label: str, value: str) -> str:
+    return f"<p><b>{html.escape(label)}:</b> {html.escape(value)}</p>" if value else ""
+
+
+def _text(entry: Entry) -> str:
+    when = display_date(entry.occurred)
+    words = qualifier_words(entry)
+    status = entry.status if entry.status == "active" else (
+        f"{entry.status} (version {entry.version})")
+    body = [
+        _paragraph("When", f"{when} ({entry.precision} precision{', ' + words if words else ''})"),
+        _paragraph("Involved", ", ".join(entity_label(e.name, e.id) for e in entry.entities)),
+        _paragraph("Where", place_label(entry.place)),
+        _paragraph("Topics", ", ".join(entry.topics)),
+        f"<p>{html.escape(summary_of(entry))}</p>" if summary_of(entry) else "",
+        _paragraph("Status", status) if entry.status != "active" else "",
+        _paragraph("Source", f"{entry.source} {entry.id}"),
+    ]
+    return "".join(body)
+
+
+def slide(entry: Entry) -> dict[str, Any]:
+    start, end = parts(entry.occurred)
+    event: dict[str, Any] = {"start_date": date_parts(start)}
+    if end is not None:
+        event["end_date"] = date_parts(end)
+    event["display_date"] = display_date(entry.occurred)
+    event["text"] = {"headline": html.escape(entry.headline), "text": _text(entry)}
+    event["group"] = entry.type
+    event["unique_id"] = "e-" + entry_hash(entry)
+    return event
+
+
+def document(
+    kind: str, key: str, entries: Iterable[Entry], name: str | None = None
+) -> dict[str, Any]:
+    events = [slide(e) for e in entries]
+    heading = title(kind, key, name)
+    return {
+        "title": {"text": {"headline": html.escape(heading),
+                           "text": f"<p>{len(events)} events</p>"}},
+        "events": events,
+    }
+
+
+def render(kind: str, key: str, entries: Iterable[Entry], name: str | None = None) -> bytes:
+    return msgspec.json.encode(document(kind, key, entries, name))

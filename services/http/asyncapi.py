@@ -1,0 +1,15 @@
+"""GET /asyncapi.json: the AsyncAPI 3 document of the service's Redis streams."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import get
+
+from services.asyncapi import document
+from services.bootstrap import Services
+
+
+@get("/asyncapi.json", summary="AsyncAPI 3 document: ingest stream, partition logs, live feed")
+async def asyncapi(services: Services) -> dict[str, Any]:
+    return document(services.partitions)

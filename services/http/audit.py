@@ -1,0 +1,92 @@
+"""/v1/audit/...: verify, digest, raw log and replay (DESIGN 4). Scope `audit`
+(services/http/auth.py grants /v1/audit by prefix)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, get, post
+
+from services.audit import digest as digests
+from services.audit import rawlog
+from services.audit.replay import ReplayError, ReplayReport, ReplayRunning, replay
+from services.audit.verify import Report, verify
+from services.bootstrap import Services
+from services.http.errors import ApiError
+
+
+def _int_param(name: str, raw: str | None, default: int | None, low: int, high: int) -> int:
+    if raw is None or raw == "":
+        if default is None:
+            raise ApiError(400, "bad-request", f"{name} is required",
+                           errors=[{"path": name, "message": "required"}])
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        message = f"must be an integer from {low} to {high}"
+        raise ApiError(400, "bad-request", f"{name} {message}",
+                       errors=[{"path": name, "message": message}])
+    return int(raw)
+
+
+def _flag(name: str, raw: str | None) -> bool:
+    value = (raw or "false").lower()
+    if value not in ("true", "false", "1", "0"):
+        raise ApiError(400, "bad-request", f"{name} must be true or false",
+                       errors=[{"path": name, "message": "must be true or false"}])
+    return value in ("true", "1")
+
+
+@get("/v1/audit/verify", summary="Recompute every partition's hash chain from the raw log")
+async def verify_log(services: Services) -> Report:
+    return await verify(services.client)
+
+
+@post("/v1/audit/verify", status_code=200,
+      summary="Verify the log and that it still extends a saved digest (the request body)")
+async def verify_against_digest(request: Request[Any, Any, Any], services: Services) -> Report:
+    try:
+        raw = msgspec.json.decode(await request.body())
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, "malformed-json", f"the body is not valid JSON: {exc}") from None
+    try:
+        digest = digests.parse(raw)
+        signature = digests.check_signature(digest, services.settings.digest_key)
+    except digests.BadDigest as exc:
+        code = "bad-signature" if exc.path == "signature" else "bad-digest"
+        raise ApiError(422, code, f"digest refused: {exc.message}",
+                       errors=[{"path": exc.path, "message": exc.message}]) from None
+    return await verify(services.client, digest, signature)
+
+
+@get("/v1/audit/digest", summary="Per-partition chain heads, signed with TIMELINE_DIGEST_KEY")
+async def digest(services: Services) -> digests.Digest:
+    return await digests.build(services.client, services.partitions,
+                               services.settings.digest_key)
+
+
+@get("/v1/audit/log", summary="Raw stored events of one partition after a sequence, with hashes")
+async def raw_log(
+    services: Services, partition: str | None = None, after: str | None = None,
+    limit: str | None = None,
+) -> rawlog.RawPage:
+    number = _int_param("partition", partition, None, 0, services.partitions - 1)
+    start = _int_param("after", after, 0, 0, 10**15)
+    count = _int_param("limit", limit, 1000, 1, rawlog.MAX_LIMIT)
+    return await rawlog.read_page(services.client, number, start, count)
+
+
+@post("/v1/audit/replay", status_code=200,
+      summary="Rebuild the projections from the log into a shadow copy and compare; "
+              "promote=true switches reads to the rebuild")
+async def replay_log(services: Services, promote: str | None = None) -> ReplayReport:
+    switch = _flag("promote", promote)
+    try:
+        return await replay(services.client, services.partitions, promote=switch)
+    except ReplayRunning as exc:
+        raise ApiError(409, "replay-running", str(exc)) from None
+    except ReplayError as exc:
+        raise ApiError(409, "log-not-replayable", str(exc)) from None
+
+
+ROUTES = [verify_log, verify_against_digest, digest, raw_log, replay_log]

@@ -1,0 +1,81 @@
+"""What the importers share: entity ids from names, and the shape of what they yield.
+
+An importer is a pure function from a file's text to an iterator of
+(line number, item), where an item is a CloudEvent dict, still to be validated
+by the envelope, or an `Unusable` carrying the importer's reason for refusing
+the record. `services.publishing.publish_all` validates, appends and counts.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+import unicodedata
+from collections.abc import Iterator
+from typing import Any
+
+from events.refs import ENTITY_ID_PATTERN
+from services.publishing import Unusable
+
+Item = dict[str, Any] | Unusable
+Items = Iterator[tuple[int, Item]]
+
+_ENTITY = re.compile(ENTITY_ID_PATTERN)
+_EVENT_ID = re.compile(r"^[A-Za-z0-9._:/@+-]{1,128}$")
+_URL = re.compile(r"^https?://\S+$")
+
+
+class BadFile(ValueError):
+    """The file as a whole cannot be imported (wrong columns, not JSON): nothing is appended."""
+
+
+def slugify(name: str, limit: int = 128) -> str | None:
+    """An entity id or topic from a display name: 'LG AI Research' -> 'lg-ai-research'.
+
+    Accents are dropped ('Berkäna' -> 'berkana'), every run of other characters
+    becomes one '-'. None when nothing usable is left ('???')."""
+    ascii_text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:limit].rstrip("-")
+    return slug if slug and _ENTITY.match(slug) else None
+
+
+def event_id(text: str) -> str:
+    """`text` when it is a valid event id, else a readable slug with a hash of the original
+    (so two texts that slug alike still get different ids)."""
+    if _EVENT_ID.match(text):
+        return text
+    digest = hashlib.sha1(text.encode()).hexdigest()[:12]
+    return f"{(slugify(text, 100) or 'x')}-{digest}"
+
+
+def urls(text: str, separator: str = ",") -> list[str]:
+    """The http(s) URLs in a separated list, in order, without repeats (max 20)."""
+    found: list[str] = []
+    for part in text.split(separator):
+        url = part.strip()
+        if _URL.match(url) and len(url) <= 2048 and url not in found:
+            found.append(url)
+    return found[:20]
+
+
+def cut(text: str, limit: int) -> str:
+    """At most `limit` characters, marked with an ellipsis when cut."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def csv_records(
+    text: str, required: tuple[str, ...], name: str
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """(first line of the record, row with stripped values) of a CSV file with a header row;
+    BadFile when a required column is missing."""
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff"), newline=""))
+    missing = [c for c in required if c not in (reader.fieldnames or [])]
+    if missing:
+        raise BadFile(f"{name} lacks the column(s) {', '.join(missing)}")
+    line = reader.line_num + 1
+    for row in reader:
+        yield line, {k: (v or "").strip() for k, v in row.items() if k is not None}
+        line = reader.line_num + 1

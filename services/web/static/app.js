@@ -1,0 +1,380 @@
+// The timeline page: pick a timeline, draw it (vis-timeline) and list it, follow it live.
+// Plain browser JavaScript, no build step; everything it loads comes from this server.
+"use strict";
+
+(() => {
+  const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+  const PRECISION_RANK = { year: 0, month: 1, day: 2 };
+  const DAY_MS = 24 * 60 * 60 * 1000;
+  const MAX_PAGES = 10; // 10 × 1000 entries: beyond that, narrow the timeline
+  const $ = (id) => document.getElementById(id);
+
+  const state = {
+    kind: "entity", keys: [], city: "", retracted: false,
+    entries: new Map(), fresh: new Set(), live: null, items: null, timeline: null,
+  };
+
+  // "2023-12?" → "Dec 2023?", "2023-08-14/2023-08-18" → "14 Aug 2023 – 18 Aug 2023"
+  function partLabel(text) {
+    const m = /^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?([?~%]?)$/.exec(text);
+    if (!m) return text;
+    const [, year, month, day, qualifier] = m;
+    const shown = day ? `${Number(day)} ${MONTHS[month - 1]} ${year}`
+      : month ? `${MONTHS[month - 1]} ${year}` : year;
+    return shown + qualifier;
+  }
+  const dateLabel = (occurred) => occurred.split("/").map(partLabel).join(" – ");
+  const keyOf = (entry) => `${entry.source}\u001f${entry.id}`;
+  const cityKey = (city) => city.toLowerCase().split(/\s+/).filter(Boolean).join(" ");
+
+  function dayAfter(iso) {
+    const date = new Date(`${iso}T00:00:00Z`);
+    date.setUTCDate(date.getUTCDate() + 1);
+    return date.toISOString().slice(0, 10);
+  }
+
+  function byTimelineOrder(a, b) {
+    const left = [a.occurred_start, PRECISION_RANK[a.precision], a.recordedtime, a.source, a.id];
+    const right = [b.occurred_start, PRECISION_RANK[b.precision], b.recordedtime, b.source, b.id];
+    for (let i = 0; i < left.length; i += 1) {
+      if (left[i] < right[i]) return -1;
+      if (left[i] > right[i]) return 1;
+    }
+    return 0;
+  }
+
+  // --- the URL is the state: /?entity=ID, ?pair=A,B, ?place=KR&city=Seoul, ?topic=ai, ?all
+
+  function readUrl() {
+    const query = new URLSearchParams(window.location.search);
+    state.kind = "entity";
+    state.keys = [];
+    for (const kind of ["entity", "pair", "place", "topic"]) {
+      if (query.has(kind)) {
+        state.kind = kind;
+        state.keys = query.get(kind).split(",").map((k) => k.trim()).filter(Boolean);
+      }
+    }
+    if (query.has("all")) state.kind = "all";
+    state.city = query.get("city") || "";
+    state.retracted = query.get("retracted") === "1";
+  }
+
+  function writeUrl() {
+    const query = new URLSearchParams();
+    if (state.kind === "all") query.set("all", "");
+    else query.set(state.kind, state.keys.join(","));
+    if (state.kind === "place" && state.city) query.set("city", state.city);
+    if (state.retracted) query.set("retracted", "1");
+    window.history.pushState(null, "", `/?${query.toString().replace(/=$/, "")}`);
+  }
+
+  function fillForm() {
+    $("kind").value = state.kind;
+    $("key1").value = state.keys[0] || "";
+    $("key2").value = state.keys[1] || "";
+    $("city").value = state.city;
+    $("retracted").checked = state.retracted;
+    showInputs();
+  }
+
+  function showInputs() {
+    const kind = $("kind").value;
+    const placeholders = {
+      entity: "entity, e.g. lg-ai-research", pair: "first entity",
+      place: "country code, e.g. US", topic: "topic, e.g. ai",
+    };
+    $("key1").hidden = kind === "all";
+    $("key1").placeholder = placeholders[kind] || "";
+    $("key2").hidden = kind !== "pair";
+    $("city").hidden = kind !== "place";
+    const entities = kind === "entity" || kind === "pair";
+    for (const id of ["key1", "key2"]) {
+      if (entities) $(id).setAttribute("list", "entity-options");
+      else $(id).removeAttribute("list");
+    }
+  }
+
+  function readForm() {
+    state.kind = $("kind").value;
+    const keys = [$("key1").value.trim()];
+    if (state.kind === "pair") keys.push($("key2").value.trim());
+    state.keys = state.kind === "all" ? [] : keys.map((k) => (state.kind === "place" ? k.toUpperCase() : k));
+    state.city = state.kind === "place" ? $("city").value.trim() : "";
+    state.retracted = $("retracted").checked;
+  }
+
+  // --- the API
+
+  function apiPath() {
+    const [a, b] = state.keys.map(encodeURIComponent);
+    switch (state.kind) {
+      case "pair": return `/v1/timelines/pair/${a}/${b}`;
+      case "all": return "/v1/timelines/all";
+      default: return `/v1/timelines/${state.kind}/${a}`;
+    }
+  }
+
+  function timelineName() {
+    const [a, b] = state.keys;
+    switch (state.kind) {
+      case "pair": return `pair:${[a, b].sort().join(":")}`;
+      case "place": return state.city ? `place:${a}:${cityKey(state.city)}` : `place:${a}`;
+      case "all": return "all";
+      default: return `${state.kind}:${a}`;
+    }
+  }
+
+  async function getJson(url) {
+    const response = await fetch(url, { headers: { Accept: "application/json" } });
+    const body = await response.json().catch(() => null);
+    if (!response.ok) {
+      const detail = body && body.errors ? body.errors.map((e) => `${e.path}: ${e.message}`).join("; ") : "";
+      throw new Error((body && body.message ? body.message : response.statusText) + (detail ? ` (${detail})` : ""));
+    }
+    return body;
+  }
+
+  async function suggest(input) {
+    const prefix = input.value.trim();
+    if (!prefix || input.getAttribute("list") !== "entity-options") return;
+    try {
+      const body = await getJson(`/v1/entities?prefix=${encodeURIComponent(prefix)}&limit=12`);
+      const options = body.entities.map((e) => {
+        const option = document.createElement("option");
+        option.value = e.id;
+        option.label = e.name ? `${e.name}${e.kind ? ` (${e.kind})` : ""}` : e.id;
+        return option;
+      });
+      $("entity-options").replaceChildren(...options);
+    } catch (error) {
+      // Suggestions are a convenience: a failure leaves the input usable as is.
+    }
+  }
+
+  // --- loading and drawing
+
+  async function load() {
+    stopLive();
+    state.entries.clear();
+    state.fresh.clear();
+    if (state.kind !== "all" && state.keys.filter(Boolean).length < (state.kind === "pair" ? 2 : 1)) {
+      $("title").textContent = "";
+      $("message").textContent = "Pick a timeline: an entity, a pair, a place or a topic.";
+      render(true);
+      return;
+    }
+    const what = state.kind === "all" ? "Everything" : `${state.kind} ${state.keys.join(" & ")}${state.city ? `, ${state.city}` : ""}`;
+    $("title").textContent = what;
+    $("message").textContent = "Loading…";
+    if (state.kind === "entity") nameTitle(state.keys[0]);
+    try {
+      let cursor = null;
+      for (let page = 0; page < MAX_PAGES; page += 1) {
+        const query = new URLSearchParams({ limit: "1000" });
+        if (state.retracted) query.set("include_retracted", "true");
+        if (state.kind === "place" && state.city) query.set("city", state.city);
+        if (cursor) query.set("cursor", cursor);
+        const body = await getJson(`${apiPath()}?${query}`);
+        for (const entry of body.entries) state.entries.set(keyOf(entry), entry);
+        cursor = body.next_cursor;
+        if (!cursor) break;
+      }
+      const more = cursor ? " (the first 10,000; narrow the timeline to see the rest)" : "";
+      $("message").textContent = `${state.entries.size} entries${more}`;
+      render(true);
+      startLive();
+    } catch (error) {
+      $("message").textContent = `Could not load this timeline: ${error.message}`;
+      render(true);
+    }
+  }
+
+  async function nameTitle(ident) {
+    try {
+      const summary = await getJson(`/v1/entities/${encodeURIComponent(ident)}`);
+      if (summary.name && state.kind === "entity" && state.keys[0] === ident) {
+        $("title").textContent = `${summary.name} (${ident})`;
+      }
+    } catch (error) {
+      // An entity nobody named yet keeps its id as the title.
+    }
+  }
+
+  function itemOf(entry) {
+    const label = dateLabel(entry.occurred);
+    const content = document.createElement("span");
+    content.textContent = `${label} · ${entry.headline}`;
+    const classes = [`precision-${entry.precision}`, `status-${entry.status}`];
+    if (entry.qualifier) classes.push("qualified");
+    if (state.fresh.has(keyOf(entry))) classes.push("fresh");
+    const point = entry.precision === "day" && entry.occurred_start === entry.occurred_end;
+    const title = document.createElement("span"); // an element: never parsed as HTML
+    title.textContent = `${label}: ${entry.headline}`;
+    const item = {
+      id: keyOf(entry), content, title,
+      className: classes.join(" "), start: entry.occurred_start, type: point ? "point" : "range",
+    };
+    if (!point) item.end = dayAfter(entry.occurred_end);
+    return item;
+  }
+
+  function cell(text, className) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    if (className) td.className = className;
+    return td;
+  }
+
+  function rowOf(entry) {
+    const row = document.createElement("tr");
+    row.dataset.key = keyOf(entry);
+    row.dataset.type = entry.type;
+    row.dataset.status = entry.status;
+    if (state.fresh.has(keyOf(entry))) row.classList.add("fresh");
+    const who = entry.entities.map((e) => e.name || e.id).join(", ");
+    row.append(cell(dateLabel(entry.occurred), "when"), cell(entry.type, "type"),
+      cell(entry.headline, "headline"), cell(who, "who"));
+    const status = document.createElement("td");
+    if (entry.status !== "active") {
+      const badge = document.createElement("button");
+      badge.type = "button";
+      badge.className = `badge ${entry.status}`;
+      badge.textContent = entry.status === "corrected" ? `corrected (v${entry.version})` : entry.status;
+      badge.title = "show every stored version";
+      status.append(badge);
+    }
+    row.append(status);
+    row.addEventListener("click", () => openHistory(entry));
+    return row;
+  }
+
+  function render(fit) {
+    const entries = [...state.entries.values()].sort(byTimelineOrder);
+    state.items.clear();
+    state.items.add(entries.map(itemOf));
+    $("list").tBodies[0].replaceChildren(...entries.map(rowOf));
+    if (fit && entries.length) {
+      // The entries' whole span plus a margin: labels run past a span's end.
+      const start = Math.min(...entries.map((e) => Date.parse(e.occurred_start)));
+      const end = Math.max(...entries.map((e) => Date.parse(dayAfter(e.occurred_end))));
+      const margin = Math.max((end - start) * 0.1, DAY_MS * 20);
+      state.timeline.setWindow(start - margin, end + margin, { animation: false });
+    }
+  }
+
+  // --- history of one entry (GET /v1/events?source=&id=)
+
+  async function openHistory(entry) {
+    const dialog = $("history");
+    $("history-title").textContent = entry.headline;
+    $("history-entry").textContent = `${dateLabel(entry.occurred)} · ${entry.type} · ${entry.status}, version ${entry.version} · ${entry.source} ${entry.id}`;
+    $("history-versions").replaceChildren();
+    if (!dialog.open) dialog.showModal();
+    try {
+      const query = new URLSearchParams({ source: entry.source, id: entry.id });
+      const body = await getJson(`/v1/events?${query}`);
+      $("history-versions").replaceChildren(...body.history.map((version) => {
+        const item = document.createElement("li");
+        item.className = `version ${version.type.replace(".", "-")}`;
+        const head = document.createElement("div");
+        head.textContent = `${version.type} · recorded ${version.recordedtime} by ${version.recordedby} · position ${version.position}`;
+        item.append(head);
+        for (const [name, value] of [["reason", version.reason], ["occurred", version.occurred]]) {
+          if (value) {
+            const line = document.createElement("div");
+            line.textContent = `${name}: ${name === "occurred" ? `${value} (${dateLabel(value)})` : value}`;
+            item.append(line);
+          }
+        }
+        if (version.data) {
+          const pre = document.createElement("pre");
+          pre.textContent = JSON.stringify(version.data, null, 2);
+          item.append(pre);
+        }
+        return item;
+      }));
+    } catch (error) {
+      $("history-entry").textContent += ` — history unavailable: ${error.message}`;
+    }
+  }
+
+  // --- live updates (GET /v1/live, Server-Sent Events)
+
+  function liveQuery() {
+    if (state.kind === "entity" || state.kind === "pair") return `entity=${encodeURIComponent(state.keys[0])}`;
+    if (state.kind === "topic") return `topic=${encodeURIComponent(state.keys[0])}`;
+    return "";
+  }
+
+  function setLive(text, on) {
+    $("live-status").textContent = text;
+    $("live-status").className = `live ${on ? "on" : "off"}`;
+  }
+
+  function startLive() {
+    if (!window.EventSource) return;
+    const name = timelineName();
+    const source = new EventSource(`/v1/live?${liveQuery()}`);
+    state.live = source;
+    source.addEventListener("open", () => setLive("live", true));
+    source.addEventListener("error", () => setLive("live: reconnecting…", false));
+    source.addEventListener("reset", () => load()); // missed more than the stream keeps
+    source.addEventListener("entry", (event) => {
+      const { entry, timelines } = JSON.parse(event.data);
+      const key = keyOf(entry);
+      const belongs = timelines.includes(name) && (state.retracted || entry.status !== "retracted");
+      if (!belongs && !state.entries.has(key)) return;
+      if (belongs) {
+        state.entries.set(key, entry);
+        state.fresh.add(key);
+      } else {
+        state.entries.delete(key); // retracted, or corrected off this timeline
+      }
+      $("message").textContent = `${state.entries.size} entries · updated ${new Date().toLocaleTimeString()}`;
+      render(false);
+    });
+  }
+
+  function stopLive() {
+    if (state.live) state.live.close();
+    state.live = null;
+    setLive("live: off", false);
+  }
+
+  // --- wiring
+
+  function start() {
+    state.items = new vis.DataSet();
+    state.timeline = new vis.Timeline($("timeline"), state.items, {
+      stack: true, zoomMin: DAY_MS * 7, zoomMax: DAY_MS * 365 * 200,
+      orientation: { axis: "top" }, margin: { item: 6 }, maxHeight: 420, selectable: true,
+      tooltip: { followMouse: true },
+    });
+    state.timeline.on("select", ({ items }) => {
+      const entry = state.entries.get(items[0]);
+      if (entry) openHistory(entry);
+    });
+    $("kind").addEventListener("change", showInputs);
+    let pending = null;
+    for (const id of ["key1", "key2"]) {
+      $(id).addEventListener("input", () => {
+        clearTimeout(pending);
+        pending = setTimeout(() => suggest($(id)), 150);
+      });
+    }
+    $("pick").addEventListener("submit", (event) => {
+      event.preventDefault();
+      readForm();
+      writeUrl();
+      load();
+    });
+    $("retracted").addEventListener("change", () => $("pick").requestSubmit());
+    window.addEventListener("popstate", () => { readUrl(); fillForm(); load(); });
+    readUrl();
+    fillForm();
+    load();
+  }
+
+  start();
+})();

@@ -1,0 +1,190 @@
+"""Replay: rebuild from the log, compare with the live read model, and promote
+the rebuild while queries and publishing go on, with a real worker and API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+import redis
+
+from events.stored import event_key
+from projections.fold import Query
+from projections.store import ReadModel, namespace_key
+from services.audit.replay import LOCK, ReplayRunning, replay
+from services.bootstrap import Services
+from tests import factory
+from tests.integration.audit_helpers import cli
+from tests.integration.projection_helpers import publish, read_all, wait_projected
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+def corrupt_headline(client: redis.Redis, namespace: str, key: str) -> str:
+    entries = namespace_key(namespace, "entries")
+    doc = json.loads(client.hget(entries, key))  # type: ignore[arg-type]
+    original = doc["headline"]
+    doc["headline"] = "something that never happened"
+    client.hset(entries, key, json.dumps(doc, separators=(",", ":")))
+    return str(original)
+
+
+class Loop(threading.Thread):
+    """Repeats `step` with its own HTTP client until stopped, recording what went wrong."""
+
+    def __init__(self, base: str, step: Callable[[httpx.Client], str | None]) -> None:
+        super().__init__(daemon=True)
+        self.base, self.step, self.runs, self.failures = base, step, 0, []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.base, timeout=30) as client:
+            while not self.stopping.is_set():
+                try:
+                    problem = self.step(client)
+                except (httpx.HTTPError, AssertionError, KeyError) as exc:
+                    problem = repr(exc)
+                self.runs += 1
+                if problem:
+                    self.failures.append(problem)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.join(30)
+
+
+async def until(condition: Callable[[], bool], within: float = 60.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise TimeoutError("condition not met")
+
+
+async def test_replay_of_twenty_thousand_events_then_promote_under_load(
+    services: Services, api_process: Any, sync_redis: redis.Redis
+) -> None:
+    await publish(services, factory.story(20_000, seed=3, amend=600))
+    await wait_projected(services)
+
+    report = await replay(services.client, services.partitions)
+    assert report.identical, report.differences[:5]
+    assert (report.events, report.differences, report.promoted) == (20_600, [], False)
+    assert report.namespace == "blue" and report.live_behind == {}
+
+    victim = "e-123"
+    key = event_key(factory.SOURCE, victim)
+    original = corrupt_headline(sync_redis, "blue", key)
+    found = await services.read_model.entry(factory.SOURCE, victim)
+    assert found is not None
+    subject = found[0].subject
+    expected = [e.id for e in await read_all(services, Query(timeline=f"entity:{subject}"), 1000)]
+    first_page = await services.read_model.page(Query(timeline="all"), 300)
+    first_of_all = [e.id for e in first_page.entries]
+    assert victim in expected and len(expected) > 300
+
+    published: list[str] = []
+    headlines: set[str] = set()
+
+    def query(client: httpx.Client) -> str | None:
+        got = client.get(f"/v1/timelines/entity/{subject}", params={"limit": 1000}).json()
+        if [e["id"] for e in got["entries"]] != expected:
+            return f"entity timeline had {len(got['entries'])} entries"
+        headlines.update(e["headline"] for e in got["entries"] if e["id"] == victim)
+        page = client.get("/v1/timelines/all", params={"limit": 300}).json()
+        if [e["id"] for e in page["entries"]] != first_of_all:
+            return "the first page of all changed"
+        return None
+
+    def publish_late(client: httpx.Client) -> str | None:
+        ident = f"late-{len(published)}"
+        response = client.post("/v1/events", json={
+            "specversion": "1.0", "id": ident, "source": factory.SOURCE,
+            "type": "x-test.noted", "subject": "late-corp", "occurred": "2031-01", "data": {}})
+        published.append(ident)
+        time.sleep(0.02)
+        return None if response.status_code == 200 else response.text
+
+    loops = [Loop(api_process.base, query), Loop(api_process.base, publish_late)]
+    for loop in loops:
+        loop.start()
+    try:
+        await until(lambda: loops[0].runs >= 2)  # queries saw the corrupted copy first
+        runs_before = loops[0].runs
+        promoting = asyncio.create_task(replay(services.client, services.partitions, True))
+        for _ in range(3000):  # until it holds the lock
+            if await services.client.exists(LOCK):
+                break
+            await asyncio.sleep(0.01)
+        with pytest.raises(ReplayRunning):
+            await replay(services.client, services.partitions)
+        async with httpx.AsyncClient(base_url=api_process.base, timeout=30) as client:
+            refused = await client.post("/v1/audit/replay")
+        assert refused.status_code == 409 and refused.json()["error"] == "replay-running"
+        report = await promoting
+        runs_during = loops[0].runs - runs_before
+        await until(lambda: loops[0].runs >= runs_before + runs_during + 2)  # then the rebuilt
+    finally:
+        for loop in loops:
+            await asyncio.to_thread(loop.stop)
+
+    assert report.promoted and report.namespace == "green"
+    assert report.differences_total == 1, report.differences
+    assert msgspec.to_builtins(report.differences) == [{
+        "scope": "entry", "problem": "differs", "key": f"{factory.SOURCE} {victim}",
+        "source": factory.SOURCE, "id": victim,
+        "fields": {"headline": {"live": "something that never happened", "rebuilt": original}}}]
+    assert loops[0].failures == [] and runs_during >= 5, (runs_during, loops[0].failures[:3])
+    # Queries saw the corrupted copy, then the rebuilt one, and never anything partial.
+    assert headlines == {"something that never happened", original}
+    assert loops[1].failures == [] and len(published) >= 5
+    repaired = await services.read_model.entry(factory.SOURCE, victim)
+    assert repaired is not None and repaired[0].headline == original
+    assert not await sync_redis_keys(services, "blue")  # the old copy is gone
+
+    await wait_projected(services)
+    late = await read_all(services, Query(timeline="entity:late-corp"), 1000)
+    assert sorted(e.id for e in late) == sorted(published)  # nothing lost across the flip
+    final = await replay(services.client, services.partitions)
+    assert final.identical and final.events == 20_600 + len(published)
+
+
+async def sync_redis_keys(services: Services, namespace: str) -> list[Any]:
+    return [k async for k in services.client.scan_iter(match=namespace_key(namespace, "*"))]
+
+
+async def test_cli_replay_reports_a_missing_timeline_member_and_promote_repairs_it(
+    services: Services, sync_redis: redis.Redis, redis_url: str
+) -> None:
+    await publish(services, factory.story(300, seed=4, amend=30))
+    await wait_projected(services)
+    done = cli(["audit", "replay", "--json"], redis_url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["identical"] is True
+
+    timeline = namespace_key("blue", "tl:topic:ai")
+    member = sync_redis.zrange(timeline, 5, 5)[0]
+    sync_redis.zrem(timeline, member)
+    source, ident = member.decode()[29:].split("\x1f")[:2]
+    done = cli(["audit", "replay", "--json"], redis_url)
+    assert done.returncode == 1
+    report = json.loads(done.stdout)
+    assert report["differences"] == [{
+        "scope": "timeline", "problem": "missing-live", "key": f"topic:ai: {source} {ident}",
+        "source": source, "id": ident, "timeline": "topic:ai", "rebuilt": member.decode()}]
+
+    done = cli(["audit", "replay", "--promote"], redis_url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 difference(s)" in done.stdout and "promoted, reads now use green" in done.stdout
+    assert await ReadModel(services.client).active() == "green"
+    ids = [e.id for e in await read_all(services, Query(timeline="topic:ai"), 1000)]
+    assert ident in ids
+    assert cli(["audit", "replay"], redis_url).returncode == 0

@@ -1,0 +1,269 @@
+"""Verify, digest and the raw log against a real server, with the log tampered
+the way someone with direct server access could: each case named by kind,
+partition and sequence, through the Python API, the CLI and HTTP."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from services.audit import digest as digests
+from services.audit.verify import Report, verify
+from services.bootstrap import Services
+from services.log import keys
+from tests import factory, processes
+from tests.integration.audit_helpers import (
+    busiest,
+    cli,
+    decoded,
+    read,
+    rechain,
+    rewrite,
+    set_head,
+)
+from tests.integration.projection_helpers import publish
+
+KEY = "the-digest-key"
+
+
+@pytest.fixture
+async def logged(services: Services) -> Services:
+    await publish(services, factory.story(400, seed=5, amend=40))
+    return services
+
+
+def problems(report: Report) -> list[tuple[str, int | None, int | None]]:
+    found = [p for part in report.partitions for p in part.problems] + report.problems
+    return [(p.kind, p.partition, p.sequence) for p in found]
+
+
+async def test_a_clean_log_verifies(logged: Services, sync_redis: redis.Redis) -> None:
+    report = await verify(logged.client)
+    assert report.ok and problems(report) == [] and report.entries == 440
+    for part in report.partitions:
+        sequence, head = sync_redis.hmget(keys.head(part.partition), "sequence", "hash")
+        assert part.length == int(sequence or 0) and part.head == (head or b"").decode()
+
+
+async def test_an_edited_entry_is_a_hash_mismatch(logged: Services,
+                                                  sync_redis: redis.Redis) -> None:
+    p = busiest(sync_redis)
+    entries = read(sync_redis, p)
+    stream_id, fields = entries[9]
+    event = json.loads(fields[b"event"])
+    event["data"]["award"] = "a different prize"  # the content, hash left as it was
+    entries[9] = (stream_id, {**fields, b"event": json.dumps(event).encode()})
+    rewrite(sync_redis, p, entries)
+    assert problems(await verify(logged.client)) == [("hash-mismatch", p, 10)]
+
+
+async def test_a_deleted_middle_entry_is_a_gap(logged: Services, sync_redis: redis.Redis) -> None:
+    p = busiest(sync_redis)
+    sync_redis.xdel(keys.log(p), "20-0")
+    assert problems(await verify(logged.client)) == [("sequence-gap", p, 20),
+                                                    ("broken-link", p, 21)]
+
+
+async def test_a_foreign_entry_is_named(logged: Services, sync_redis: redis.Redis) -> None:
+    stream_id = sync_redis.xadd(keys.log(3), {"note": "appended by hand"})
+    found = problems(await verify(logged.client))
+    assert found == [("foreign-entry", 3, int(stream_id.split(b"-")[0]))]
+
+
+async def test_a_log_stream_beyond_the_partition_count(logged: Services,
+                                                       sync_redis: redis.Redis) -> None:
+    sync_redis.xadd("timeline:{p8}:log", {"event": "{}", "hash": "00" * 32}, id="1-0")
+    assert problems(await verify(logged.client)) == [("partition-count", 8, None)]
+
+
+async def test_a_naively_truncated_tail_is_a_head_mismatch(logged: Services,
+                                                           sync_redis: redis.Redis) -> None:
+    p = busiest(sync_redis)
+    last = len(read(sync_redis, p))
+    sync_redis.xdel(keys.log(p), f"{last}-0")
+    assert problems(await verify(logged.client)) == [("head-mismatch", p, last)]
+
+
+def truncate_consistently(client: redis.Redis, p: int, drop: int) -> int:
+    entries = read(client, p)[:-drop]
+    rewrite(client, p, entries)
+    set_head(client, p, len(entries), entries[-1][1][b"hash"].decode())
+    return len(entries) + drop
+
+
+def reorder_consistently(client: redis.Redis, p: int) -> None:
+    events = decoded(read(client, p))
+    events[1], events[2] = events[2], events[1]
+    entries = rechain(events)
+    rewrite(client, p, entries)
+    set_head(client, p, len(entries), entries[-1][1][b"hash"].decode())
+
+
+async def test_truncation_and_rewrites_are_caught_by_the_digest(
+    logged: Services, sync_redis: redis.Redis
+) -> None:
+    saved = await digests.build(logged.client, logged.partitions, KEY)
+    p, q = busiest(sync_redis), 0
+    original = truncate_consistently(sync_redis, p, drop=3)
+    reorder_consistently(sync_redis, q)
+    assert (await verify(logged.client)).ok  # internally consistent: the chain cannot tell
+    found = problems(await verify(logged.client, saved, "valid"))
+    assert sorted(found) == sorted([("truncated", p, original),
+                                    ("digest-mismatch", q, saved.partitions[q].sequence)])
+
+
+async def test_a_log_that_grew_still_extends_its_digest(logged: Services) -> None:
+    saved = await digests.build(logged.client, logged.partitions, None)
+    await publish(logged, [{**e, "id": f"later-{i}"}
+                           for i, e in enumerate(factory.story(50, seed=9))])
+    report = await verify(logged.client, saved)
+    assert report.ok and report.entries == 490
+
+
+def test_cli_verify_exits_0_when_clean_and_1_on_a_problem(
+    logged: Services, sync_redis: redis.Redis, redis_url: str
+) -> None:
+    done = cli(["audit", "verify"], redis_url)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "verified: 440 entries in 8 partitions" in done.stdout
+    p = busiest(sync_redis)
+    sync_redis.xdel(keys.log(p), "7-0")
+    done = cli(["audit", "verify"], redis_url)
+    assert done.returncode == 1
+    assert f"sequence-gap partition {p} sequence 7" in done.stdout
+    report = json.loads(cli(["audit", "verify", "--json"], redis_url).stdout)
+    assert report["ok"] is False
+    assert report["partitions"][p]["problems"][0] == {
+        "kind": "sequence-gap", "message": "sequence 7 is missing", "partition": p,
+        "sequence": 7}
+
+
+def test_cli_digest_is_signed_and_a_tampered_one_is_refused(
+    logged: Services, sync_redis: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    saved = tmp_path / "digest.json"
+    done = cli(["audit", "digest", "--output", str(saved)], redis_url, TIMELINE_DIGEST_KEY=KEY)
+    assert done.returncode == 0, done.stderr
+    digest = json.loads(saved.read_text())
+    assert len(digest["signature"]) == 64 and len(digest["partitions"]) == 8
+    done = cli(["audit", "verify", "--digest", str(saved)], redis_url, TIMELINE_DIGEST_KEY=KEY)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "signature valid" in done.stdout
+
+    forged = tmp_path / "forged.json"
+    digest["partitions"][0]["sequence"] -= 1  # an intruder making their truncation "fit"
+    forged.write_text(json.dumps(digest))
+    done = cli(["audit", "verify", "--digest", str(forged)], redis_url, TIMELINE_DIGEST_KEY=KEY)
+    assert done.returncode == 1 and "digest refused" in done.stderr
+    done = cli(["audit", "verify", "--digest", str(saved)], redis_url,
+               TIMELINE_DIGEST_KEY="another-key")
+    assert done.returncode == 1 and "does not match" in done.stderr
+
+    p = busiest(sync_redis)
+    original = truncate_consistently(sync_redis, p, drop=2)
+    assert cli(["audit", "verify"], redis_url).returncode == 0
+    done = cli(["audit", "verify", "--digest", str(saved)], redis_url, TIMELINE_DIGEST_KEY=KEY)
+    assert done.returncode == 1
+    assert f"truncated partition {p} sequence {original}" in done.stdout
+
+
+@pytest.fixture
+def signing_api(redis_url: str, logs_dir: Path) -> Iterator[str]:
+    """An API process that signs digests (the session's API has no key)."""
+    port = processes.free_port()
+    process = processes.start(["api", "--port", str(port)],
+                              processes.env_for(redis_url, TIMELINE_DIGEST_KEY=KEY),
+                              logs_dir / "signing-api.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        processes.wait_http(base, process=process)
+        yield base
+    finally:
+        processes.stop(process)
+
+
+def test_http_digest_and_verify_against_it(
+    logged: Services, sync_redis: redis.Redis, signing_api: str
+) -> None:
+    with httpx.Client(base_url=signing_api, timeout=60) as http:
+        report = http.get("/v1/audit/verify").json()
+        assert report["ok"] is True and report["entries"] == 440
+        assert [p["partition"] for p in report["partitions"]] == list(range(8))
+        digest = http.get("/v1/audit/digest").json()
+        assert len(digest["signature"]) == 64
+        checked = http.post("/v1/audit/verify", json=digest)
+        assert checked.status_code == 200 and checked.json()["ok"] is True
+        assert checked.json()["digest"]["signature"] == "valid"
+
+        tampered = {**digest, "issued_at": "2020-01-01T00:00:00.000000Z"}
+        refused = http.post("/v1/audit/verify", json=tampered)
+        assert refused.status_code == 422 and refused.json()["error"] == "bad-signature"
+        assert refused.json()["errors"][0]["path"] == "signature"
+        unsigned = http.post("/v1/audit/verify", json={**digest, "signature": None})
+        assert unsigned.status_code == 422 and unsigned.json()["error"] == "bad-signature"
+        bad = {**digest, "partitions": [{**digest["partitions"][0], "head": "nothex"}]}
+        malformed = http.post("/v1/audit/verify", json=bad)
+        assert malformed.status_code == 422 and malformed.json()["error"] == "bad-digest"
+        assert malformed.json()["errors"][0]["path"] == "partitions[0].head"
+        assert http.post("/v1/audit/verify", content=b"{nope").status_code == 400
+
+        p = busiest(sync_redis)
+        original = truncate_consistently(sync_redis, p, drop=1)
+        after = http.post("/v1/audit/verify", json=digest).json()
+        assert after["ok"] is False
+        assert after["partitions"][p]["problems"] == [{
+            "kind": "truncated", "partition": p, "sequence": original,
+            "message": f"the digest saw sequence {original}; the log now ends at "
+                       f"{original - 1}"}]
+
+
+def test_the_raw_log_pages_through_a_partition(
+    logged: Services, sync_redis: redis.Redis, http: httpx.Client
+) -> None:
+    p = busiest(sync_redis)
+    stored = read(sync_redis, p)
+    foreign_id = sync_redis.xadd(keys.log(p), {"note": "by hand"}).decode()
+    seen, after = [], 0
+    while True:
+        page = http.get("/v1/audit/log", params={"partition": p, "after": after, "limit": 7})
+        assert page.status_code == 200, page.text
+        body = page.json()
+        assert body["partition"] == p
+        seen += body["entries"]
+        if body["next_after"] is None:
+            break
+        after = body["next_after"]
+    assert [e["id"] for e in seen] == [i.decode() for i, _ in stored] + [foreign_id]
+    assert all(e["event"].encode() == f[b"event"] and e["hash"] == f[b"hash"].decode()
+               for e, (_, f) in zip(seen, stored, strict=False))
+    assert seen[-1] == {"id": foreign_id, "other_fields": {"note": "by hand"}}
+    for params, field in (({}, "partition"), ({"partition": 8}, "partition"),
+                          ({"partition": 0, "limit": 0}, "limit"),
+                          ({"partition": 0, "after": "x"}, "after")):
+        refused = http.get("/v1/audit/log", params=params)
+        assert refused.status_code == 400 and refused.json()["errors"][0]["path"] == field
+
+
+@pytest.mark.skipif(not all(shutil.which(t) for t in ("bash", "curl", "jq", "xxd", "sha256sum")),
+                    reason="needs curl, jq, xxd and sha256sum")
+def test_the_readme_one_link_check_with_shell_tools(
+    logged: Services, api_process: processes.Api
+) -> None:
+    """The README's hand check of one link, run as written (but for the address)."""
+    script = (
+        f"page=$(curl -s '{api_process.base}/v1/audit/log?partition=0&after=3&limit=2')\n"
+        "{ printf %s \"$page\" | jq -r '.entries[0].hash' | xxd -r -p\n"
+        "  printf %s \"$page\" | jq -j '.entries[1].event'; } | sha256sum\n"
+        "printf %s \"$page\" | jq -r '.entries[1].hash'\n"
+    )
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30,
+                          check=True)
+    computed, stored = done.stdout.split("\n")[:2]
+    assert computed.split()[0] == stored and len(stored) == 64

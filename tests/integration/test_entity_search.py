@@ -1,0 +1,48 @@
+"""GET /v1/entities?prefix=: type-ahead over the entities the projection has named."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+def org(ident: str, name: str) -> dict[str, str]:
+    return {"id": ident, "name": name, "kind": "org"}
+
+
+def test_prefix_matches_ids_then_names_then_words(http: httpx.Client) -> None:
+    events = [{"specversion": "1.0", "id": f"s-{i}", "source": "urn:test:search",
+               "type": "mou.signed", "subject": a["id"], "occurred": "2024",
+               "data": {"parties": [a, b]}}
+              for i, (a, b) in enumerate([
+                  (org("jax", "The Jackson Laboratory"), org("lg-ai-research", "LG AI Research")),
+                  (org("jackson-hole", "Jackson Hole Group"), org("acme", "Acme")),
+                  (org("blue-jay", "Blue Jay Labs"), org("jacquard", "Jacquard Looms")),
+              ])]
+    position = http.post("/v1/events", json=events).json()["position"]
+    assert http.get("/v1/timelines/all", params={"min_position": position}).status_code == 200
+
+    def ids(prefix: str, **extra: str) -> list[str]:
+        response = http.get("/v1/entities", params={"prefix": prefix, **extra})
+        assert response.status_code == 200
+        return [e["id"] for e in response.json()["entities"]]
+
+    # id prefix first, then a name's first word, then a later word of a name
+    assert ids("ja") == ["jackson-hole", "jacquard", "jax", "blue-jay"]
+    assert ids("the") == ["jax"]
+    assert ids("lab") == ["blue-jay", "jax"]
+    assert ids("jack") == ["jackson-hole", "jax"]
+    assert ids("JACKSON") == ["jackson-hole", "jax"]
+    assert ids("blue") == ["blue-jay"]
+    assert ids("ja", limit="1") == ["jackson-hole"]
+    assert ids("zzz") == []
+    found = http.get("/v1/entities", params={"prefix": "lg"}).json()["entities"]
+    assert found == [{"id": "lg-ai-research", "name": "LG AI Research", "kind": "org"}]
+
+
+def test_bad_parameters_are_named(http: httpx.Client) -> None:
+    response = http.get("/v1/entities", params={"prefix": "a", "limit": "0"})
+    assert response.status_code == 400
+    assert "limit" in response.text

@@ -1,0 +1,174 @@
+"""The ingest stream with a real `timeline worker` process: plain XADD and a
+FastStream publisher both reach the log and the timelines; bad entries land
+in the rejected stream with reasons; nothing stays pending."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from faststream.redis import RedisBroker
+
+from events.envelope import NewEvent
+from services.bootstrap import Services
+from services.ingest.consumer import GROUP, REJECTED, STREAM, IngestConsumer
+from services.log import keys
+from services.log.append import Appender
+from tests import processes
+from tests.integration.projection_helpers import wait_projected
+
+
+def mou(ident: str, subject: str = "lg", **extra: Any) -> dict[str, Any]:
+    return {"specversion": "1.0", "id": ident, "source": "urn:test:ingest", "type": "mou.signed",
+            "subject": subject, "occurred": "2023-12?",
+            "data": {"parties": [{"id": subject, "name": "LG"}, {"id": "jax"}]}, **extra}
+
+
+def encoded(event: dict[str, Any]) -> bytes:
+    return msgspec.json.encode(event)
+
+
+async def wait_consumed(services: Services, within: float = 30.0) -> None:
+    """Until the group has read everything and acknowledged it."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        groups = await services.client.xinfo_groups(STREAM)
+        group = next((g for g in groups if g["name"] == GROUP.encode()), None)
+        if group and group["pending"] == 0 and group["lag"] == 0:
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"ingest not consumed: {groups}")
+
+
+async def stored(services: Services) -> dict[str, dict[str, Any]]:
+    found = {}
+    for partition in range(services.partitions):
+        for _, fields in await services.client.xrange(keys.log(partition), "-", "+"):
+            event = msgspec.json.decode(fields[b"event"])
+            found[event["id"]] = event
+    return found
+
+
+async def test_xadd_and_faststream_entries_are_appended_and_projected(
+    services: Services, redis_url: str, logs_dir: Path
+) -> None:
+    client = services.client
+    # Written before any consumer exists: the group starts at 0, so these count.
+    await client.xadd(STREAM, {"event": encoded(mou("early"))})
+    worker = processes.start(["worker"], processes.env_for(redis_url), logs_dir / "ingest.log")
+    try:
+        for n in range(20):
+            await client.xadd(STREAM, {"event": encoded(mou(f"plain-{n}", subject=f"org-{n}"))})
+        async with RedisBroker(redis_url) as broker:
+            for n in range(20):
+                await broker.publish(mou(f"fs-{n}", subject=f"org-{n}"), stream=STREAM)
+        # A correction right after its target: stream order is append order.
+        await client.xadd(STREAM, {"event": encoded(mou("target", subject="jax"))})
+        await client.xadd(STREAM, {"event": encoded({
+            **mou("fix", subject="jax"), "type": "event.corrected",
+            "data": {"target": "target", "reason": "date", "occurred": "2023-11"}})})
+        await asyncio.sleep(0.5)
+        await wait_consumed(services)
+        await wait_projected(services)
+    finally:
+        assert processes.stop(worker) == 0
+    log = await stored(services)
+    expected = {"early", "target", "fix"} | {f"plain-{n}" for n in range(20)} | {
+        f"fs-{n}" for n in range(20)}
+    assert set(log) == expected
+    assert {e["recordedby"] for e in log.values()} == {"ingest"}
+    assert await client.xlen(REJECTED) == 0
+    found = await services.read_model.entry("urn:test:ingest", "fs-7")
+    assert found is not None and found[0].subject == "org-7"
+    corrected = await services.read_model.entry("urn:test:ingest", "target")
+    assert corrected is not None
+    assert (corrected[0].status, corrected[0].occurred) == ("corrected", "2023-11")
+
+
+async def test_rejected_entries_move_with_reasons_and_nothing_stays_pending(
+    services: Services, worker: object
+) -> None:
+    client = services.client
+    bad_field = mou("bad")
+    bad_field["data"]["parties"][0]["id"] = "Not An Id"
+    entries = [
+        ("ok-1", {"event": encoded(mou("ok-1"))}),
+        ("no-field", {"payload": b"{}"}),
+        ("not-json", {"event": b"{oops"}),
+        ("invalid", {"event": encoded(bad_field), "note": b"kept"}),
+        ("server-set", {"event": encoded(mou("s", hash="x"))}),
+        ("orphan-fix", {"event": encoded({
+            **mou("fix-nothing"), "type": "event.retracted",
+            "data": {"target": "never-sent", "reason": "x"}})}),
+        ("ok-2", {"event": encoded(mou("ok-2"))}),
+        ("dup", {"event": encoded(mou("ok-1"))}),
+        ("reused", {"event": encoded(mou("ok-1", occurred="2020"))}),
+    ]
+    ids = {}
+    for label, fields in entries:
+        ids[(await client.xadd(STREAM, fields)).decode()] = label
+    await wait_consumed(services)
+    rejected = {ids[f[b"ingest_id"].decode()]: f for _, f in await client.xrange(REJECTED)}
+    assert set(rejected) == {"no-field", "not-json", "invalid", "server-set", "orphan-fix",
+                             "reused"}
+    reasons = {label: msgspec.json.decode(f[b"errors"]) for label, f in rejected.items()}
+    assert "needs an 'event' field" in reasons["no-field"][0]["message"]
+    assert "not valid JSON" in reasons["not-json"][0]["message"]
+    assert reasons["invalid"][0]["path"] == "data.parties[0].id"
+    assert reasons["server-set"][0]["path"] == "hash"
+    assert reasons["orphan-fix"][0]["path"] == "data.target"
+    assert reasons["reused"][0]["path"] == "id" and "id-reused" in reasons["reused"][0]["message"]
+    assert rejected["invalid"][b"note"] == b"kept"
+    assert rejected["not-json"][b"event"] == b"{oops"
+    log = await stored(services)
+    assert set(log) == {"ok-1", "ok-2"}
+    assert log["ok-1"]["occurred"] == "2023-12?", "a conflicting re-send changes nothing"
+    summary = await client.xpending(STREAM, GROUP)
+    assert summary["pending"] == 0
+
+
+async def test_a_dead_owners_pending_entries_are_finished_first(
+    services: Services, redis_url: str, logs_dir: Path
+) -> None:
+    client = services.client
+    await client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    for n in range(5):
+        await client.xadd(STREAM, {"event": encoded(mou(f"p-{n}"))})
+    # What a worker killed mid-batch leaves: entries read under the shared name, never acked.
+    read = await client.xreadgroup(GROUP, "ingest", {STREAM: ">"}, count=3)
+    assert len(read[0][1]) == 3
+    assert (await client.xpending(STREAM, GROUP))["pending"] == 3
+    worker = processes.start(["worker"], processes.env_for(redis_url), logs_dir / "ingest-b.log")
+    try:
+        await wait_consumed(services)
+    finally:
+        assert processes.stop(worker) == 0
+    assert set(await stored(services)) == {f"p-{n}" for n in range(5)}
+
+
+class BrokenAppender(Appender):
+    """An append path with a bug that shows for one event only."""
+
+    async def append(self, events: list[NewEvent], recordedby: str = "anonymous") -> list[Any]:
+        if any(e.id == "trips-the-bug" for e in events):
+            raise RuntimeError("injected append bug")
+        return await super().append(events, recordedby)
+
+
+async def test_an_entry_that_keeps_failing_is_rejected_not_blocking(services: Services) -> None:
+    client = services.client
+    await client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    for ident in ("before", "trips-the-bug", "after"):
+        await client.xadd(STREAM, {"event": encoded(mou(ident))})
+    [(_, entries)] = await client.xreadgroup(GROUP, "ingest", {STREAM: ">"}, count=10)
+    consumer = IngestConsumer(client, "redis://unused", BrokenAppender(client, services.partitions))
+    await consumer.process_with_retry(entries)
+    assert set(await stored(services)) == {"before", "after"}
+    [(_, copy)] = await client.xrange(REJECTED)
+    [error] = msgspec.json.decode(copy[b"errors"])
+    assert "internal error" in error["message"] and "injected append bug" in error["message"]
+    assert msgspec.json.decode(copy[b"event"])["id"] == "trips-the-bug"
+    assert (await client.xpending(STREAM, GROUP))["pending"] == 0

@@ -1,0 +1,228 @@
+"""Live updates: GET /v1/live (SSE) and `timeline tail`, against a real API process,
+a real worker process and the real server."""
+
+from __future__ import annotations
+
+import json
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from projections.live import LIVE
+from tests import processes
+from tests.factory import ref
+
+pytestmark = pytest.mark.usefixtures("worker")
+SOURCE = "urn:test:live"
+
+
+def mou(ident: str, a: str, b: str, topics: tuple[str, ...] = ()) -> dict[str, Any]:
+    data: dict[str, Any] = {"parties": [ref(a), ref(b)]}
+    if topics:
+        data["topics"] = list(topics)
+    return {"specversion": "1.0", "id": ident, "source": SOURCE, "type": "mou.signed",
+            "subject": a, "occurred": "2024-03?", "data": data}
+
+
+def publish(http: httpx.Client, *events: dict[str, Any]) -> str:
+    response = http.post("/v1/events", json=list(events))
+    assert response.status_code == 200, response.text
+    return str(response.json()["position"])
+
+
+def wait_applied(http: httpx.Client, position: str) -> None:
+    """Read-your-writes through the API: returns once the worker applied `position`."""
+    response = http.get("/v1/timelines/all", params={"min_position": position, "limit": 1})
+    assert response.status_code == 200, response.text
+
+
+class Sse:
+    """A minimal SSE reader over an httpx stream: events and comments, in order."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.lines = response.iter_lines()
+
+    def next(self, within: float = 15.0) -> dict[str, str]:
+        deadline = time.monotonic() + within
+        fields: dict[str, str] = {}
+        for line in self.lines:
+            if time.monotonic() > deadline:
+                break
+            if line == "":
+                if fields:
+                    return fields
+                continue
+            name, _, value = line.partition(":")
+            name = name or "comment"
+            value = value.removeprefix(" ")
+            fields[name] = fields[name] + "\n" + value if name in fields else value
+        raise TimeoutError("no SSE event in time")
+
+    def entries(self, count: int, within: float = 15.0) -> list[dict[str, str]]:
+        found: list[dict[str, str]] = []
+        deadline = time.monotonic() + within
+        while len(found) < count:
+            event = self.next(max(0.1, deadline - time.monotonic()))
+            if event.get("event") == "entry":
+                found.append(event)
+        return found
+
+
+@contextmanager
+def live(http: httpx.Client, params: dict[str, str] | None = None,
+         last_id: str | None = None) -> Iterator[Sse]:
+    headers = {"Last-Event-ID": last_id} if last_id else {}
+    with http.stream("GET", "/v1/live", params={"keepalive": "1", **(params or {})},
+                     headers=headers, timeout=httpx.Timeout(10, read=5)) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        stream = Sse(response)
+        assert stream.next().get("comment") == "connected"
+        yield stream
+
+
+def entry_of(event: dict[str, str]) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(event["data"])
+    return body
+
+
+def test_a_connected_client_receives_what_is_applied(http: httpx.Client) -> None:
+    with live(http) as stream:
+        publish(http, mou("live-1", "org-a", "org-b", ("ai",)))
+        event = stream.entries(1)[0]
+    body = entry_of(event)
+    assert body["entry"]["id"] == "live-1"
+    assert body["entry"]["headline"]
+    assert {"all", "entity:org-a", "entity:org-b", "pair:org-a:org-b",
+            "topic:ai"} <= set(body["timelines"])
+    assert event["id"] and event["id"] != "0-0"
+
+
+def test_reconnect_with_last_event_id_gets_what_it_missed(http: httpx.Client) -> None:
+    with live(http) as stream:
+        publish(http, mou("seen", "org-a", "org-b"))
+        seen = stream.entries(1)[0]
+    wait_applied(http, publish(http, mou("missed-1", "org-a", "org-c")))
+    wait_applied(http, publish(http, mou("missed-2", "org-a", "org-d")))
+    with live(http, last_id=seen["id"]) as stream:
+        first = stream.next()
+        assert first.get("event") == "entry"  # and no "reset": nothing was trimmed
+        second = stream.entries(1)[0]
+        publish(http, mou("after", "org-a", "org-e"))
+        third = stream.entries(1)[0]
+    assert [entry_of(e)["entry"]["id"] for e in (first, second, third)] == [
+        "missed-1", "missed-2", "after"]
+    assert seen["id"] < first["id"] < second["id"] < third["id"]
+
+
+def test_entity_and_topic_filters(http: httpx.Client) -> None:
+    with live(http, {"entity": "org-x"}) as by_entity, live(http, {"topic": "bio"}) as by_topic:
+        publish(http, mou("other", "org-y", "org-z", ("bio",)))
+        publish(http, mou("mine", "org-x", "org-y"))
+        publish(http, mou("both", "org-x", "org-w", ("bio",)))
+        entity_ids = [entry_of(e)["entry"]["id"] for e in by_entity.entries(2)]
+        topic_ids = [entry_of(e)["entry"]["id"] for e in by_topic.entries(2)]
+    assert entity_ids == ["mine", "both"]  # one subject, one partition: in log order
+    assert sorted(topic_ids) == ["both", "other"]  # two partitions: no order between them
+
+
+def test_a_correction_arrives_as_the_corrected_entry(http: httpx.Client) -> None:
+    with live(http, {"entity": "org-k"}) as stream:
+        publish(http, mou("to-fix", "org-k", "org-l"))
+        original = entry_of(stream.entries(1)[0])["entry"]
+        publish(http, {"specversion": "1.0", "id": "fix-1", "source": SOURCE,
+                       "type": "event.corrected", "subject": "org-k", "occurred": "2024-04-01",
+                       "data": {"target": "to-fix", "reason": "month was wrong",
+                                "occurred": "2024-05"}})
+        corrected = entry_of(stream.entries(1)[0])["entry"]
+    assert (original["status"], original["version"]) == ("active", 1)
+    assert (corrected["id"], corrected["status"], corrected["version"]) == (
+        "to-fix", "corrected", 2)
+    assert corrected["occurred"] == "2024-05"
+
+
+def test_keep_alive_comments_carry_the_position(http: httpx.Client) -> None:
+    with live(http, {"entity": "nobody"}) as stream:
+        wait_applied(http, publish(http, mou("skipped", "org-a", "org-b")))
+        event = stream.next(within=5)
+    assert event.get("comment") == "keep-alive"
+    assert "data" not in event  # a comment, not an empty message event
+    assert event["id"] != "0-0"  # moved past the entry the filter skipped
+
+
+def test_a_trimmed_gap_is_announced(http: httpx.Client, sync_redis: redis.Redis) -> None:
+    with live(http) as stream:
+        publish(http, mou("old", "org-a", "org-b"))
+        old = stream.entries(1)[0]
+    publish(http, mou("gone", "org-a", "org-c"))
+    deadline = time.monotonic() + 15
+    while b'"gone"' not in b"".join(f[b"entry"] for _, f in sync_redis.xrange(LIVE)):
+        assert time.monotonic() < deadline, "the worker never published the entry"
+        time.sleep(0.05)
+    sync_redis.xtrim(LIVE, maxlen=0)
+    with live(http, last_id=old["id"]) as stream:
+        event = stream.next()
+    assert event["event"] == "reset"
+
+
+def test_bad_parameters_are_named(http: httpx.Client) -> None:
+    bad = http.get("/v1/live", params={"entity": "Not An Id"})
+    assert bad.status_code == 400
+    assert [e["path"] for e in bad.json()["errors"]] == ["entity"]
+    bad = http.get("/v1/live", headers={"Last-Event-ID": "yesterday"})
+    assert bad.status_code == 400
+    assert [e["path"] for e in bad.json()["errors"]] == ["Last-Event-ID"]
+
+
+def test_timeline_tail_follows_the_same_stream(
+    http: httpx.Client, redis_url: str, tmp_path: Path
+) -> None:
+    env = processes.env_for(redis_url)
+    with (tmp_path / "tail.err").open("wb") as errors:
+        tail = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "tail", "--entity", "org-t", "--json"], env=env,
+            cwd=processes.ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors)
+    try:
+        deadline = time.monotonic() + 20
+        while b"following" not in (tmp_path / "tail.err").read_bytes():
+            assert tail.poll() is None and time.monotonic() < deadline, "tail did not start"
+            time.sleep(0.05)
+        publish(http, mou("not-for-tail", "org-u", "org-v"))
+        publish(http, mou("for-tail", "org-t", "org-v"))
+        assert tail.stdout is not None
+        ready, _, _ = select.select([tail.stdout], [], [], 20)
+        assert ready, "tail printed nothing"
+        line = json.loads(tail.stdout.readline())
+    finally:
+        tail.kill()
+        tail.wait()
+        if tail.stdout is not None:
+            tail.stdout.close()
+    assert line["entry"]["id"] == "for-tail"
+    assert "entity:org-t" in line["timelines"]
+
+
+def test_a_broken_live_stream_never_stalls_the_projection(
+    http: httpx.Client, sync_redis: redis.Redis
+) -> None:
+    sync_redis.set(LIVE, "not a stream")  # every XADD to it now fails with WRONGTYPE
+    position = publish(http, mou("still-projected", "org-a", "org-b"))
+    wait_applied(http, position)
+    entries = http.get("/v1/timelines/entity/org-a").json()["entries"]
+    assert [e["id"] for e in entries] == ["still-projected"]
+    # and acknowledged: nothing left pending for a successor to choke on
+    partition = position.split("-")[0]
+    deadline = time.monotonic() + 10
+    while sync_redis.xpending(f"timeline:{{p{partition}}}:log", "timelines")["pending"]:
+        assert time.monotonic() < deadline, "the batch was never acknowledged"
+        time.sleep(0.05)

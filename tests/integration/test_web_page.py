@@ -1,0 +1,139 @@
+"""The web page in a real headless Chromium against `timeline serve --demo`.
+
+Skips, saying why, when no Chromium is installed (Debian: apt-get install -y chromium).
+Screenshots land in tests/artifacts/; docs/screenshot.png is rewritten when it is
+missing or TIMELINE_UPDATE_SCREENSHOT=1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from services.redis.embedded import free_port
+from tests import processes
+from tests.browser import INSTALL_HINT, Browser, find_chromium
+from tests.factory import ref
+
+ARTIFACTS = processes.ROOT / "tests" / "artifacts"
+DOCS_SCREENSHOT = processes.ROOT / "docs" / "screenshot.png"
+SOURCE = "urn:timeline:demo:korean-business-daily"
+
+
+@pytest.fixture
+def chromium() -> str:
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip(INSTALL_HINT)
+    return binary
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[str]:
+    """`timeline serve --demo` on a free port with its own embedded server."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = processes.env_for(None, TIMELINE_DATA_DIR=str(tmp_path / "data"))
+    env.pop("TIMELINE_REDIS_URL", None)
+    serve = processes.start(["serve", "--demo", "--port", str(port)], env,
+                            tmp_path / "serve.log")
+    try:
+        processes.wait_http(base, "/readyz", timeout=60, process=serve)
+        deadline = time.monotonic() + 30
+        while not httpx.get(base + "/v1/timelines/entity/lg-ai-research").json()["entries"]:
+            assert time.monotonic() < deadline, "the demo was never projected"
+            time.sleep(0.2)
+        yield base
+    finally:
+        assert processes.stop(serve) == 0
+
+
+def publish(base: str, event: dict[str, Any]) -> None:
+    response = httpx.post(base + "/v1/events", json={"specversion": "1.0", "source": SOURCE,
+                                                     "subject": "lg-ai-research", **event})
+    assert response.status_code == 200, response.text
+
+
+ROWS = "[...document.querySelectorAll('#list tbody tr')]"
+
+
+def row_text(browser: Browser, event_id: str) -> str | None:
+    key = json.dumps(f"{SOURCE}\x1f{event_id}")
+    found: str | None = browser.evaluate(
+        f"(() => {{ const r = {ROWS}.find((r) => r.dataset.key === {key});"
+        " return r ? r.dataset.status + ' | ' + r.innerText : null; })()")
+    return found
+
+
+def test_the_lg_ai_research_page(chromium: str, demo: str, tmp_path: Path) -> None:
+    browser = Browser(chromium, tmp_path / "profile")
+    try:
+        browser.navigate(f"{demo}/?entity=lg-ai-research")
+        browser.wait_for(f"{ROWS}.length >= 11")
+        mou = row_text(browser, "demo-mou-lgai-jax")
+        assert mou is not None
+        assert "Dec 2023?" in mou and "The Jackson Laboratory" in mou and "mou.signed" in mou
+        drawn = browser.evaluate(
+            "[...document.querySelectorAll('#timeline .vis-item-content')].map((i) => i.innerText)")
+        assert any("Dec 2023?" in text and "Jackson" in text for text in drawn)
+        assert len(drawn) == browser.evaluate(f"{ROWS}.length")
+        browser.wait_for("document.getElementById('title').innerText.includes('LG AI Research')")
+        browser.wait_for("document.getElementById('live-status').classList.contains('on')")
+        browser.screenshot(ARTIFACTS / "web-page.png")
+        if not DOCS_SCREENSHOT.exists() or os.environ.get("TIMELINE_UPDATE_SCREENSHOT") == "1":
+            DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
+            shutil.copyfile(ARTIFACTS / "web-page.png", DOCS_SCREENSHOT)
+
+        # A new event appears without a reload (SSE).
+        publish(demo, {"id": "web-test-meeting", "type": "meeting.held", "occurred": "2024-03",
+                       "data": {"parties": [{"id": "lg-ai-research"}, ref("web-test-partner")],
+                                "purpose": "browser test"}})
+        browser.wait_for(f"{ROWS}.some((r) => r.innerText.includes('Web Test Partner'))")
+        assert "Mar 2024" in (row_text(browser, "web-test-meeting") or "")
+
+        # Corrected: marked live, and its history opens on click.
+        publish(demo, {"id": "web-test-fix", "type": "event.corrected", "occurred": "2024-04-02",
+                       "data": {"target": "web-test-meeting", "reason": "it was in April",
+                                "occurred": "2024-04~"}})
+        browser.wait_for(f"{ROWS}.some((r) => r.dataset.status === 'corrected')")
+        corrected = row_text(browser, "web-test-meeting") or ""
+        assert corrected.startswith("corrected") and "Apr 2024~" in corrected
+        assert "corrected (v2)" in corrected
+        browser.evaluate(f"{ROWS}.find((r) => r.dataset.status === 'corrected')"
+                         ".querySelector('.badge').click()")
+        history = browser.wait_for(
+            "(() => { const v = [...document.querySelectorAll('#history-versions > li')]"
+            ".map((l) => l.innerText); return v.length === 2 ? v : null; })()")
+        assert history[0].startswith("meeting.held")
+        assert history[1].startswith("event.corrected") and "it was in April" in history[1]
+        browser.screenshot(ARTIFACTS / "web-page-history.png")
+        browser.evaluate("document.getElementById('history').close()")
+
+        # Retracted: hidden live, shown again with "show retracted".
+        publish(demo, {"id": "web-test-retract", "type": "event.retracted",
+                       "occurred": "2024-04-03",
+                       "data": {"target": "web-test-meeting", "reason": "never happened"}})
+        browser.wait_for(f"!{ROWS}.some((r) => r.innerText.includes('Web Test Partner'))")
+        browser.evaluate("document.getElementById('retracted').click()")
+        browser.wait_for(f"{ROWS}.some((r) => r.dataset.status === 'retracted')")
+        assert "retracted=1" in browser.evaluate("location.search")
+
+        # Type-ahead over known entities.
+        browser.evaluate("(() => { const i = document.getElementById('key1'); i.value = 'jack';"
+                         " i.dispatchEvent(new Event('input')); })()")
+        options = browser.wait_for(
+            "[...document.querySelectorAll('#entity-options option')].map((o) => o.value)"
+            ".filter((v) => v === 'jax').length ? [...document.querySelectorAll("
+            "'#entity-options option')].map((o) => o.label) : null")
+        assert "The Jackson Laboratory (org)" in options
+        assert browser.errors == []
+    finally:
+        browser.close()

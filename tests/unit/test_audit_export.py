@@ -1,0 +1,163 @@
+"""Export lines, the restore file check (every break refuses the file), partition
+routing, and the standalone tools/verify_chain.py, all without a server."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from events.codec import GENESIS, canonical_bytes
+from services.audit.export import (
+    RestoreRefused,
+    check_lines,
+    choose_partitions,
+    export_line,
+    parse_line,
+)
+from services.log import keys
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOL = ROOT / "tools" / "verify_chain.py"
+
+
+def stored(partition: int, sequence: int, subject: str, n: int) -> dict[str, Any]:
+    return {"specversion": "1.0", "id": f"e-{partition}-{sequence}", "source": "urn:t",
+            "type": "x-test.noted", "subject": subject, "occurred": "2023-12?",
+            "data": {"n": n, "price": 1e16, "tiny": 1.5e-7, "text": "é\u2028\"quoted\""},
+            "recordedtime": "2024-02-11T09:00:00.000001Z", "recordedby": "cli",
+            "partition": partition, "sequence": sequence, "schemaversion": 1}
+
+
+def subject_for(partition: int, count: int = 4) -> str:
+    return next(s for s in (f"org-{i}" for i in range(1000))
+                if keys.partition_of(s, count) == partition)
+
+
+def export_lines(per_partition: int = 3, count: int = 4) -> list[bytes]:
+    """An export of `count` partitions, each with a sound chain, as `timeline export` writes."""
+    lines = []
+    for partition in range(count):
+        prev = GENESIS
+        for sequence in range(1, per_partition + 1):
+            body = canonical_bytes(stored(partition, sequence, subject_for(partition, count),
+                                          sequence))
+            prev = hashlib.sha256(prev + body).digest()
+            lines.append(export_line(body, prev.hex()))
+    return lines
+
+
+def numbered(lines: list[bytes]) -> list[tuple[int, bytes]]:
+    return list(enumerate(lines, start=1))
+
+
+def test_an_export_line_is_the_stored_event_plus_its_hash() -> None:
+    body = canonical_bytes(stored(0, 1, "acme", 1))
+    line = export_line(body, "ab" * 32)
+    decoded = json.loads(line)
+    assert decoded["hash"] == "ab" * 32 and decoded["sequence"] == 1
+    text = line.decode().rstrip("\n")
+    assert (text[: text.rindex(',"hash":"')] + "}").encode() == body  # what the chain hashed
+    parsed = parse_line(1, line)
+    assert parsed.event == body  # re-encoding restores the exact bytes, floats included
+    assert parsed.ids_value.startswith("1|") and parsed.ids_value.endswith("|x-test.noted|acme")
+
+
+def test_a_sound_file_passes_with_its_heads_and_subjects() -> None:
+    lines = export_lines()
+    checked = check_lines(numbered(lines))
+    assert checked.events == 12 and sorted(checked.heads) == [0, 1, 2, 3]
+    assert checked.heads[2] == (3, json.loads(lines[8])["hash"])
+    assert choose_partitions(checked.subjects, 4, fixed=True) == 4
+
+
+def _edit(line: bytes, **changes: Any) -> bytes:
+    value = msgspec.json.decode(line)
+    value.update(changes)
+    return msgspec.json.encode(value) + b"\n"
+
+
+@pytest.mark.parametrize(("break_it", "message"), [
+    (lambda ls: ls.__setitem__(4, _edit(ls[4], occurred="2024")), "the file was altered"),
+    (lambda ls: ls.pop(4), "expected 2"),
+    (lambda ls: ls.insert(5, ls[4]), "expected 3"),
+    (lambda ls: ls.__setitem__(slice(3, 5), [ls[4], ls[3]]), "expected 1"),
+    (lambda ls: ls.__setitem__(0, b'{"not": "an event"}\n'), "`hash` is missing"),
+    (lambda ls: ls.__setitem__(0, b"garbage\n"), "not JSON"),
+    (lambda ls: ls.__setitem__(0, _edit(ls[0], hash="XX")), "64 lowercase hex"),
+    (lambda ls: ls.__setitem__(0, b"[1]\n"), "not a JSON object"),
+])
+def test_any_break_refuses_the_file(break_it: Any, message: str) -> None:
+    lines = export_lines()
+    break_it(lines)
+    with pytest.raises(RestoreRefused, match=message):
+        check_lines(numbered(lines))
+
+
+def test_an_empty_file_is_refused() -> None:
+    with pytest.raises(RestoreRefused, match="no events"):
+        check_lines([])
+
+
+def test_partition_count_is_the_logs_own_or_the_smallest_that_routes() -> None:
+    subjects = {subject_for(p, 4): p for p in range(4)}
+    assert choose_partitions(subjects, 4, fixed=False) == 4
+    assert choose_partitions(subjects, 8, fixed=False) == 4 or all(
+        keys.partition_of(s, 8) == p for s, p in subjects.items())
+    with pytest.raises(RestoreRefused, match="TIMELINE_PARTITIONS"):
+        choose_partitions({subject_for(3, 4): 3, subject_for(2, 4): 2, "zz-other": 7}, 4, True)
+
+
+def run_tool(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-I", str(TOOL), *args], capture_output=True,
+                          text=True, input=stdin, timeout=30, check=False)
+
+
+def test_the_standalone_script_checks_an_export(tmp_path: Path) -> None:
+    lines = export_lines()
+    good = tmp_path / "export.jsonl"
+    good.write_bytes(b"".join(lines))
+    done = run_tool(str(good))
+    assert done.returncode == 0, done.stdout + done.stderr
+    head = json.loads(lines[11])["hash"]
+    assert f"partition 3: sequence 3 head {head}" in done.stdout
+    assert "chain intact" in done.stdout
+    assert run_tool(stdin=good.read_text()).returncode == 0
+
+    lines[4] = _edit(lines[4], occurred="2024")  # key order changes too: still the rule holds
+    bad = tmp_path / "tampered.jsonl"
+    bad.write_bytes(b"".join(lines))
+    done = run_tool(str(bad))
+    assert done.returncode == 1 and "BROKEN: partition 1 sequence 2" in done.stdout
+
+
+def test_the_standalone_script_checks_raw_log_pages(tmp_path: Path) -> None:
+    pages = []
+    for partition in range(2):
+        entries = []
+        for line in export_lines(count=4)[partition * 3:(partition + 1) * 3]:
+            text = line.decode().rstrip("\n")
+            value = json.loads(text)
+            entries.append({"id": f"{value['sequence']}-0",
+                            "event": text[: text.rindex(',"hash":"')] + "}",
+                            "hash": value["hash"]})
+        pages.append(json.dumps({"partition": partition, "entries": entries,
+                                 "next_after": None}, ensure_ascii=False))
+    files = []
+    for i, page in enumerate(pages):
+        files.append(tmp_path / f"page-{i}.json")
+        files[-1].write_text(page + "\n", encoding="utf-8")
+    done = run_tool(*map(str, files))
+    assert done.returncode == 0, done.stdout
+    assert "partition 1: sequence 3" in done.stdout
+    first = json.loads(pages[0])
+    first["entries"][1]["event"] = first["entries"][1]["event"].replace('"n":2', '"n":3')
+    files[0].write_text(json.dumps(first, ensure_ascii=False), encoding="utf-8")
+    done = run_tool(*map(str, files))
+    assert done.returncode == 1 and "BROKEN: partition 0 sequence 2" in done.stdout

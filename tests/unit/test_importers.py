@@ -1,0 +1,284 @@
+"""Importers as pure functions: file text in, (line, event or reason) out. No server;
+every event an importer yields must pass the envelope's validation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from events.codes import COUNTRIES
+from events.envelope import validate_event
+from events.errors import EventValidationError
+from services.importers import acquisitions, gdelt, timelinejs
+from services.importers import csv as csv_import
+from services.importers.common import BadFile, slugify
+from services.importers.countries import FIPS_TO_ISO, iso_from_fips, iso_from_name
+from services.importers.registry import companies_beside
+from services.publishing import Unusable
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def by_line(items: Any) -> dict[int, Any]:
+    return dict(items)
+
+
+def valid(item: Any) -> dict[str, Any]:
+    assert isinstance(item, dict), item
+    validate_event(item)
+    return item
+
+
+# --- shared pieces --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "slug"), [
+    ("LG AI Research", "lg-ai-research"), ("THE EU", "the-eu"), ("[24]7", "24-7"),
+    ("AT&T", "at-t"), ("Berkäna Wireless", "berkana-wireless"), ("???", None), ("", None),
+    ("x" * 200, "x" * 128),
+])
+def test_slugify_gives_entity_ids(name: str, slug: str | None) -> None:
+    assert slugify(name) == slug
+
+
+def test_fips_table_maps_to_real_iso_codes() -> None:
+    assert set(FIPS_TO_ISO.values()) <= COUNTRIES
+    assert len(FIPS_TO_ISO) > 250
+    cases = {"UK": "GB", "JA": "JP", "RS": "RU", "SF": "ZA", "GM": "DE", "CH": "CN",
+             "KS": "KR", "KN": "KP", "AS": "AU", "AU": "AT", "BO": "BY", "EI": "IE",
+             "KV": "XK", "GZ": "PS", "US": "US"}
+    assert {f: iso_from_fips(f) for f in cases} == cases
+    assert iso_from_fips("OS") is None  # oceans: no country
+    assert iso_from_fips("") is None
+
+
+def test_country_names_map_to_iso() -> None:
+    assert [iso_from_name(n) for n in ("United States", "Great Britain", "The Netherlands",
+                                       "Korea", "Czech Republic", "germany", "#N/A")] == [
+        "US", "GB", "NL", "KR", "CZ", "DE", None]
+
+
+# --- GDELT ----------------------------------------------------------------------------
+
+GDELT = FIXTURES / "gdelt" / "sample.export.tsv"
+
+
+def test_gdelt_rules_on_the_fixture() -> None:
+    items = list(gdelt.events(GDELT.read_text()))
+    rejected = {line: item for line, item in items if isinstance(item, Unusable)}
+    found = {item["id"]: valid(item) for _, item in items if isinstance(item, dict)}
+    # 14 rows: two mirrored visit pairs on 2019-09-24 and one on 2018-10-24 merge into 3
+    # visits, 3 rows are unusable, the other 5 rows are one event each.
+    assert len(items) == 11 and len(found) == 8
+    assert sorted(rejected) == [12, 13, 14]
+    assert "no actors" in rejected[12].reasons[0]
+    assert "SQLDATE" in rejected[13].reasons[0]
+    assert "61 tab-separated columns, found 60" in rejected[14].reasons[0]
+
+    kl = found["881990854+881990835"]
+    assert kl["type"] == "site.visited" and kl["occurred"] == "2018-10-24"
+    assert kl["data"]["visitor"]["id"] == "kuala-lumpur"
+    assert kl["data"]["host"] == {"id": "tourism-industry", "name": "TOURISM INDUSTRY",
+                                  "kind": "org"}
+    assert kl["data"]["place"] == {"country": "MY", "city": "Kuala Lumpur",
+                                   "region": "Kuala Lumpur"}
+    assert kl["time"] == "2019-10-24T14:30:00Z" and kl["gdeltadded"] == "20191024143000"
+    # of two mirrored pairs on one day, each 042 pairs with the 043 at its own place
+    riyadh, london = found["881990868+881990873"], found["881990869+881990874"]
+    assert riyadh["data"]["place"]["country"] == "SA"
+    assert london["data"]["place"] == {"country": "GB"}
+    assert riyadh["subject"] == "united-kingdom"
+    assert riyadh["data"]["host"]["id"] == "saudi-arabia"
+
+    mou = found["881991218"]
+    assert mou["type"] == "mou.signed" and mou["subject"] == "producer"
+    assert [p["id"] for p in mou["data"]["parties"]] == ["producer", "france"]
+    assert mou["data"]["cameo"] == "057"
+    assert mou["data"]["place"] == {"country": "US", "city": "Des Moines", "region": "Iowa"}
+
+    meeting = found["881990888"]
+    assert meeting["type"] == "meeting.held"
+    assert meeting["data"]["place"] == {"country": "US", "region": "Utah"}
+
+    lonely = found["881990834"]  # an agreement with one known actor is no MOU
+    assert lonely["type"] == "x-gdelt.057" and lonely["subject"] == "the-eu"
+    assert lonely["data"]["Actor2Name"] == "THE EU"
+    assert lonely["data"]["DATEADDED"] == "20191024143000"
+    assert lonely["data"]["place"]["country"] == "BY"
+    assert lonely["data"]["headline"] == "THE EU: Sign formal agreement"
+    assert found["881990842"]["type"] == "x-gdelt.010"
+    assert found["881992112"]["type"] == "x-gdelt.043"  # a visit with no place
+
+
+def test_gdelt_is_deterministic() -> None:
+    text = GDELT.read_text()
+    assert list(gdelt.events(text)) == list(gdelt.events(text))
+
+
+# --- acquisitions ---------------------------------------------------------------------
+
+ACQ = FIXTURES / "acquisitions" / "sample_acquisitions.csv"
+COMPANIES = FIXTURES / "acquisitions" / "sample_acquired_companies.csv"
+
+
+@pytest.mark.parametrize(("text", "day"), [
+    ("1/02/2012", "2012-02-01"), ("31/08/1994", "1994-08-31"), ("10/08/2014", "2014-08-10")])
+def test_acquisition_dates_are_day_first(text: str, day: str) -> None:
+    assert acquisitions.parse_date(text, 2025) == day
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("28/06/1905", "impossible year 1905"), ("1/01/2026", "impossible year 2026"),
+    ("4//17/2013", "not a D/MM/YYYY date"), ("29/02/2011", "not a real day"),
+    ("", "not a D/MM/YYYY date")])
+def test_impossible_acquisition_dates_say_why(text: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        acquisitions.parse_date(text, 2025)
+
+
+def test_prices_become_money() -> None:
+    assert acquisitions.parse_price("$1,800,000,000") == {"amount": 1_800_000_000,
+                                                          "currency": "USD"}
+    assert acquisitions.parse_price("$2.5") == {"amount": 2.5, "currency": "USD"}
+    assert acquisitions.parse_price("Undisclosed amount") is None
+    assert acquisitions.parse_price("Undisclosed Amount") is None
+    with pytest.raises(ValueError, match="Price"):
+        acquisitions.parse_price("about 5 million")
+
+
+def test_acquisitions_on_the_fixture() -> None:
+    items = by_line(acquisitions.events(ACQ.read_text(), COMPANIES.read_text(), this_year=2025))
+    rejected = {line: i.reasons[0] for line, i in items.items() if isinstance(i, Unusable)}
+    assert sorted(rejected) == [4, 5, 7, 11, 12, 13]
+    assert "impossible year 1905" in rejected[4]
+    assert "not a D/MM/YYYY" in rejected[5]
+    assert "one entity ('stumbleupon')" in rejected[7]
+    assert "impossible year 2999" in rejected[11]
+    assert "Price" in rejected[12]
+    assert "not a real day" in rejected[13]
+    accelio = valid(items[2])
+    assert accelio["id"] == "adobe-systems-acquired-accelio-corporation-in-2002"
+    assert accelio["subject"] == "adobe" and accelio["occurred"] == "2002-04-15"
+    assert accelio["data"]["target"] == {"id": "accelio-corporation",
+                                         "name": "Accelio Corporation", "kind": "org"}
+    assert accelio["data"]["place"] == {"country": "CA", "city": "Ottawa", "region": "Ontario"}
+    assert "value" not in accelio["data"]
+    relateiq = valid(items[6])
+    assert relateiq["data"]["value"] == {"amount": 390_000_000, "currency": "USD"}
+    assert "place" not in relateiq["data"] and "topics" not in relateiq["data"]  # "#N/A"
+    lovefilm = valid(items[8])
+    assert lovefilm["data"]["place"]["country"] == "GB"
+    assert lovefilm["data"]["topics"] == ["games"]
+    optier = valid(items[9])  # year column says 2104, the deal date 2014
+    assert optier["occurred"] == "2014-08-10" and optier["data"]["status"] == "Pending"
+    berkana = valid(items[10])
+    assert berkana["data"]["target"]["id"] == "berkana-wireless"
+    assert berkana["data"]["target"]["name"] == "Berkäna Wireless"
+
+
+def test_acquisitions_without_companies_have_no_places() -> None:
+    items = by_line(acquisitions.events(ACQ.read_text(), None, this_year=2025))
+    assert "place" not in valid(items[2])["data"]
+
+
+def test_companies_file_is_found_beside_the_acquisitions_file() -> None:
+    assert companies_beside(ACQ) == COMPANIES
+    assert companies_beside(COMPANIES) is None
+
+
+def test_acquisitions_file_without_its_columns_is_refused() -> None:
+    with pytest.raises(BadFile, match="Deal announced on"):
+        list(acquisitions.events("Acquisitions ID,Price\nx,$1\n"))
+
+
+# --- TimelineJS -----------------------------------------------------------------------
+
+TLJS = FIXTURES / "timelinejs" / "sample.json"
+
+
+@pytest.mark.parametrize(("date", "partial"), [
+    ({"year": "2023"}, "2023"), ({"year": 2023, "month": 12}, "2023-12"),
+    ({"year": "2023", "month": "8", "day": "9"}, "2023-08-09"),
+    ({"year": "602"}, "0602"), ({"year": "2023", "month": "", "day": ""}, "2023"),
+    ({"year": "1978", "month": "3", "day": "1", "hour": "10"}, "1978-03-01"),
+])
+def test_timelinejs_dates_keep_their_precision(date: dict[str, Any], partial: str) -> None:
+    assert timelinejs.partial_date(date, "start_date") == partial
+
+
+def test_timelinejs_fixture() -> None:
+    items = by_line(timelinejs.events(TLJS.read_text(), "sample"))
+    assert len(items) == 9
+    mou = valid(items[1])
+    assert (mou["id"], mou["type"], mou["subject"], mou["occurred"]) == (
+        "mou-jax", "x-timelinejs.entry", "lg-abc-story", "2023-12")
+    assert mou["source"] == "urn:timelinejs:lg-abc-story"
+    assert mou["data"]["headline"] == "LG AI Research and JAX sign an MOU"
+    assert mou["data"]["summary"] == "Partnership on AI and genomics."
+    assert mou["data"]["group"] == "partnerships"
+    assert valid(items[2])["occurred"] == "2023-08-14/2023-08-18"
+    assert valid(items[3])["occurred"] == "2026"
+    assert valid(items[4])["occurred"] == "2023/2024-02"
+    assert valid(items[5])["occurred"] == "0602/0629"
+    assert items[2]["id"].startswith("slide-")
+    assert "year -500" in items[6].reasons[0]
+    assert "start_date" in items[7].reasons[0]
+    assert "month 13" in items[8].reasons[0]
+    with pytest.raises(EventValidationError, match="ends before it starts"):
+        validate_event(items[9])  # left to the envelope's own validation
+
+
+def test_timelinejs_ids_are_stable() -> None:
+    text = TLJS.read_text()
+    assert [i for _, i in timelinejs.events(text)] == [i for _, i in timelinejs.events(text)]
+
+
+def test_not_a_timelinejs_file_is_refused() -> None:
+    with pytest.raises(BadFile):
+        list(timelinejs.events(json.dumps({"title": {}})))
+    with pytest.raises(BadFile):
+        list(timelinejs.events("{not json"))
+
+
+# --- CSV ------------------------------------------------------------------------------
+
+CSV = FIXTURES / "csv" / "sample.csv"
+
+
+def test_csv_mapping_on_the_fixture() -> None:
+    items = by_line(csv_import.events(CSV.read_text(), "urn:csv:sample"))
+    assert sorted(items) == [2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 13, 14]  # row 7 spans two lines
+    mou = valid(items[2])
+    assert mou["data"]["parties"] == [{"id": "lg-ai-research", "name": "LG AI Research"},
+                                      {"id": "jax", "name": "The Jackson Laboratory"}]
+    assert (mou["occurred"], mou["data"]["topics"], mou["data"]["place"]) == (
+        "2023-12?", ["ai", "bio"], {"country": "US"})
+    visit = valid(items[3])
+    assert visit["data"]["visitor"]["id"] == "koo-kwang-mo"
+    assert visit["data"]["host"]["id"] == "lg"
+    assert visit["data"]["place"] == {"country": "PL", "city": "Wroclaw"}
+    assert valid(items[4])["data"]["headline"] == 'Koo visits "ABC" sites, USA and Canada'
+    assert items[4]["time"] == "2024-02-11T09:00:00+09:00"
+    award = valid(items[5])
+    assert (award["data"]["award"], award["data"]["rank"], award["data"]["recipient"]["id"]) == (
+        "top 5 in stock-return prediction", 5, "lg-ai-research")
+    invest = valid(items[6])
+    assert invest["source"] == "urn:csv:sample"  # empty source column: the default
+    assert invest["data"]["amount"] == {"amount": 3600000000000, "currency": "KRW"}
+    assert valid(items[7])["data"]["headline"] == "A note\non two lines"
+    reasons = {line: items[line].reasons[0] for line in (9, 10, 11, 13)}
+    assert "parties" in reasons[9] and "data: not JSON" in reasons[10]
+    assert "country: required" in reasons[11] and "at most 2" in reasons[13]
+    for line in (12, 14):  # well-formed rows the envelope refuses
+        with pytest.raises(EventValidationError):
+            validate_event(items[line])
+
+
+def test_csv_with_an_unknown_or_missing_column_is_refused() -> None:
+    with pytest.raises(BadFile, match="unknown column"):
+        list(csv_import.events("id,type,subject,occurred,colour\n1,x-a.b,s,2024,red\n"))
+    with pytest.raises(BadFile, match="occurred"):
+        list(csv_import.events("id,type,subject\n1,x-a.b,s\n"))
