@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 import structlog
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from events.stored import StoredEvent
@@ -76,16 +77,21 @@ class LiveFeed:
         keys = list(dict.fromkeys(target_key(e) or e.key for e in events))
         entries = await self.read_model.entries_of(keys)
         pipe = self.client.pipeline(transaction=False)
-        if entries:
-            args: list[Any] = [MAXLEN]
-            for entry in entries:
-                args += [entry_encoder.encode(entry), _names_encoder.encode(timelines(entry))]
-            await self._publish(keys=[LIVE], args=args, client=pipe)
-        pipe.hincrby(BATCH_STATS, "count", 1)
-        pipe.hincrby(BATCH_STATS, "events", len(events))
-        pipe.hincrbyfloat(BATCH_STATS, "sum", seconds)
-        pipe.hincrby(BATCH_STATS, f"le:{bucket_of(seconds)}", 1)
         try:
+            if entries:
+                args: list[Any] = [MAXLEN]
+                for entry in entries:
+                    args += [entry_encoder.encode(entry), _names_encoder.encode(timelines(entry))]
+                if isinstance(self.client, RedisCluster):
+                    # redis-py only reloads a script after NOSCRIPT outside a cluster
+                    # pipeline: on a cluster the call goes on its own.
+                    await self._publish(keys=[LIVE], args=args)
+                else:
+                    await self._publish(keys=[LIVE], args=args, client=pipe)
+            pipe.hincrby(BATCH_STATS, "count", 1)
+            pipe.hincrby(BATCH_STATS, "events", len(events))
+            pipe.hincrbyfloat(BATCH_STATS, "sum", seconds)
+            pipe.hincrby(BATCH_STATS, f"le:{bucket_of(seconds)}", 1)
             await pipe.execute()
         except ResponseError as exc:
             # The server refused a command (say, a key of the wrong type): retrying

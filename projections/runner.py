@@ -19,13 +19,14 @@ from typing import Any
 
 import structlog
 from faststream import AckPolicy
-from faststream.redis import RedisBroker, StreamSub
+from faststream.redis import StreamSub
 from faststream.redis.annotations import RedisBatchStreamMessage
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from events.stored import StoredEvent, stored_decoder
+from projections.broker import make_broker
 from projections.fold import Change, State, fold, target_key
 from projections.lease import Leases
 from projections.live import LiveFeed
@@ -136,7 +137,8 @@ class Worker:
         self.leases = Leases(client, self.name, PROJECTION, LEASE_TTL_MS)
         faststream_logger = logging.getLogger("faststream.projection")
         faststream_logger.setLevel(logging.WARNING)
-        self.broker = RedisBroker(url, logger=faststream_logger, graceful_timeout=GRACE_SECONDS)
+        self.broker = make_broker(client, url, logger=faststream_logger,
+                                  graceful_timeout=GRACE_SECONDS)
         self.owned: dict[int, Any] = {}
         self._stopping = asyncio.Event()
 

@@ -31,13 +31,14 @@ class Services:
 
 
 async def connect(settings: Settings, url: str, server: EmbeddedServer | None = None) -> Services:
-    client = connection.client(url)
+    client = connection.client(url, settings.redis_cluster)
     partitions = await ensure_partitions(client, settings.partitions)
     if server is None:  # ours runs with AOF on; another server is whatever its operator made it
         await check_persistence(client)
     return Services(
         settings=settings, url=url, client=client, partitions=partitions,
-        appender=Appender(client, partitions), read_model=ReadModel(client),
+        appender=Appender(client, partitions, settings.write_replicas),
+        read_model=ReadModel(client),
         log=LogReader(client, partitions), server=server,
     )
 

@@ -16,6 +16,7 @@ DEFAULT_PARTITIONS = 8
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis_url: str | None = None
     redis_cluster: bool = False
+    write_replicas: int = 0  # acknowledge appends only once this many replicas have them
     data_dir: Path = Path(".timeline")
     fsync: Literal["everysec", "always"] = "everysec"
     partitions: int | None = None  # None: the existing log's count, else the default
@@ -83,6 +84,7 @@ def load(env: dict[str, str] | None = None) -> Settings:
         redis_url=url,
         redis_cluster=env.get("TIMELINE_REDIS_CLUSTER") == "1"
         or bool(url and url.startswith("redis+cluster://")),
+        write_replicas=_int(env, "WRITE_REPLICAS", 0, 0, 64),
         data_dir=Path(env.get("TIMELINE_DATA_DIR") or ".timeline"),
         fsync=_choice(env, "FSYNC", "everysec", ("everysec", "always")),  # type: ignore[arg-type]
         partitions=_int(env, "PARTITIONS", 0, 1, 1024) or None,

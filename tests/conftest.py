@@ -3,6 +3,11 @@
 The embedded Valkey (started by our own `EmbeddedServer`, as production does)
 unless TIMELINE_TEST_REDIS_URL names another server. Each test starts from an
 empty database.
+
+The modules in CLUSTER_MODULES run twice: against that server ("single") and
+against a local 6-node Redis Cluster ("cluster", tests/cluster.py, marked slow),
+so one suite proves both deployments. TIMELINE_TEST_CLUSTER=0 leaves the
+cluster runs out; TIMELINE_TEST_CLUSTER_MODULES=test_a,test_b adds modules.
 """
 
 from __future__ import annotations
@@ -14,15 +19,58 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from services import bootstrap, config
+from services.redis.connection import plain_url
 from services.redis.embedded import EmbeddedServer
+from tests.cluster import LocalCluster
 
 PARTITIONS = 8
 
 
+# The core suites, plus those whose scripts and pipelines a cluster could refuse.
+CLUSTER_MODULES = {"test_append", "test_http_publish", "test_http_queries", "test_projection",
+                   "test_audit_verify", "test_audit_replay", "test_live", "test_parking",
+                   *filter(None, os.environ.get("TIMELINE_TEST_CLUSTER_MODULES", "").split(","))}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    module = metafunc.module.__name__.rpartition(".")[2]
+    if ("server_url" in metafunc.fixturenames and module in CLUSTER_MODULES
+            and os.environ.get("TIMELINE_TEST_CLUSTER") != "0"):
+        metafunc.parametrize("server_url", [
+            pytest.param("single", id="single"),
+            pytest.param("cluster", id="cluster", marks=pytest.mark.slow),
+        ], indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def server_url() -> Iterator[str]:
+def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """6 nodes, 3 masters and 3 replicas, started once, stopped by pid."""
+    cluster = LocalCluster(tmp_path_factory.mktemp("cluster")).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.startswith("redis+cluster://")
+
+
+@pytest.fixture(scope="session")
+def server_url(request: pytest.FixtureRequest) -> str:
+    """The single server's URL, or the local cluster's `redis+cluster://` seed."""
+    if getattr(request, "param", "single") == "cluster":
+        cluster: LocalCluster = request.getfixturevalue("local_cluster")
+        return cluster.url
+    url: str = request.getfixturevalue("single_server_url")
+    return url
+
+
+@pytest.fixture(scope="session")
+def single_server_url() -> Iterator[str]:
     external = os.environ.get("TIMELINE_TEST_REDIS_URL")
     if external:
         yield external
@@ -37,8 +85,11 @@ def server_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def redis_url(server_url: str) -> str:
-    """The test server, emptied."""
+def redis_url(server_url: str, request: pytest.FixtureRequest) -> str:
+    """The test server, emptied (on a cluster: FLUSHALL on every master)."""
+    if is_cluster_url(server_url):
+        request.getfixturevalue("local_cluster").flush()
+        return server_url
     client = redis.Redis.from_url(server_url)
     client.flushdb()
     client.close()
@@ -63,6 +114,10 @@ async def services(settings: config.Settings) -> AsyncIterator[bootstrap.Service
 
 @pytest.fixture
 def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
+    client: redis.Redis
+    if is_cluster_url(redis_url):  # routes each command to its slot's master
+        client = RedisCluster.from_url(plain_url(redis_url))  # type: ignore[assignment]
+    else:
+        client = redis.Redis.from_url(redis_url)
     yield client
     client.close()

@@ -23,6 +23,11 @@ def env_for(url: str | None, **extra: str) -> dict[str, str]:
     return env
 
 
+def python_cli() -> list[str]:
+    """The `timeline` command as this interpreter runs it."""
+    return [sys.executable, "-m", "services.cli"]
+
+
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as handle:  # the child keeps its own copy of the descriptor
         return subprocess.Popen([sys.executable, "-m", "services.cli", *args], env=env,

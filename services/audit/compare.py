@@ -192,15 +192,17 @@ class Comparer:
                 for name in names for family, scope in ZSETS.items()
                 for a_ns, problem in ((self.live, "extra-live"), (self.rebuilt, "missing-live"))]
         cursors = {i: "-" for i in range(len(work))}
+        await scripts.preload(self.client, self._chunk)
         while cursors:
             batch = list(cursors.items())[:PIPELINE]
             pipe = self.client.pipeline(transaction=False)
             for i, cursor in batch:
                 family, _, name, a_ns, _ = work[i]
                 b_ns = self.rebuilt if a_ns == self.live else self.live
-                await self._chunk(keys=[namespace_key(a_ns, family + name),
-                                        namespace_key(b_ns, family + name)],
-                                  args=["zset", cursor, CHUNK], client=pipe)
+                await scripts.queue(self.client, pipe, self._chunk,
+                                    [namespace_key(a_ns, family + name),
+                                     namespace_key(b_ns, family + name)],
+                                    ["zset", cursor, CHUNK])
             for (i, _), reply in zip(batch, await pipe.execute(), strict=True):
                 _, scope, name, _, problem = work[i]
                 found += [describe_member(scope, name, problem, _text(m) or "")

@@ -28,7 +28,11 @@ from services.audit.replay import ReplayError, ReplayReport, ReplayRunning, repl
 from services.audit.verify import Report, verify
 
 app = typer.Typer(help="Prove the log intact, rebuild and compare projections, show history.",
-                  no_args_is_help=True, rich_markup_mode="rich")
+                  no_args_is_help=True, rich_markup_mode="rich",
+                  epilog="Examples:\n"
+                  "  [bold]timeline audit verify[/bold]\n"
+                  "  [bold]timeline audit digest -o digest.json[/bold]\n"
+                  "  [bold]timeline audit replay --promote[/bold]")
 console = Console()
 err = Console(stderr=True)
 _json = msgspec.json.Encoder()
@@ -103,16 +107,22 @@ def verify_command(
 ) -> None:
     """Recompute every partition's hash chain from the raw log; exit 1 on any problem.
 
-    Example: [bold]timeline audit verify --digest digest-2024-03-01.json[/bold]
+    Examples:
+      [bold]timeline audit verify[/bold]
+      [bold]timeline audit verify --digest digest-2024-03-01.json[/bold]
+      [bold]timeline audit verify --json > report.json[/bold]
     """
     settings = _settings()
     saved = _read_digest(digest, settings.digest_key) if digest else None
 
     async def main() -> Report:
         async with bootstrap.services(settings) as built:
-            if saved:
-                return await verify(built.client, saved[0], saved[1])
-            return await verify(built.client)
+            # verify() checks the partitions concurrently and reports no progress of its
+            # own, so a spinner (not a bar) shows it is working.
+            with err.status("verifying the log"):
+                if saved:
+                    return await verify(built.client, saved[0], saved[1])
+                return await verify(built.client)
 
     report = _run(main())
     if as_json:
@@ -132,6 +142,10 @@ def digest_command(
 
     Signed with TIMELINE_DIGEST_KEY when set. Keep it: `audit verify --digest FILE`
     proves later that the log still extends it.
+
+    Examples:
+      [bold]timeline audit digest -o digest-2024-03-01.json[/bold]
+      [bold]TIMELINE_DIGEST_KEY=... timeline audit digest[/bold]
     """
     settings = _settings()
 
@@ -173,6 +187,10 @@ def replay_command(
     """Rebuild the projections from the log into a shadow copy and compare with the live one.
 
     Exit 1 on differences, unless --promote replaced the live copy with the rebuild.
+
+    Examples:
+      [bold]timeline audit replay[/bold]
+      [bold]timeline audit replay --promote --json[/bold]
     """
     settings = _settings()
 
@@ -211,7 +229,10 @@ def history_command(
 ) -> None:
     """Every stored version of one event: original, corrections, retraction.
 
-    Each with recordedtime, recordedby, position and reason.
+    Each with recordedtime, recordedby, position and reason. Exit 1 if there is no such event.
+
+    Examples:
+      [bold]timeline audit history urn:timeline:demo:korean-business-daily demo-mou-lgai-jax[/bold]
     """
     from events.errors import EventValidationError
     from services.queries import EventView, parse_as_of
@@ -255,16 +276,28 @@ def export_command(
 
     In partition-sequence order, every stored attribute. Exit 1 if the chain has
     problems (listed on stderr).
+
+    Examples:
+      [bold]timeline export -o log.jsonl[/bold]
+      [bold]timeline export --format cloudevents-jsonl > log.jsonl[/bold]
     """
     if format not in FORMATS:
         err.print(f"[red]unsupported format {format!r}:[/red] one of {', '.join(FORMATS)}")
         raise typer.Exit(2)
     settings = _settings()
-    handle = output.open("wb") if output else sys.stdout.buffer
+    try:
+        handle = output.open("wb") if output else sys.stdout.buffer
+    except OSError as exc:
+        err.print(f"[red]cannot write {output}:[/red] {exc}")
+        raise typer.Exit(2) from None
 
     async def main() -> Any:
         async with bootstrap.services(settings) as built:
-            return await export(built.client, built.partitions, handle.write)
+            # On stderr, so the bar never mixes into an export written to stdout.
+            with Progress(console=err, transient=True) as bar:
+                task = bar.add_task("exporting", total=None)
+                return await export(built.client, built.partitions, handle.write,
+                                    on_progress=lambda n: bar.advance(task, n))
 
     try:
         summary = _run(main())
@@ -287,7 +320,10 @@ def restore_command(
     """Load an export into an empty log, re-verifying every hash first.
 
     A file with any break is refused and nothing is written. Projection workers
-    then rebuild the timelines from the restored log.
+    then rebuild the timelines from the restored log. Exit 1 if refused.
+
+    Examples:
+      [bold]timeline restore log.jsonl[/bold]
     """
     settings = _settings()
     if not file.is_file():

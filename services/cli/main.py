@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+from rich.text import Text
 
 from services import bootstrap, config
 from services import logging as service_logging
@@ -26,8 +27,15 @@ from services.importers.common import BadFile
 from services.publishing import Rejection, Tally, publish_all, read_events
 from services.redis.embedded import die_with_parent
 
-app = typer.Typer(help="Event-sourced timelines of business events.", no_args_is_help=True,
-                  rich_markup_mode="rich")
+app = typer.Typer(
+    help="Event-sourced timelines of business events.", no_args_is_help=True,
+    rich_markup_mode="rich",
+    epilog="Examples:\n"
+    "  [bold]timeline serve --demo[/bold]\n"
+    "  [bold]timeline show entity lg-ai-research[/bold]\n"
+    "  [bold]timeline audit verify[/bold]\n\n"
+    "Exit status: 0 ok, 1 the command found a problem (rejected events, a failed "
+    "verification), 2 usage, configuration or input error, 130 interrupted.")
 console = Console()
 err = Console(stderr=True)
 _json = msgspec.json.Encoder()
@@ -73,7 +81,11 @@ def _check_bind(host: str, settings: config.Settings) -> None:
 
 @app.command("config")
 def show_config() -> None:
-    """Print the effective configuration, secrets masked."""
+    """Print the effective configuration, secrets masked.
+
+    Examples:
+      [bold]timeline config[/bold]
+    """
     console.print_json(_json.encode(_settings().masked()).decode())
 
 
@@ -109,7 +121,12 @@ def serve(
     workers: Annotated[int, typer.Option(help="Projection worker processes")] = 1,
     demo: Annotated[bool, typer.Option(help="Load the demo story if the log is empty")] = False,
 ) -> None:
-    """Everything in one process group: server, HTTP API and projection workers."""
+    """Everything in one process group: server, HTTP API and projection workers.
+
+    Examples:
+      [bold]timeline serve --demo[/bold]
+      [bold]timeline serve --port 8080 --workers 2[/bold]
+    """
     settings = _settings()
     host, port = host or settings.host, settings.port if port is None else port
     _check_bind(host, settings)
@@ -135,7 +152,11 @@ def api(
     host: Annotated[Optional[str], typer.Option(help="Address to bind")] = None,  # noqa: UP045
     port: Annotated[Optional[int], typer.Option(help="Port to bind")] = None,  # noqa: UP045
 ) -> None:
-    """The HTTP API alone."""
+    """The HTTP API alone.
+
+    Examples:
+      [bold]timeline api --host 127.0.0.1 --port 8001[/bold]
+    """
     settings = _settings()
     host, port = host or settings.host, settings.port if port is None else port
     _check_bind(host, settings)
@@ -149,7 +170,12 @@ def api(
 
 @app.command()
 def worker() -> None:
-    """Ingest consumer + projection worker: takes its share of partitions and projects them."""
+    """Ingest consumer + projection worker: takes its share of partitions and projects them.
+
+    Examples:
+      [bold]timeline worker[/bold]
+      [bold]TIMELINE_REDIS_URL=redis://valkey:6379/0 timeline worker[/bold]
+    """
     settings = _settings()
 
     async def main() -> None:
@@ -199,8 +225,13 @@ def _publish_file(path: str, rejects_path: Path | None, progress: bool,
 def publish(
     file: Annotated[str, typer.Argument(help="JSON or JSONL file, or - for stdin")],
 ) -> None:
-    """Publish events from a file: exit 1 if any was rejected."""
-    if _publish_file(file, None, progress=False).rejected:
+    """Publish events from a file, with a progress bar: exit 1 if any was rejected.
+
+    Examples:
+      [bold]timeline publish events.jsonl[/bold]
+      [bold]timeline publish - < events.jsonl[/bold]
+    """
+    if _publish_file(file, None, progress=True).rejected:
         raise typer.Exit(1)
 
 
@@ -213,7 +244,15 @@ def import_(
     companies: Annotated[Optional[Path], typer.Option(  # noqa: UP045
         help="acquisitions: the acquired-companies CSV (default: the one beside FILE)")] = None,
 ) -> None:
-    """Bulk import with a progress bar; counts appended, duplicates and rejected."""
+    """Bulk import with a progress bar; counts appended, duplicates and rejected.
+
+    Exit 1 if any record was rejected (reasons in the rejects file).
+
+    Examples:
+      [bold]timeline import --format gdelt gdelt2_20191024143000.export.tsv[/bold]
+      [bold]timeline import --format acquisitions acquisitions.csv --companies companies.csv[/bold]
+      [bold]timeline import --format csv events.csv --rejects rejects.jsonl[/bold]
+    """
     from services.importers.registry import FORMATS, parser
 
     if format not in FORMATS:
@@ -265,7 +304,15 @@ def show(
         "--format", help="table or json (one page of --limit), or timelinejs, ics or csv "
         "(the whole timeline, up to 10,000 entries, on stdout)")] = "table",
 ) -> None:
-    """Show a timeline."""
+    """Show a timeline: a table by default, JSON or an export format on request.
+
+    Examples:
+      [bold]timeline show entity lg-ai-research --from 2023 --to 2024-06[/bold]
+      [bold]timeline show pair jax lg-ai-research --format csv > pair.csv[/bold]
+      [bold]timeline show all --type mou.signed --order desc --limit 20[/bold]
+      [bold]timeline show topic ai --as-of 2024-03-01T00:00:00Z --include-retracted[/bold]
+      [bold]timeline show place PL --format json[/bold]
+    """
     from services.exports.formats import EXPORTS
     from services.queries import BadQuery, parse_params, timeline_name, to_query
 
@@ -300,12 +347,33 @@ def show(
                                          "entries": page.entries,
                                          "next_cursor": page.next_cursor}).decode())
         return
-    table = Table(title=f"{kind} {key}")
-    for column in ("occurred", "type", "headline", "status"):
-        table.add_column(column)
-    for entry in page.entries:
-        table.add_row(entry.occurred, entry.type, entry.headline, entry.status)
-    console.print(table)
+    console.print(_entries_table(f"{kind} {key}", page.entries, page.next_cursor is not None))
+
+
+_STATUS_STYLE = {"active": "green", "corrected": "yellow", "retracted": "red"}
+
+
+def _entries_table(title: str, entries: list[Any], more: bool) -> Table:
+    """One row per entry. Date, type and status stay on one line so they line up down
+    the page; the headline takes the rest of the width, its entities on a dim line under
+    it (a column of their own leaves the headline too narrow on an 80-column terminal)."""
+    count = f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}"
+    table = Table(title=title, expand=True, caption=(
+        "more entries follow: raise --limit or narrow with --from/--to" if more else count))
+    table.add_column("occurred", no_wrap=True, style="cyan")
+    table.add_column("type", no_wrap=True)
+    table.add_column("headline / entities", ratio=1, min_width=20)
+    table.add_column("status", no_wrap=True)
+    for entry in entries:
+        # Text, not str: a headline or name with [brackets] must print as written, not
+        # be read as rich markup.
+        cell = Text(entry.headline)
+        if entry.entities:
+            cell.append("\n" + " · ".join(e.name or e.id for e in entry.entities), style="dim")
+        status = entry.status if entry.version == 1 else f"{entry.status} v{entry.version}"
+        table.add_row(Text(entry.occurred), Text(entry.type), cell,
+                      Text(status, style=_STATUS_STYLE.get(entry.status, "")))
+    return table
 
 
 @app.command()
@@ -316,19 +384,26 @@ def tail(
 ) -> None:
     """Follow new timeline entries as the projection applies them (Ctrl-C stops).
 
-    Example: [bold]timeline tail --entity lg-ai-research[/bold]
+    Examples:
+      [bold]timeline tail --entity lg-ai-research[/bold]
+      [bold]timeline tail --topic ai --json[/bold]
     """
     from services.cli.tail import bad_filters, follow
 
     if problem := bad_filters(entity, topic):
         err.print(f"[red]{problem}[/red]")
         raise typer.Exit(2)
-    _run(follow(_settings(), entity, topic, json, console))
+    if _run(follow(_settings(), entity, topic, json, console)):
+        raise typer.Exit(130)
 
 
 @app.command()
 def asyncapi() -> None:
-    """Print the AsyncAPI 3 document of the ingest stream, the partition logs and the live feed."""
+    """Print the AsyncAPI 3 document of the ingest stream, the partition logs and the live feed.
+
+    Examples:
+      [bold]timeline asyncapi > asyncapi.json[/bold]
+    """
     from services.asyncapi import document
 
     typer.echo(_json.encode(document()).decode())

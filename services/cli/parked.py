@@ -41,9 +41,17 @@ def _run(coro: Any) -> Any:
 def show_parked(
     format: Annotated[str, typer.Option("--format", help="table or json")] = "table",  # noqa: A002
 ) -> None:
-    """List parked projection entries with their errors."""
+    """List parked projection entries with their errors.
+
+    Examples:
+      [bold]timeline audit parked[/bold]
+      [bold]timeline audit parked --format json[/bold]
+    """
     from services.parking import list_parked
 
+    if format not in ("table", "json"):
+        err.print(f"[red]unsupported format {format!r}:[/red] table or json")
+        raise typer.Exit(2)
     settings = _settings()
 
     async def main() -> Any:
@@ -68,7 +76,11 @@ def show_parked(
 
 def unpark_command() -> None:
     """Retry every parked entry: rebuild the projection from the log, switch to it,
-    clear what now applies. Exit 1 if any entry still fails."""
+    clear what now applies. Exit 1 if any entry still fails.
+
+    Examples:
+      [bold]timeline audit unpark[/bold]
+    """
     from services.audit.replay import ReplayError, ReplayRunning
     from services.parking import unpark_all
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import signal
 import sys
 
 import msgspec
@@ -33,20 +35,39 @@ def line(message: LiveMessage) -> str:
 
 async def follow(
     settings: Settings, entity: str | None, topic: str | None, as_json: bool, console: Console,
-) -> None:
-    """Print matching entries until interrupted, starting with the next one applied."""
-    async with bootstrap.services(settings) as built:
-        reader = LiveReader(built.client)
-        after = await reader.last_id()
-        sys.stderr.write(f"following new entries after {after} (Ctrl-C stops)\n")
-        sys.stderr.flush()
-        while True:
-            for message in await reader.read(after, POLL_MS):
-                after = message.id
-                if not matches(message.timelines, entity, topic):
-                    continue
-                if as_json:
-                    sys.stdout.write(_json.encode(message).decode() + "\n")
-                else:
-                    console.print(line(message), markup=False, highlight=False, soft_wrap=True)
-                sys.stdout.flush()  # a pipe reader (grep, a test) sees each entry at once
+) -> bool:
+    """Print matching entries, starting with the next one applied, until Ctrl-C; True
+    when interrupted (the caller exits 130).
+
+    Ctrl-C sets an event instead of cancelling the task: a cancellation landing while
+    redis-py starts a blocking XREAD can be swallowed (redis/redis-py#2028), and the
+    tail would then ignore Ctrl-C for good.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    try:
+        async with bootstrap.services(settings) as built:
+            reader = LiveReader(built.client)
+            after = await reader.last_id()
+            sys.stderr.write(f"following new entries after {after} (Ctrl-C stops)\n")
+            sys.stderr.flush()
+            stopping = asyncio.ensure_future(stop.wait())
+            while True:
+                reading = asyncio.ensure_future(reader.read(after, POLL_MS))
+                await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if stop.is_set():
+                    reading.cancel()
+                    return True
+                for message in reading.result():
+                    after = message.id
+                    if not matches(message.timelines, entity, topic):
+                        continue
+                    if as_json:
+                        sys.stdout.write(_json.encode(message).decode() + "\n")
+                    else:
+                        console.print(line(message), markup=False, highlight=False,
+                                      soft_wrap=True)
+                    sys.stdout.flush()  # a pipe reader (grep, a test) sees each entry at once
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)

@@ -16,6 +16,7 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.openapi.spec import Components
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from events.envelope import MAX_BATCH_BYTES
@@ -28,6 +29,7 @@ from services.http.errors import ApiError, api_error, http_error, unexpected
 from services.web import routes as web
 
 log = structlog.get_logger("http")
+CLIENT_CLOSED = 499
 
 
 def request_logging(app: ASGIApp) -> ASGIApp:
@@ -39,6 +41,7 @@ def request_logging(app: ASGIApp) -> ASGIApp:
             return
         status = 500
         started = time.perf_counter()
+        gone = False
 
         async def capture(message: Message) -> None:
             nonlocal status
@@ -46,12 +49,23 @@ def request_logging(app: ASGIApp) -> ASGIApp:
                 status = message["status"]
             await send(message)
 
+        async def watch() -> Message:
+            nonlocal gone
+            message = await receive()
+            gone = gone or message["type"] == "http.disconnect"
+            return message
+
         request_id = uuid.uuid4().hex[:16]
         with structlog.contextvars.bound_contextvars(request_id=request_id):
             try:
-                await app(scope, receive, capture)
+                await app(scope, watch, capture)
             finally:
                 seconds = time.perf_counter() - started
+                if gone and status == 500:
+                    # The client hung up mid-request (Litestar answers its unfinished
+                    # body with a 500 nobody receives): not a server error. 499 is
+                    # nginx's "client closed request".
+                    status = CLIENT_CLOSED
                 metrics.observe_request(scope, status, seconds)
                 log.info("request", method=scope["method"], path=scope["path"],
                          principal=scope.get("user"), status=status,
@@ -89,8 +103,13 @@ def create_app(settings: Settings, built: bootstrap.Services | None = None) -> L
         middleware=[request_logging,
                     auth.middleware(load_tokens(settings.tokens, settings.tokens_file))],
         request_max_body_size=MAX_BATCH_BYTES + 1024,
-        openapi_config=OpenAPIConfig(title="Timeline service", version="1.0.0",
-                                     path="/schema", render_plugins=[JsonRenderPlugin()]),
+        openapi_config=OpenAPIConfig(
+            title="Timeline service", version="1.0.0", path="/schema",
+            render_plugins=[JsonRenderPlugin()],
+            # Every operation needs the bearer token unless it says otherwise: the open
+            # routes (probes, metrics, API descriptions) declare `security=auth.OPEN_SECURITY`.
+            security=[{auth.SCHEME: []}],
+            components=Components(security_schemes={auth.SCHEME: auth.SECURITY_SCHEME})),
         debug=False,
         on_app_init=[_quiet],
     )

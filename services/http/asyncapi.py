@@ -8,8 +8,10 @@ from litestar import get
 
 from services.asyncapi import document
 from services.bootstrap import Services
+from services.http.auth import OPEN_SECURITY
 
 
-@get("/asyncapi.json", summary="AsyncAPI 3 document: ingest stream, partition logs, live feed")
+@get("/asyncapi.json", summary="AsyncAPI 3 document: ingest stream, partition logs, live feed",
+     security=OPEN_SECURITY)
 async def asyncapi(services: Services) -> dict[str, Any]:
     return document(services.partitions)

@@ -3,17 +3,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from litestar import Request, get, post
+from litestar.openapi.spec import OpenAPIMediaType, Operation, Reference, RequestBody
 
 from services.audit import digest as digests
 from services.audit import rawlog
 from services.audit.replay import ReplayError, ReplayReport, ReplayRunning, replay
 from services.audit.verify import Report, verify
 from services.bootstrap import Services
-from services.http.errors import ApiError
+from services.http.errors import AUTH, ApiError, responses
 
 
 def _int_param(name: str, raw: str | None, default: int | None, low: int, high: int) -> int:
@@ -37,13 +39,25 @@ def _flag(name: str, raw: str | None) -> bool:
     return value in ("true", "1")
 
 
-@get("/v1/audit/verify", summary="Recompute every partition's hash chain from the raw log")
+@dataclass
+class DigestBodyOperation(Operation):
+    """POST /v1/audit/verify reads its body raw (to answer 422 naming the field), so
+    the operation declares it: a digest as GET /v1/audit/digest returns it."""
+
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(required=True, content={"application/json": (
+            OpenAPIMediaType(schema=Reference(ref="#/components/schemas/Digest")))})
+
+
+@get("/v1/audit/verify", summary="Recompute every partition's hash chain from the raw log",
+     responses=responses(*AUTH))
 async def verify_log(services: Services) -> Report:
     return await verify(services.client)
 
 
 @post("/v1/audit/verify", status_code=200,
-      summary="Verify the log and that it still extends a saved digest (the request body)")
+      summary="Verify the log and that it still extends a saved digest (the request body)",
+      responses=responses(400, *AUTH, 422), operation_class=DigestBodyOperation)
 async def verify_against_digest(request: Request[Any, Any, Any], services: Services) -> Report:
     try:
         raw = msgspec.json.decode(await request.body())
@@ -59,13 +73,15 @@ async def verify_against_digest(request: Request[Any, Any, Any], services: Servi
     return await verify(services.client, digest, signature)
 
 
-@get("/v1/audit/digest", summary="Per-partition chain heads, signed with TIMELINE_DIGEST_KEY")
+@get("/v1/audit/digest", summary="Per-partition chain heads, signed with TIMELINE_DIGEST_KEY",
+     responses=responses(*AUTH))
 async def digest(services: Services) -> digests.Digest:
     return await digests.build(services.client, services.partitions,
                                services.settings.digest_key)
 
 
-@get("/v1/audit/log", summary="Raw stored events of one partition after a sequence, with hashes")
+@get("/v1/audit/log", summary="Raw stored events of one partition after a sequence, with hashes",
+     responses=responses(400, *AUTH))
 async def raw_log(
     services: Services, partition: str | None = None, after: str | None = None,
     limit: str | None = None,
@@ -78,7 +94,9 @@ async def raw_log(
 
 @post("/v1/audit/replay", status_code=200,
       summary="Rebuild the projections from the log into a shadow copy and compare; "
-              "promote=true switches reads to the rebuild")
+              "promote=true switches reads to the rebuild",
+      responses=responses(400, *AUTH, 409, s409="a replay is already running, or the log "
+                          "cannot be replayed"))
 async def replay_log(services: Services, promote: str | None = None) -> ReplayReport:
     switch = _flag("promote", promote)
     try:

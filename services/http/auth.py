@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+from litestar.openapi.spec import SecurityScheme
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from services.auth.tokens import ANONYMOUS, Token, authenticate
@@ -43,6 +44,18 @@ RULES = (
     Rule("/v1/live", READING, "read"),
 )
 DENY = "(none)"  # a route no rule grants: refused to every token
+
+# The OpenAPI description of this scheme (app.py), so clients and test generators
+# know to send the token. OpenAPI has no scopes for plain bearer tokens: they are
+# named in the description.
+SCHEME = "bearer"
+SECURITY_SCHEME = SecurityScheme(
+    type="http", scheme="bearer",
+    description="Authorization: Bearer <token>. A token carries scopes: `publish` "
+                "(POST /v1/events), `read` (GET timelines, events, entities, live), `audit` "
+                "(/v1/audit/...). Missing or bad token: 401; wrong scope: 403. With no tokens "
+                "configured auth is off.")
+OPEN_SECURITY: list[dict[str, list[str]]] = [{}]  # an operation anyone may call
 
 
 def _under(path: str, prefix: str) -> bool:

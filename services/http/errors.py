@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 
 log = structlog.get_logger("http")
 
@@ -15,6 +17,40 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
         self.status, self.code, self.message, self.extra = status, code, message, extra
         super().__init__(message)
+
+
+class Problem(msgspec.Struct):
+    """One problem of a refused request: which field (`path`) and what is wrong."""
+
+    message: str
+    path: str | None = None
+    index: int | None = None  # the event's place in a published batch
+    id: str | None = None
+
+
+class ErrorBody(msgspec.Struct):
+    """The body of every error answer, as declared in the OpenAPI document."""
+
+    error: str
+    message: str
+    errors: list[Problem] | None = None
+    scope: str | None = None  # 403: the scope the token lacks
+
+
+_MEANING = {400: "bad request: `errors` names each wrong parameter",
+            401: "no token, or not a valid one", 403: "the token lacks the scope named",
+            404: "not found", 408: "the body stopped arriving; nothing was written",
+            409: "conflict", 413: "the request is too large",
+            415: "unsupported content type", 422: "invalid: `errors` names each problem; "
+            "nothing was written", 503: "unavailable now: retry after `Retry-After` seconds"}
+AUTH = (401, 403)  # every route behind a token can answer these
+
+
+def responses(*statuses: int, **meaning: str) -> dict[int, ResponseSpec]:
+    """OpenAPI declarations of the error answers a route gives (`s409=...` overrides text)."""
+    return {status: ResponseSpec(data_container=ErrorBody,
+                                 description=meaning.get(f"s{status}", _MEANING[status]))
+            for status in statuses}
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> Response[Any]:

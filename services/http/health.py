@@ -5,19 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Response, get
+from litestar.openapi.datastructures import ResponseSpec
 from redis.exceptions import RedisError
 
 from services.bootstrap import Services
+from services.http.auth import OPEN_SECURITY
 
 MAX_LAG = 1000  # entries a partition's projection may trail its log and stay ready
 
 
-@get("/healthz", summary="The process is up")
+@get("/healthz", summary="The process is up", security=OPEN_SECURITY)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/readyz", summary="The server answers and projections are within lag")
+@get("/readyz", summary="The server answers and projections are within lag",
+     security=OPEN_SECURITY, responses={503: ResponseSpec(
+         data_container=dict[str, Any], description="not ready: `reason` says why")})
 async def readyz(services: Services) -> Response[dict[str, Any]]:
     try:
         heads = await services.log.heads()

@@ -22,7 +22,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from events.refs import ENTITY_ID_PATTERN
 from projections.live import LiveMessage, LiveReader, is_stream_id, matches
 from services.bootstrap import Services
-from services.http.errors import ApiError
+from services.http.errors import AUTH, ApiError, responses
 
 POLL_MS = 1000  # longest wait in Redis: a stopping server ends streams within this
 RETRY_MS = 2000  # how soon a disconnected browser reconnects
@@ -84,7 +84,8 @@ async def _stream(
             quiet_since = time.monotonic()
 
 
-@get("/v1/live", summary="Server-Sent Events of timeline entries as they are projected")
+@get("/v1/live", summary="Server-Sent Events of timeline entries as they are projected",
+     responses=responses(400, *AUTH))
 async def live(
     request: Request[Any, Any, Any],
     services: Services,

@@ -6,11 +6,12 @@ from litestar import get
 
 from events.errors import EventValidationError
 from services.bootstrap import Services
-from services.http.errors import ApiError
+from services.http.errors import AUTH, ApiError, responses
 from services.queries import EntitySummary, EventView, entity_summary, parse_as_of
 
 
-@get("/v1/events", summary="One event: its current entry and every stored version")
+@get("/v1/events", summary="One event: its current entry and every stored version",
+     responses=responses(400, *AUTH, 404))
 async def event(
     services: Services, source: str | None = None, id: str | None = None,  # noqa: A002
     as_of: str | None = None,
@@ -33,7 +34,8 @@ async def event(
     return EventView(*found)
 
 
-@get("/v1/entities/{ident:str}", summary="What is known about one entity")
+@get("/v1/entities/{ident:str}", summary="What is known about one entity",
+     responses=responses(400, *AUTH, 404))
 async def entity(services: Services, ident: str) -> EntitySummary:
     summary = await entity_summary(services.read_model, ident)
     if summary is None:

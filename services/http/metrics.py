@@ -8,6 +8,7 @@ from litestar import Litestar, Request, Response, get
 
 from events.envelope import NewEvent
 from services.bootstrap import Services
+from services.http.auth import OPEN_SECURITY
 from services.log.append import AppendResult
 from services.metrics import Metrics, exposition, snapshot
 
@@ -33,7 +34,7 @@ def count_appended(app: Litestar, events: list[NewEvent], results: list[AppendRe
     metrics_of(app).count_appended(events, results)
 
 
-@get("/metrics", summary="Prometheus metrics", media_type=TEXT_FORMAT)
+@get("/metrics", summary="Prometheus metrics", media_type=TEXT_FORMAT, security=OPEN_SECURITY)
 async def metrics(request: Request[Any, Any, Any], services: Services) -> Response[bytes]:
     snap = await snapshot(services.client, services.read_model, services.partitions)
     return Response(exposition(metrics_of(request.app), snap), media_type=TEXT_FORMAT)

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from litestar import Request, Response, post
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import (
+    OpenAPIFormat,
+    OpenAPIMediaType,
+    OpenAPIType,
+    Operation,
+    RequestBody,
+    Schema,
+)
 from redis.exceptions import RedisError
 
 from events.envelope import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, NewEvent, validate_event
 from events.errors import EventValidationError
+from events.refs import ENTITY_ID_PATTERN
 from services.bootstrap import Services
 from services.http.auth import principal
-from services.http.errors import ApiError
+from services.http.errors import AUTH, ApiError, responses
 from services.http.metrics import count_appended
 from services.log.append import (
     AppendResult,
@@ -22,6 +34,7 @@ from services.log.append import (
     position_token,
 )
 
+BODY_IDLE_SECONDS = 10.0  # longest silence while a body is arriving
 CONTENT_TYPES = ("application/json", "application/cloudevents+json",
                  "application/cloudevents-batch+json")
 
@@ -33,6 +46,26 @@ class PublishResponse(msgspec.Struct):
 
 def _content_type(request: Request[Any, Any, Any]) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def read_body(request: Request[Any, Any, Any]) -> bytes:
+    """The whole body, or 408 when the client stops sending for BODY_IDLE_SECONDS.
+
+    uvicorn has no timeout for a body that stops arriving, so without this a
+    client that sends half a request and goes quiet holds its connection and
+    this handler for ever. A slow but steady client is never cut off.
+    """
+    chunks = []
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(BODY_IDLE_SECONDS) as idle:  # no task per chunk
+            async for chunk in request.stream():
+                chunks.append(chunk)
+                idle.reschedule(loop.time() + BODY_IDLE_SECONDS)
+    except TimeoutError:
+        raise ApiError(408, "request-timeout", f"no part of the body arrived for "
+                       f"{BODY_IDLE_SECONDS:g} s; nothing was written") from None
+    return b"".join(chunks)
 
 
 def _decode(body: bytes, content_type: str) -> list[Any]:
@@ -74,13 +107,55 @@ def validate_all(raw_events: list[Any]) -> list[NewEvent]:
     return valid
 
 
-@post("/v1/events", status_code=200, summary="Publish one event or a batch")
+# The body is read raw (validate_all names every problem of every event in one 422),
+# so the handler signature cannot describe it: the operation does.
+_EVENT = Schema(
+    type=OpenAPIType.OBJECT,
+    required=["specversion", "id", "source", "type", "subject", "data"],
+    properties={
+        "specversion": Schema(type=OpenAPIType.STRING, enum=["1.0"]),
+        "id": Schema(type=OpenAPIType.STRING, pattern=r"^[A-Za-z0-9._:/@+-]{1,128}$"),
+        "source": Schema(type=OpenAPIType.STRING, min_length=1, max_length=256,
+                         description="URI-reference"),
+        "type": Schema(type=OpenAPIType.STRING,
+                       description="a catalog type (mou.signed, ...) or x-<name>.<verb>"),
+        "subject": Schema(type=OpenAPIType.STRING, pattern=ENTITY_ID_PATTERN),
+        "occurred": Schema(type=OpenAPIType.STRING, description="partial date (EDTF subset)"),
+        "time": Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.DATE_TIME),
+        "data": Schema(type=OpenAPIType.OBJECT, description="validated by the type's schema"),
+        "expectedversion": Schema(type=OpenAPIType.INTEGER, minimum=0),
+    },
+    description="CloudEvents 1.0 structured JSON (DESIGN 3.1); lowercase extensions kept",
+)
+_BATCH = Schema(type=OpenAPIType.ARRAY, items=_EVENT, min_items=1, max_items=MAX_BATCH_EVENTS)
+
+
+@dataclass
+class PublishOperation(Operation):
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(required=True, content={
+            "application/json": OpenAPIMediaType(schema=Schema(one_of=[_EVENT, _BATCH])),
+            "application/cloudevents+json": OpenAPIMediaType(schema=_EVENT),
+            "application/cloudevents-batch+json": OpenAPIMediaType(schema=_BATCH),
+        })
+
+
+PUBLISH_RESPONSES = {
+    **responses(400, *AUTH, 408, 413, 415, 422, 503),
+    409: ResponseSpec(data_container=PublishResponse,
+                      description="some event reuses an id with other content: those are "
+                                  "`conflict`, the rest are appended and listed"),
+}
+
+
+@post("/v1/events", status_code=200, summary="Publish one event or a batch",
+      responses=PUBLISH_RESPONSES, operation_class=PublishOperation)
 async def publish(request: Request[Any, Any, Any], services: Services) -> Response[PublishResponse]:
     content_type = _content_type(request)
     if content_type not in CONTENT_TYPES:
         raise ApiError(415, "unsupported-media-type",
                        f"content type must be one of {', '.join(CONTENT_TYPES)}")
-    events = validate_all(_decode(await request.body(), content_type))
+    events = validate_all(_decode(await read_body(request), content_type))
     try:
         results = await services.appender.append(events, recordedby=principal(request))
     except BatchRejected as exc:

@@ -9,9 +9,11 @@ from litestar.params import Parameter
 
 from services.bootstrap import Services
 from services.entity_search import EntityMatch, search_entities
+from services.http.errors import AUTH, responses
 
 
-@get("/v1/entities", summary="Known entities whose id or name starts with a prefix")
+@get("/v1/entities", summary="Known entities whose id or name starts with a prefix",
+     responses=responses(400, *AUTH))
 async def entities(
     services: Services,
     prefix: Annotated[str, Parameter(max_length=128, description="start of an id or name; "

@@ -8,18 +8,29 @@ remain, `X-Next-Cursor` tells where the next export should start (`cursor=`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from litestar import Request, Response, get
+from litestar.enums import ParamType
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import (
+    OpenAPIFormat,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    Parameter,
+    Schema,
+)
 
 from projections.entry import Entry
 from projections.store import BadCursor
 from services.bootstrap import Services
 from services.exports.formats import EXPORTS, NEGOTIABLE, filename, render
 from services.exports.pages import EXPORT_CAP, collect
-from services.http.errors import ApiError
+from services.http.errors import AUTH, ApiError, responses
 from services.queries import (
     BadQuery,
     NotYetProjected,
@@ -40,12 +51,64 @@ class TimelineResponse(msgspec.Struct):
     next_cursor: str | None
 
 
-RESPONSES = {200: ResponseSpec(
+RESPONSES = {**responses(400, *AUTH, 503), 200: ResponseSpec(
     data_container=TimelineResponse,
     description="A page of the timeline as JSON; with format=timelinejs (application/json), "
                 "format=ics or Accept: text/calendar (text/calendar), format=csv or "
                 f"Accept: text/csv (text/csv) the whole timeline, up to {EXPORT_CAP:,} entries",
 )}
+
+
+def _query(name: str, schema: Schema, description: str) -> Parameter:
+    return Parameter(name=name, param_in=ParamType.QUERY, schema=schema, required=False,
+                     description=description)
+
+
+_TEXT = Schema(type=OpenAPIType.STRING)
+# Read from the raw query string by `parse_params` (so every problem is named in
+# one 400), hence declared here rather than in the handlers' signatures.
+QUERY_PARAMETERS = [
+    _query("from", _TEXT, "partial date (YYYY, YYYY-MM, YYYY-MM-DD): entries overlapping "
+                          "from this date on"),
+    _query("to", _TEXT, "partial date: entries overlapping up to this date"),
+    _query("type", Schema(type=OpenAPIType.ARRAY, items=_TEXT),
+           "event type; repeat for several"),
+    _query("with", _TEXT, "an entity id also involved"),
+    _query("limit", Schema(type=OpenAPIType.INTEGER, minimum=1, maximum=1000),
+           "entries per page (default 100)"),
+    _query("cursor", _TEXT, "opaque: `next_cursor` of the previous page"),
+    _query("order", Schema(type=OpenAPIType.STRING, enum=["asc", "desc"]), "default asc"),
+    _query("as_of", Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.DATE_TIME),
+           "the timeline as it was known at this moment"),
+    _query("include_retracted", Schema(type=OpenAPIType.BOOLEAN), "default false"),
+    _query("min_position", _TEXT, "a publish's `position`: wait until it is projected "
+                                  "(up to 5 s, else 503)"),
+    _query("format", Schema(type=OpenAPIType.STRING, enum=list(SUPPORTED_FORMATS)),
+           "json (a page) or a whole-timeline export"),
+]
+CITY = _query("city", _TEXT, "narrows a place timeline to one city")
+_EXPORT_BODY = {"text/calendar": OpenAPIMediaType(schema=_TEXT),
+                "text/csv": OpenAPIMediaType(schema=_TEXT)}
+# format=timelinejs answers a TimelineJS 3 document, also application/json.
+_TIMELINEJS = Schema(type=OpenAPIType.OBJECT, required=["events"],
+                     description="TimelineJS 3 document (format=timelinejs)")
+
+
+@dataclass
+class TimelineOperation(Operation):
+    """The OpenAPI operation of a timeline route: its query parameters and the
+    export media types, which the handler signatures do not show."""
+
+    def __post_init__(self) -> None:
+        place = "place" in (self.operation_id or "").lower()
+        extra = [*QUERY_PARAMETERS, *([CITY] if place else [])]
+        self.parameters = [*(self.parameters or []), *extra]
+        ok = (self.responses or {}).get("200")
+        if isinstance(ok, OpenAPIResponse) and ok.content:
+            page = ok.content["application/json"]
+            if page.schema is not None:
+                page.schema = Schema(any_of=[page.schema, _TIMELINEJS])
+            ok.content.update(_EXPORT_BODY)
 
 
 def _raw_params(request: Request[Any, Any, Any]) -> dict[str, Any]:
@@ -121,7 +184,7 @@ async def timeline(
 
 
 @get("/v1/timelines/entity/{ident:str}",
-     summary="An entity's timeline", responses=RESPONSES)
+     summary="An entity's timeline", responses=RESPONSES, operation_class=TimelineOperation)
 async def entity_timeline(
     request: Request[Any, Any, Any], services: Services, ident: str
 ) -> Response[Any]:
@@ -129,7 +192,8 @@ async def entity_timeline(
 
 
 @get("/v1/timelines/pair/{a:str}/{b:str}",
-     summary="Events involving both entities", responses=RESPONSES)
+     summary="Events involving both entities", responses=RESPONSES,
+     operation_class=TimelineOperation)
 async def pair_timeline(
     request: Request[Any, Any, Any], services: Services, a: str, b: str
 ) -> Response[Any]:
@@ -137,7 +201,7 @@ async def pair_timeline(
 
 
 @get("/v1/timelines/place/{country:str}",
-     summary="Events located in a country", responses=RESPONSES)
+     summary="Events located in a country", responses=RESPONSES, operation_class=TimelineOperation)
 async def place_timeline(
     request: Request[Any, Any, Any], services: Services, country: str
 ) -> Response[Any]:
@@ -145,7 +209,7 @@ async def place_timeline(
 
 
 @get("/v1/timelines/topic/{topic:str}",
-     summary="Events tagged with a topic", responses=RESPONSES)
+     summary="Events tagged with a topic", responses=RESPONSES, operation_class=TimelineOperation)
 async def topic_timeline(
     request: Request[Any, Any, Any], services: Services, topic: str
 ) -> Response[Any]:
@@ -153,7 +217,7 @@ async def topic_timeline(
 
 
 @get("/v1/timelines/all",
-     summary="Every event", responses=RESPONSES)
+     summary="Every event", responses=RESPONSES, operation_class=TimelineOperation)
 async def all_timeline(request: Request[Any, Any, Any], services: Services) -> Response[Any]:
     return await timeline(request, services, "all", [])
 

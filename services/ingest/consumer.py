@@ -25,14 +25,16 @@ from typing import Any
 
 import structlog
 from faststream import AckPolicy
-from faststream.redis import RedisBroker, StreamSub
+from faststream.redis import StreamSub
 from faststream.redis.annotations import RedisBatchStreamMessage
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from events.envelope import NewEvent, validate_event
 from events.errors import EventValidationError, FieldError
+from projections.broker import make_broker
 from projections.runner import GRACE_SECONDS, stop_subscriber
 from services.ingest.entries import decode_entry, rejected_copy
 from services.log.append import Appender, BatchRejected, ContentionError, now_rfc3339
@@ -70,7 +72,8 @@ class IngestConsumer:
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         faststream_logger = logging.getLogger("faststream.ingest")
         faststream_logger.setLevel(logging.WARNING)
-        self.broker = RedisBroker(url, logger=faststream_logger, graceful_timeout=GRACE_SECONDS)
+        self.broker = make_broker(client, url, logger=faststream_logger,
+                                  graceful_timeout=GRACE_SECONDS)
         self.subscriber: Any = None
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
@@ -205,12 +208,29 @@ class IngestConsumer:
                  rejected=len(rejections), seconds=round(time.perf_counter() - started, 4))
 
     async def _settle(self, entries: Entries, rejections: dict[int, list[FieldError]]) -> None:
-        """Copy the rejected entries with their reasons and acknowledge all, atomically."""
+        """Copy the rejected entries with their reasons and acknowledge all, atomically.
+
+        On Redis Cluster the two public stream names hash to different slots, so
+        no MULTI can span them: the copies are written first, then the ack. A
+        crash in between leaves the batch pending; its next owner appends the
+        valid entries again (duplicates, deduped) and copies the rejected ones
+        a second time (same original id in the copy): nothing is lost.
+        """
+        copies = [(REJECTED, rejected_copy(entries[i][0], entries[i][1], rejections[i]))
+                  for i in sorted(rejections)]
+        idents = [ident for ident, _ in entries]
+        if isinstance(self.client, RedisCluster):
+            pipe = self.client.pipeline()
+            for stream, fields in copies:
+                pipe.xadd(stream, fields)
+            if copies:
+                await pipe.execute()
+            await self.client.xack(STREAM, GROUP, *idents)
+            return
         pipe = self.client.pipeline(transaction=True)
-        for index in sorted(rejections):
-            ident, fields = entries[index]
-            pipe.xadd(REJECTED, rejected_copy(ident, fields, rejections[index]))
-        pipe.xack(STREAM, GROUP, *[ident for ident, _ in entries])
+        for stream, fields in copies:
+            pipe.xadd(stream, fields)
+        pipe.xack(STREAM, GROUP, *idents)
         await pipe.execute()
 
     async def _append(

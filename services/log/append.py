@@ -11,6 +11,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from events import catalog
 from events.codec import GENESIS, canonical_bytes, chain_hash
@@ -30,6 +34,7 @@ _STATUS: dict[int, tuple[Status, str | None]] = {
     4: ("conflict", "target-missing"),
 }
 _MAX_ATTEMPTS = 50
+WAIT_TIMEOUT_MS = 2000  # TIMELINE_WRITE_REPLICAS: how long replicas get to confirm
 _packer = msgspec.msgpack.Encoder()
 
 
@@ -55,6 +60,11 @@ class ContentionError(RuntimeError):
     """The chain head kept moving under us; safe to retry (nothing was written)."""
 
 
+class NotDurable(ContentionError):
+    """Written on the master, but fewer replicas than TIMELINE_WRITE_REPLICAS confirmed
+    it in time: not acknowledged. Safe to retry: a retry answers `duplicate`."""
+
+
 def now_rfc3339() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
@@ -71,9 +81,10 @@ def position_token(results: list[AppendResult]) -> str:
 class Appender:
     """Appends validated events. One per process; safe for concurrent use."""
 
-    def __init__(self, client: Any, partitions: int) -> None:
+    def __init__(self, client: Any, partitions: int, write_replicas: int = 0) -> None:
         self.client = client
         self.partitions = partitions
+        self.write_replicas = write_replicas
         self._script = scripts.load(client, Path(__file__).with_name("append.lua"))
         self._claim = scripts.load(client, Path(__file__).with_name("claim.lua"))
         self._heads: dict[int, str] = {}
@@ -143,8 +154,7 @@ class Appender:
                 break
             head = self._heads.get(partition, "0|" + "00" * 32)
             entries = _chain(partition, [batch[i] for i in pending], head, recordedby, recorded)
-            reply = await self._script(keys=keys.write_state(partition),
-                                       args=[head, _packer.encode(entries)])
+            reply = await self._write(partition, [head, _packer.encode(entries)])
             kind = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
             if kind == "head":
                 self._heads[partition] = _text(reply[1])
@@ -161,6 +171,49 @@ class Appender:
             raise ContentionError(f"partition {partition}: head kept moving")
         _settle_in_batch_repeats(batch, results, partition)
         return [results[i] for i in range(len(batch))]
+
+
+    async def _write(self, partition: int, args: list[Any]) -> Any:
+        state = keys.write_state(partition)
+        if not self.write_replicas:
+            return await self._script(keys=state, args=args)
+        for _ in range(2):  # a second time after loading the script into a new server
+            try:
+                return await self._write_and_wait(partition, state, args)
+            except NoScriptError:
+                await self.client.script_load(self._script.script)
+        raise ContentionError(f"partition {partition}: the append script would not load")
+
+    async def _write_and_wait(self, partition: int, state: list[str], args: list[Any]) -> Any:
+        """The script, then WAIT, pipelined on one connection to the partition's master:
+        WAIT counts the replicas that have this connection's writes."""
+        cluster = isinstance(self.client, RedisCluster)
+        target: dict[str, Any] = {}
+        if cluster:  # the node owning the partition's slot: the script's node
+            target["target_nodes"] = self.client.get_node_from_key(state[0])
+        pipe = self.client.pipeline(transaction=False)
+        # execute_command: redis-py blocks the evalsha helper in cluster pipelines
+        pipe.execute_command("EVALSHA", self._script.sha, len(state), *state, *args)
+        pipe.incr(keys.waits(partition))
+        pipe.execute_command("WAIT", self.write_replicas, WAIT_TIMEOUT_MS, **target)
+        try:
+            reply, _, confirmed = await pipe.execute()
+        except (RedisConnectionError, RedisTimeoutError, AttributeError) as exc:
+            if not cluster:
+                raise
+            # The partition's master is gone (redis-py 8.1 fails a pipeline pinned to a
+            # dead node with AttributeError). Reload the slot map so a retry goes to the
+            # promoted replica once the cluster has failed over.
+            await self.client.nodes_manager.initialize()
+            raise NotDurable(f"partition {partition}: its master is unreachable") from exc
+        if cluster and self.client.get_node_from_key(state[0]) is not target["target_nodes"]:
+            # The slot moved meanwhile (a failover): the script may have been redirected
+            # to the new master, and WAIT then counted another node's replicas.
+            raise NotDurable(f"partition {partition}: the master changed during the write")
+        if int(confirmed) < self.write_replicas:
+            raise NotDurable(f"partition {partition}: {confirmed} of {self.write_replicas} "
+                             f"replica(s) confirmed the write within {WAIT_TIMEOUT_MS} ms")
+        return reply
 
 
 _AMENDMENTS = (catalog.CORRECTED, catalog.RETRACTED)

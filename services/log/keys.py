@@ -37,6 +37,12 @@ def head(partition: int) -> str:
     return f"timeline:{tag(partition)}:head"
 
 
+def waits(partition: int) -> str:
+    """A counter bumped just before WAIT (TIMELINE_WRITE_REPLICAS): WAIT covers the
+    connection's last write, and a batch of duplicates writes nothing of its own."""
+    return f"timeline:{tag(partition)}:waits"
+
+
 def write_state(partition: int) -> list[str]:
     return [log(partition), ids(partition), versions(partition), head(partition)]
 

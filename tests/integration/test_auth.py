@@ -41,6 +41,8 @@ class AuthApi:
 def auth_api(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthApi]:
     """A real API with two tokens from TIMELINE_TOKENS and two from a tokens file."""
     folder = tmp_path_factory.mktemp("auth")
+    with redis.Redis.from_url(server_url) as client:  # an earlier module may leave another log
+        client.flushdb()
     tokens_file = folder / "tokens"
     tokens_file.write_text(f"# auditors\n{entry('auditor')}  # the external verifier\n\n"
                            f"{entry('root')}\n")

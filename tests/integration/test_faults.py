@@ -1,13 +1,12 @@
 """Fault tests of the reliability promise, with real processes and servers:
 workers killed with SIGKILL during a large publish, the server itself killed
 during an HTTP publish, a thousand concurrent re-sends of one batch. The
-figures they assert are written to docs/reliability.md, so that page is only
-ever what the last run proved."""
+figures they assert are written to docs/reliability.md (tests/reliability_report.py),
+so each of its sections is what the last passing run of its scenario proved."""
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import os
 import signal
 import subprocess
@@ -28,10 +27,9 @@ from projections.fold import Query
 from services.bootstrap import Services
 from services.log import keys
 from services.redis.embedded import EmbeddedServer, free_port
-from tests import factory, processes
+from tests import factory, processes, reliability_report
 from tests.integration.projection_helpers import publish, read_all, reference, wait_projected
 
-REPORT = processes.ROOT / "docs" / "reliability.md"
 Figures = dict[str, dict[str, Any]]
 
 
@@ -44,22 +42,7 @@ def figures() -> Iterator[Figures]:
 
 
 def write_report(found: Figures) -> None:
-    lines = [
-        "# Reliability figures",
-        "",
-        "Written by `tests/integration/test_faults.py` (part of `make test`) from what that",
-        "run asserted; a scenario that failed or did not run is absent. Real processes and a",
-        "real Valkey throughout.",
-        "",
-        f"Last run: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}.",
-        "",
-    ]
-    for title, values in found.items():
-        lines += [f"## {title}", "", "| figure | value |", "|---|---|"]
-        lines += [f"| {name} | {value} |" for name, value in values.items()]
-        lines.append("")
-    REPORT.parent.mkdir(exist_ok=True)
-    REPORT.write_text("\n".join(lines))
+    reliability_report.record("tests/integration/test_faults.py", found)
 
 
 async def applied_total(services: Services) -> int:
