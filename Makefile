@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SCALE ?= 200000
 
-.PHONY: run test lint typecheck clean
+.PHONY: run test lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,16 +17,20 @@ run: $(STAMP)
 	$(BIN)/timeline serve --demo
 
 test: $(STAMP)
-	$(BIN)/ruff check events projections services tests
+	$(BIN)/ruff check events projections services tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check events projections services tests
+	$(BIN)/ruff check events projections services tests bench
 	$(BIN)/ruff format --check events projections services tests
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# The benchmark of issue 5 (docs/performance.md): `make bench SCALE=1000000`.
+bench: $(STAMP)
+	$(BIN)/python -m bench.run --scale $(SCALE)
 
 clean:
 	rm -rf $(VENV) .timeline .pytest_cache .mypy_cache

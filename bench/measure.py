@@ -1,0 +1,307 @@
+"""Each group of figures, measured run by run into `Figure`s."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from bench import audit, lag, limits, ours, pages, peer, publish_http
+from bench import events as gen
+from bench.plan import (
+    HTTP_BATCH,
+    HTTP_CLIENTS,
+    LAG_BATCH,
+    LAG_RATE,
+    MAX_RATE_CLIENTS,
+    PAGE_CLIENTS,
+    SINGLE_RATE,
+    Plan,
+)
+from bench.stack import PARTITIONS, Stack
+from bench.stats import Figure, NotMeasured, percentile
+from services import bootstrap, config
+from services.log import keys
+
+Log = Callable[[str], None]
+Figures = dict[str, "Figure | NotMeasured"]
+
+
+def declare(figures: Figures) -> None:
+    """Every figure, in table order."""
+    rows = [
+        ("limit.xadd_redis_py", "raw XADD, redis-py pipeline", "limit", "events/s", True),
+        ("limit.xadd_resp", "raw XADD, bare RESP writer", "limit", "events/s", True),
+        ("limit.xadd", "raw XADD (better of the two)", "limit", "events/s", True),
+        ("limit.consume_redis_py", "raw XREADGROUP+decode, redis-py", "limit", "events/s",
+         True),
+        ("limit.consume_resp", "raw XREADGROUP+decode, bare RESP", "limit", "events/s", True),
+        ("limit.consume", "raw consume (better of the two)", "limit", "events/s", True),
+        ("limit.stream_memory", "bare stream memory", "limit", "bytes/event", False),
+        ("limit.single_rtt_p50", "one XADD round trip p50", "limit", "ms", False),
+        ("limit.single_rtt_p99", "one XADD round trip p99", "limit", "ms", False),
+        ("limit.page_p50", "XRANGE 100 events p50, 8 clients", "limit", "ms", False),
+        ("limit.page_p99", "XRANGE 100 events p99, 8 clients", "limit", "ms", False),
+        ("peer.popo_write", "eventsourcing POPO, 100/save", "peer", "events/s", True),
+        ("peer.sqlite_write", "eventsourcing SQLite, 100/save", "peer", "events/s", True),
+        ("peer.projection", "eventsourcing projection runner", "peer", "events/s", True),
+        ("peer.single_save_p50", "eventsourcing SQLite, 1-event save p50", "peer", "ms", False),
+        ("peer.single_save_p99", "eventsourcing SQLite, 1-event save p99", "peer", "ms", False),
+        ("ours.append", "in-process append, 500/batch", "ours", "events/s", True),
+        ("ours.http_batch", "HTTP batch publish, 500/req, 4 clients", "ours", "events/s",
+         True),
+        ("ours.http_single_p50", "HTTP single publish p50 @300/s", "ours", "ms", False),
+        ("ours.http_single_p99", "HTTP single publish p99 @300/s", "ours", "ms", False),
+        ("ours.http_single_max_rate", "HTTP single publish, max sustained", "ours", "req/s",
+         True),
+        ("ours.projection", "projection, one worker", "ours", "events/s", True),
+        ("ours.lag_p50", "end-to-end lag p50 @5,000/s", "ours", "ms", False),
+        ("ours.lag_p99", "end-to-end lag p99 @5,000/s", "ours", "ms", False),
+        ("ours.page_p50", "entity page (100) p50, 8 clients", "ours", "ms", False),
+        ("ours.page_p99", "entity page (100) p99, 8 clients", "ours", "ms", False),
+        ("ours.page_as_of_p50", "entity page (100) with as_of p50", "ours", "ms", False),
+        ("ours.page_as_of_p99", "entity page (100) with as_of p99", "ours", "ms", False),
+        ("ours.replay", "replay (rebuild + compare)", "ours", "events/s", True),
+        ("ours.verify", "verify (whole log)", "ours", "events/s", True),
+        ("ours.memory", "Redis memory, log + read model", "ours", "bytes/event", False),
+    ]
+    for key, label, group, unit, higher in rows:
+        figures[key] = Figure(key, label, group, unit, higher)  # type: ignore[arg-type]
+
+
+def _fig(figures: Figures, key: str) -> Figure:
+    figure = figures[key]
+    assert isinstance(figure, Figure)
+    return figure
+
+
+def measure_limits(stack: Stack, plan: Plan, events: list[dict[str, Any]], figures: Figures,
+                   log: Log) -> None:
+    payloads = gen.stored_payloads(events[:plan.limit_events], PARTITIONS)
+    single_runs: list[list[float]] = []
+    for run in range(plan.runs):
+        stack.flush()
+        rates = limits.run_once(stack.url, payloads)
+        for name in ("xadd_redis_py", "xadd_resp", "consume_redis_py", "consume_resp"):
+            _fig(figures, f"limit.{name}").runs.append(rates[name])
+        _fig(figures, "limit.xadd").runs.append(max(rates["xadd_redis_py"], rates["xadd_resp"]))
+        _fig(figures, "limit.consume").runs.append(
+            max(rates["consume_redis_py"], rates["consume_resp"]))
+        _fig(figures, "limit.stream_memory").runs.append(rates["stream_bytes_per_event"])
+        log(f"limits run {run + 1}: " + ", ".join(f"{k} {v:,.0f}" for k, v in rates.items()))
+        single_runs.append(asyncio.run(limits.single_round_trips(
+            stack.url, payloads[:plan.single_samples])))
+    _latency_pair(figures, "limit.single_rtt", single_runs, {"method": "bare RESP, unpipelined"})
+    for key in ("limit.xadd_redis_py", "limit.xadd_resp", "limit.xadd", "limit.consume_redis_py",
+                "limit.consume_resp", "limit.consume", "limit.stream_memory"):
+        _fig(figures, key).detail["events"] = len(payloads)
+
+
+def measure_peer(plan: Plan, events: list[dict[str, Any]], figures: Figures, log: Log) -> None:
+    sample, sqlite_sample = events[:plan.peer_events], events[:plan.peer_sqlite_events]
+    single_runs = []
+    for run in range(plan.runs):
+        rates = peer.run_once(sample, sqlite_sample, plan.single_samples)
+        for name in ("popo_write", "sqlite_write", "projection"):
+            _fig(figures, f"peer.{name}").runs.append(rates[name])
+        single_runs.append(rates["single_saves"])
+        log(f"peer run {run + 1}: " + ", ".join(
+            f"{k} {rates[k]:,.0f}" for k in ("popo_write", "sqlite_write", "projection")))
+    _latency_pair(figures, "peer.single_save", single_runs, {"recorder": "SQLite"})
+    _fig(figures, "peer.popo_write").detail["events"] = len(sample)
+    _fig(figures, "peer.projection").detail["events"] = len(sample)
+    _fig(figures, "peer.sqlite_write").detail["events"] = len(sqlite_sample)
+
+
+def measure_store(stack: Stack, plan: Plan, events: list[dict[str, Any]], figures: Figures,
+                  log: Log) -> None:
+    """Append SCALE events (each run into an empty server), then project them
+    (each run from an empty read model). Leaves the full store for the queries."""
+    log_bytes: list[float] = []
+    baseline = 0
+    for run in range(plan.runs):
+        stack.flush()
+        baseline = stack.used_memory()
+        before = dt.datetime.now(dt.UTC)
+        seconds = asyncio.run(ours.append(stack.url, events))
+        # half the store was recorded by then: the `as_of` the page queries ask for
+        stack.as_of = (before + (dt.datetime.now(dt.UTC) - before) / 2).isoformat(
+            timespec="microseconds").replace("+00:00", "Z")
+        log_bytes.append((stack.used_memory() - baseline) / len(events))
+        _fig(figures, "ours.append").runs.append(len(events) / seconds)
+        log(f"append run {run + 1}: {len(events) / seconds:,.0f} events/s")
+    projection = _fig(figures, "ours.projection")
+    startups = []
+    for run in range(plan.runs):
+        stack.reset_read_model()
+        result = ours.project(stack)
+        projection.runs.append(result["rate"])
+        startups.append(round(result["startup_s"], 2))
+        total = (stack.used_memory() - baseline) / len(events)
+        _fig(figures, "ours.memory").runs.append(total)
+        log(f"projection run {run + 1}: {result['rate']:,.0f} events/s "
+            f"(start-up {result['startup_s']:.1f} s); memory {total:,.0f} bytes/event")
+    _fig(figures, "ours.append").detail.update(events=len(events), batch=500)
+    projection.detail.update(events=len(events), startup_seconds=startups,
+                             note="rate from the first applied batch to the log heads")
+    memory = _fig(figures, "ours.memory")
+    memory.detail.update(events=len(events), log_only=round(sorted(log_bytes)[len(log_bytes) // 2]),
+                         source="INFO memory used_memory delta / events")
+
+
+def _latency_pair(figures: Figures, prefix: str, runs: list[list[float]],
+                  extra: dict[str, Any]) -> None:
+    for pct, suffix in ((50, "p50"), (99, "p99")):
+        figure = _fig(figures, f"{prefix}_{suffix}")
+        figure.runs.extend(percentile(samples, pct) for samples in runs)
+        figure.detail.update(samples=[len(s) for s in runs], **extra)
+
+
+def measure_pages(stack: Stack, base: str, plan: Plan, figures: Figures, log: Log) -> None:
+    """Entity pages over HTTP (and with `as_of`, where queries take it), and
+    the floor: bare XRANGE reads of 100 stored events by as many clients."""
+    floor: list[list[float]] = []
+    live: list[list[float]] = []
+    past: list[list[float]] = []
+    as_of = audit.has_as_of()
+    stream = f"timeline:{{p{keys.partition_of(gen.HOT, PARTITIONS)}}}:log"
+    for run in range(plan.runs):
+        floor.append(asyncio.run(limits.read_pages(stack.url, stream, plan.page_requests,
+                                                   PAGE_CLIENTS)))
+        for samples, extra in ((live, ""), (past, f"&as_of={quote(stack.as_of)}")):
+            if extra and not as_of:
+                continue
+            result = asyncio.run(pages.page_clients(base, gen.HOT, plan.page_requests,
+                                                    PAGE_CLIENTS, extra=extra))
+            if result["errors"]:
+                raise RuntimeError(f"timeline pages{extra} failed: "
+                                   f"{len(result['errors'])} errors, e.g. {result['errors'][:2]}")
+            samples.append(result["latencies"])
+            log(f"pages{' as_of' if extra else ''} run {run + 1}: "
+                f"p50 {percentile(result['latencies'], 50):.2f} ms, "
+                f"p99 {percentile(result['latencies'], 99):.2f} ms, {result['rate']:,.0f} req/s")
+    _latency_pair(figures, "limit.page", floor, {"clients": PAGE_CLIENTS, "count": 100})
+    detail = {"clients": PAGE_CLIENTS, "limit": 100, "entity_events": plan.scale // 100}
+    _latency_pair(figures, "ours.page", live, detail)
+    if as_of:
+        _latency_pair(figures, "ours.page_as_of", past, {**detail, "as_of": stack.as_of})
+    else:
+        for key in ("ours.page_as_of_p50", "ours.page_as_of_p99"):
+            figures[key] = NotMeasured(key, _fig(figures, key).label,
+                                       "timeline queries take no as_of parameter yet")
+
+
+def measure_audit(stack: Stack, plan: Plan, figures: Figures, log: Log) -> None:
+    """Verify and replay over the full store, with the read model caught up."""
+    checks = (("ours.verify", ("services.audit.verify",)),
+              ("ours.replay", ("services.audit.replay",)))
+    for key, modules in checks:
+        reason = audit.missing(*modules)
+        if reason:
+            figures[key] = NotMeasured(key, _fig(figures, key).label, reason)
+            continue
+        figure = _fig(figures, key)
+        for run in range(plan.runs):
+            if key == "ours.verify":
+                result = asyncio.run(audit.verify_rate(stack.url))
+            else:
+                result = asyncio.run(audit.replay_rate(stack.url, PARTITIONS))
+                figure.detail.setdefault("identical", []).append(result["identical"])
+            figure.runs.append(result["rate"])
+            figure.detail["events"] = result["events"]
+            log(f"{key} run {run + 1}: {result['rate']:,.0f} events/s")
+
+
+async def _wait_projected(url: str, within: float = 600) -> None:
+    settings = config.load({"TIMELINE_REDIS_URL": url, "TIMELINE_PARTITIONS": str(PARTITIONS)})
+    services = await bootstrap.connect(settings, url)
+    try:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            heads = await services.log.heads()
+            applied = await services.read_model.applied()
+            if all(applied.get(p, 0) >= s for p, s in heads.items()):
+                return
+            await asyncio.sleep(0.05)
+        raise TimeoutError("the worker did not catch up")
+    finally:
+        await services.client.aclose()
+
+
+def measure_lag(stack: Stack, base: str, plan: Plan, figures: Figures, log: Log) -> None:
+    batches_per_second = LAG_RATE / LAG_BATCH
+    count = int(plan.lag_seconds * LAG_RATE)
+    runs: list[list[float]] = []
+    accepted: list[int] = []
+    with stack.worker():
+        asyncio.run(_wait_projected(stack.url))
+        for run in range(plan.runs):
+            fresh = gen.generate(count, seed=100 + run, run=f"lag{run}-")
+            bodies = [gen.body(b) for b in gen.batches(fresh, LAG_BATCH)]
+            result = asyncio.run(lag.lag(base, stack.url, bodies, batches_per_second))
+            if result["errors"]:
+                raise RuntimeError(f"publishing for the lag test failed: {len(result['errors'])} "
+                                   f"errors, e.g. {result['errors'][:2]}")
+            runs.append(result["lags"])
+            # requests go out on schedule, but if the API answers slower than they
+            # arrive, fewer events per second are accepted than were offered: say so
+            accepted.append(round(count / result["seconds"]))
+            log(f"lag run {run + 1}: p50 {percentile(result['lags'], 50):.1f} ms, "
+                f"p99 {percentile(result['lags'], 99):.1f} ms; {accepted[-1]:,} events/s "
+                f"acknowledged of {LAG_RATE:,} offered")
+    _latency_pair(figures, "ours.lag", runs, {"offered_events_per_s": LAG_RATE,
+                                             "acknowledged_events_per_s": accepted,
+                                             "events_per_request": LAG_BATCH,
+                                             "seconds": plan.lag_seconds,
+                                             "poll_interval_ms": lag.POLL_SECONDS * 1000})
+
+
+def measure_publish(stack: Stack, base: str, plan: Plan, events: list[dict[str, Any]],
+                    figures: Figures, log: Log) -> None:
+    sample = events[:plan.http_batch_events]
+    bodies = [gen.body(b) for b in gen.batches(sample, HTTP_BATCH)]
+    batch = _fig(figures, "ours.http_batch")
+    for run in range(plan.runs):
+        stack.flush()
+        seconds = asyncio.run(publish_http.batch_publish(base, bodies, len(sample), HTTP_CLIENTS))
+        batch.runs.append(len(sample) / seconds)
+        log(f"HTTP batch run {run + 1}: {len(sample) / seconds:,.0f} events/s")
+    batch.detail.update(events=len(sample), per_request=HTTP_BATCH, clients=HTTP_CLIENTS)
+
+    latency_runs, late, errors, samples = [], [], 0, []
+    achieved: list[int] = []
+    for run in range(plan.runs):
+        count = int(SINGLE_RATE * plan.single_seconds)
+        fresh = gen.generate(count, seed=200 + run, run=f"single{run}-")
+        result = asyncio.run(publish_http.open_loop(
+            base, publish_http.single_requests(fresh), SINGLE_RATE))
+        latency_runs.append(result["latencies"])
+        late.append(round(result["late_ms_max"], 2))
+        achieved.append(round(result["achieved_rate"]))
+        errors += len(result["errors"])
+        samples += result["errors"][:2]
+        log(f"HTTP single run {run + 1}: p50 {percentile(result['latencies'], 50):.2f} ms, "
+            f"p99 {percentile(result['latencies'], 99):.2f} ms")
+    _latency_pair(figures, "ours.http_single", latency_runs,
+                  {"offered_req_per_s": SINGLE_RATE, "completed_req_per_s": achieved,
+                   "errors": errors, "error_samples": samples,
+                   "sender_late_ms_max": late})
+
+    sustained = _fig(figures, "ours.http_single_max_rate")
+    p99s, errors, samples = [], 0, []
+    for run in range(plan.runs):
+        count = int(plan.max_rate_seconds * 8000)
+        fresh = gen.generate(count, seed=300 + run, run=f"max{run}-")
+        result = asyncio.run(publish_http.closed_loop(
+            base, publish_http.single_requests(fresh), MAX_RATE_CLIENTS, plan.max_rate_seconds))
+        sustained.runs.append(result["rate"])
+        p99s.append(round(percentile(result["latencies"], 99), 2))
+        errors += len(result["errors"])
+        samples += result["errors"][:2]
+        log(f"HTTP single max run {run + 1}: {result['rate']:,.0f} req/s, p99 {p99s[-1]} ms")
+    sustained.detail.update(clients=MAX_RATE_CLIENTS, seconds=plan.max_rate_seconds,
+                            p99_ms=p99s, errors=errors, error_samples=samples,
+                            method="closed loop: clients send back to back")

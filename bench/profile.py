@@ -1,0 +1,233 @@
+"""Where the time goes: `python -m bench.profile WORKLOAD --scale N`.
+
+Builds a store against a fresh embedded server, then runs one workload under
+py-spy (sampling CPU only: time spent waiting for Redis is not in it) and
+prints, for the process doing the work: its CPU seconds, the server's CPU
+seconds and per-command cost (INFO commandstats), and the functions that
+take the most samples, by their own time and with their callees. `memory`
+instead splits the server's memory per event by key family.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from bench import events as gen
+from bench import ours
+from bench.stack import ROOT, Stack
+
+PY_SPY = Path(sys.executable).with_name("py-spy")
+PAGE_REQUESTS = 3000  # `pages` counts requests where the others count events
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def sampled(pid: int, raw: Path) -> Iterator[None]:
+    """py-spy records `pid` for the duration of the block (Ctrl-C makes it write)."""
+    spy = subprocess.Popen([str(PY_SPY), "record", "--pid", str(pid), "--format", "raw",
+                            "--full-filenames",
+                            "--rate", "200", "-o", str(raw)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # let it attach before the work starts
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(60)
+
+
+def summarize(raw: Path, top: int = 18) -> str:
+    """Own and inclusive sample shares of the busiest functions."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        count = int(count_text)
+        frames = [_short(f) for f in stack.split(";")]
+        total += count
+        own[frames[-1][0]] += count
+        for frame, mine in set(frames):
+            if mine:
+                inclusive[frame] += count
+    if not total:
+        return "(no samples)"
+    lines = [f"{total} samples", "own time:"]
+    lines += [f"  {100 * n / total:5.1f}%  {f}" for f, n in own.most_common(top)]
+    lines.append("with callees (our modules only):")
+    lines += [f"  {100 * n / total:5.1f}%  {f}" for f, n in inclusive.most_common(top)]
+    return "\n".join(lines)
+
+
+def _short(frame: str) -> tuple[str, bool]:
+    """`func (/abs/pkg/module.py:123)` -> (`func (pkg/module.py)`, whether it is our code)."""
+    name, _, where = frame.partition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    ours = path.startswith(str(ROOT)) and "/.venv/" not in path
+    return f"{name} ({'/'.join(Path(path).parts[-2:])})", ours
+
+
+def server_costs(stack: Stack, events: int) -> str:
+    stats = stack.redis.info("commandstats")
+    rows = sorted(stats.items(), key=lambda kv: -kv[1]["usec"])[:6]
+    return "\n".join(f"  {name.removeprefix('cmdstat_'):<14} calls {s['calls']:>8,}  "
+                     f"{s['usec_per_call']:>9.1f} µs/call  {s['usec'] / events:>7.1f} µs/item"
+                     for name, s in rows)
+
+
+def family(key: str) -> str:
+    """A key without its variable part: `timeline:{rm}:blue:tl:entity:org-1` ->
+    `timeline:{rm}:blue:tl:entity:*`, `timeline:{p3}:log` -> `timeline:{p*}:log`."""
+    parts = key.split(":")
+    if len(parts) > 1 and parts[1].startswith("{p"):
+        parts[1] = "{p*}"
+    for i, part in enumerate(parts):
+        if part in ("tl", "ever") and i + 2 < len(parts):
+            return ":".join([*parts[:i + 2], "*"])
+    return ":".join(parts)
+
+
+def memory(scale: int) -> None:
+    """Bytes per event by key family, after appending and projecting `scale` events."""
+    events = gen.generate(scale)
+    with tempfile.TemporaryDirectory(prefix="timeline-profile-") as tmp, Stack(Path(tmp)) as st:
+        baseline = st.used_memory()
+        asyncio.run(ours.append(st.url, events))
+        ours.project(st)
+        total = st.used_memory() - baseline
+        sizes: Counter[str] = Counter()
+        counts: Counter[str] = Counter()
+        for raw_key in st.redis.scan_iter(count=10_000):
+            key = raw_key.decode()
+            sizes[family(key)] += int(st.redis.memory_usage(key, samples=0) or 0)
+            counts[family(key)] += 1
+        print(f"used_memory delta {total / scale:,.0f} bytes/event; by key family "
+              f"(MEMORY USAGE, bytes/event):")
+        for name, size in sizes.most_common(20):
+            print(f"  {size / scale:>8,.0f}  {counts[name]:>7,} keys  {name}")
+
+
+def run(what: str, scale: int) -> None:
+    if what == "memory":
+        memory(scale)
+        return
+    events = gen.generate(scale)
+    with tempfile.TemporaryDirectory(prefix="timeline-profile-") as tmp, Stack(Path(tmp)) as st:
+        raw = Path(tmp) / "profile.txt"
+        server_pid = st.server.process.pid if st.server.process else 0
+        st.server_pid = server_pid
+        if what != "append":
+            asyncio.run(ours.append(st.url, events))
+        busy, wall, done = _workload(what, st, events, raw)
+        unit = "requests" if what == "pages" else "events"
+        print(f"{what}: {done:,} {unit} in {wall:.1f} s wall = {done / wall:,.0f} {unit}/s")
+        print(f"CPU: profiled process {busy:.1f} s ({busy / done * 1e6:.0f} µs per item), "
+              f"server {cpu_seconds(server_pid) - st.server_cpu_mark:.1f} s")
+        print("server commands by total time:\n" + server_costs(st, done))
+        print(summarize(raw))
+
+
+def _workload(what: str, st: Stack, events: list[dict[str, Any]],
+              raw: Path) -> tuple[float, float, int]:
+    """Run `what` under py-spy: the profiled process's CPU seconds, wall seconds, and
+    the events it handled while sampled."""
+    if what == "worker":
+        with st.worker() as process, sampled(process.pid, raw):
+            before, started = _mark(st, process.pid)
+            already = asyncio.run(_until_projected(st, len(events)))
+            # what the worker did before the sampler attached is left out
+            return (cpu_seconds(process.pid) - before, time.perf_counter() - started,
+                    len(events) - already)
+    if what == "http-batch":
+        from bench.publish_http import batch_publish
+
+        st.flush()
+        bodies = [gen.body(b) for b in gen.batches(events, 500)]
+        with st.api() as base:
+            pid = st.api_pid
+            with sampled(pid, raw):
+                before, started = _mark(st, pid)
+                asyncio.run(batch_publish(base, bodies, len(events)))
+                return cpu_seconds(pid) - before, time.perf_counter() - started, len(events)
+    if what == "pages":
+        from bench.pages import page_clients
+
+        ours.project(st)
+        with st.api() as base, sampled(st.api_pid, raw):
+            before, started = _mark(st, st.api_pid)
+            asyncio.run(page_clients(base, gen.HOT, PAGE_REQUESTS))
+            return cpu_seconds(st.api_pid) - before, time.perf_counter() - started, PAGE_REQUESTS
+    step: Callable[[], Any]
+    if what == "append":
+        step = lambda: asyncio.run(ours.append(st.url, events))  # noqa: E731
+    elif what == "replay":
+        from bench.audit import replay_rate
+
+        ours.project(st)
+        step = lambda: asyncio.run(replay_rate(st.url, 8))  # noqa: E731
+    elif what == "verify":
+        from bench.audit import verify_rate
+
+        step = lambda: asyncio.run(verify_rate(st.url))  # noqa: E731
+    else:
+        raise SystemExit(f"unknown workload {what!r}")
+    with sampled(os.getpid(), raw):
+        before, started = _mark(st, os.getpid())
+        step()
+        return cpu_seconds(os.getpid()) - before, time.perf_counter() - started, len(events)
+
+
+def _mark(st: Stack, pid: int) -> tuple[float, float]:
+    """Start counting: server command stats and CPU from now; (process CPU, clock)."""
+    st.redis.config_resetstat()
+    st.server_cpu_mark = cpu_seconds(st.server_pid)
+    return cpu_seconds(pid), time.perf_counter()
+
+
+async def _until_projected(st: Stack, total: int) -> int:
+    """Wait until `total` events are applied; return how many were applied already."""
+    from services import bootstrap, config
+
+    settings = config.load({"TIMELINE_REDIS_URL": st.url, "TIMELINE_PARTITIONS": "8"})
+    services = await bootstrap.connect(settings, st.url)
+    try:
+        first = done = sum((await services.read_model.applied()).values())
+        while done < total:  # polling the server: no local event to wait on
+            await asyncio.sleep(0.01)
+            done = sum((await services.read_model.applied()).values())
+        return first
+    finally:
+        await services.client.aclose()
+
+
+def main() -> None:
+    if not PY_SPY.exists():
+        raise SystemExit(f"py-spy is not installed beside {sys.executable}: "
+                         "pip install py-spy (it is in the dev extra)")
+    parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
+    parser.add_argument("what", choices=["worker", "append", "http-batch", "replay", "verify",
+                                         "pages", "memory"])
+    parser.add_argument("--scale", type=int, default=50_000)
+    args = parser.parse_args()
+    run(args.what, args.scale)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""What the benchmark runs against: a fresh embedded server in a temp dir, and
+real `timeline api` / `timeline worker` processes as users start them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import redis
+
+from projections.runner import PROJECTION
+from projections.store import TAG
+from services.redis.embedded import EmbeddedServer, die_with_parent, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+PARTITIONS = 8
+
+
+class Stack:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.server = EmbeddedServer(workdir / "data")
+        self.url = ""
+        self.as_of = ""  # an instant halfway through recording the store
+        self.api_pid = 0
+        self.server_pid = 0  # for profiles: CPU accounting of the server process
+        self.server_cpu_mark = 0.0
+        self.sync: redis.Redis | None = None
+
+    def __enter__(self) -> Stack:
+        self.url = self.server.start()
+        self.sync = redis.Redis.from_url(self.url)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.sync is not None:
+            self.sync.close()
+        self.server.stop()
+
+    @property
+    def redis(self) -> redis.Redis:
+        assert self.sync is not None
+        return self.sync
+
+    def flush(self) -> None:
+        # SYNC: the server frees flushed data lazily otherwise, and memory is measured next
+        self.redis.execute_command("FLUSHALL", "SYNC")  # type: ignore[no-untyped-call]
+
+    def used_memory(self) -> int:
+        """Allocated bytes, once deletions freed in the background have finished
+        (Valkey frees large deleted values lazily, so DEL and FLUSHALL return early)."""
+        deadline = time.monotonic() + 30
+        while True:
+            info = self.redis.info("memory")
+            if not info.get("lazyfree_pending_objects") or time.monotonic() > deadline:
+                return int(info["used_memory"])
+            time.sleep(0.05)
+
+    def reset_read_model(self) -> None:
+        """Forget every projection: read model, consumer groups, leases, workers."""
+        client = self.redis
+        doomed = [k for k in client.scan_iter(match=f"timeline:{TAG}:*", count=10_000)]
+        doomed += [k for k in client.scan_iter(match="timeline:{p*}:lease:*", count=1000)]
+        doomed.append(b"timeline:workers")
+        for start in range(0, len(doomed), 10_000):
+            client.delete(*doomed[start:start + 10_000])
+        for partition in range(PARTITIONS):
+            with contextlib.suppress(redis.ResponseError):
+                client.xgroup_destroy(f"timeline:{{p{partition}}}:log", PROJECTION)
+
+    def log_tail(self, name: str, lines: int = 15) -> str:
+        """The end of a child's log, for an error message."""
+        try:
+            text = (self.workdir / name).read_text(errors="replace")
+        except FileNotFoundError:
+            return f"(no {name})"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "TIMELINE_REDIS_URL": self.url, "TIMELINE_LOG_FORMAT": "json",
+                "TIMELINE_PARTITIONS": str(PARTITIONS)}
+
+    def spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+        with (self.workdir / log_name).open("ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "services.cli", *args], env=self.env(), cwd=ROOT,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, preexec_fn=die_with_parent)
+
+    @contextlib.contextmanager
+    def api(self) -> Iterator[str]:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        process = self.spawn(["api", "--port", str(port)], "api.log")
+        self.api_pid = process.pid
+        try:
+            _wait_http(base, process)
+            yield base
+        finally:
+            stop(process)
+
+    @contextlib.contextmanager
+    def worker(self) -> Iterator[subprocess.Popen[bytes]]:
+        process = self.spawn(["worker"], "worker.log")
+        try:
+            yield process
+        finally:
+            stop(process)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_http(base: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"`timeline api` exited with {process.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"{base} did not answer in {timeout}s")

@@ -1,0 +1,87 @@
+"""Smoke test of the benchmark harness: it runs end to end at a tiny scale and
+writes valid results. No timing is asserted: figures on a shared machine say
+nothing about correctness; this only proves `make bench` works."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+MEASURED = [
+    "limit.xadd_redis_py", "limit.xadd_resp", "limit.xadd", "limit.consume_redis_py",
+    "limit.consume_resp", "limit.consume", "limit.stream_memory", "limit.single_rtt_p50",
+    "limit.single_rtt_p99", "limit.page_p50", "limit.page_p99",
+    "peer.popo_write", "peer.sqlite_write", "peer.projection", "peer.single_save_p50",
+    "peer.single_save_p99",
+    "ours.append", "ours.http_batch", "ours.http_single_p50", "ours.http_single_p99",
+    "ours.http_single_max_rate", "ours.projection", "ours.lag_p50", "ours.lag_p99",
+    "ours.page_p50", "ours.page_p99", "ours.memory",
+]
+# Measured where the code exists, else "not measured: <reason>".
+OPTIONAL = ["ours.page_as_of_p50", "ours.page_as_of_p99", "ours.replay", "ours.verify"]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    out = tmp_path_factory.mktemp("bench") / "results.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--scale", "2000", "--runs", "1", "--quick",
+         "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    failures = json.loads(out.read_text())["meta"]["failures"] if out.exists() else None
+    assert run.returncode == 0, f"{failures}\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+    assert "ours: in-process append" in run.stdout  # the table was printed
+    document: dict[str, object] = json.loads(out.read_text())
+    return document
+
+
+def test_every_figure_is_measured_with_median_min_and_max(results: dict[str, object]) -> None:
+    figures = results["figures"]
+    assert isinstance(figures, dict)
+    assert set(MEASURED + OPTIONAL) <= set(figures)
+    for key in MEASURED:
+        figure = figures[key]
+        assert isinstance(figure, dict), f"{key}: {figure}"
+        assert figure["runs"] and len(figure["runs"]) == 1
+        assert figure["min"] <= figure["median"] <= figure["max"]
+        assert figure["median"] > 0, key
+        assert figure["unit"] in ("events/s", "req/s", "ms", "bytes/event")
+
+
+def test_missing_figures_say_why_instead_of_inventing_numbers(
+        results: dict[str, object]) -> None:
+    figures = results["figures"]
+    assert isinstance(figures, dict)
+    for key in OPTIONAL:
+        figure = figures[key]
+        if isinstance(figure, str):
+            assert figure.startswith("not measured: ") and len(figure) > len("not measured: ")
+        else:
+            assert figure["median"] > 0
+
+
+def test_ours_are_compared_with_the_limit_and_the_peer(results: dict[str, object]) -> None:
+    ratios, targets = results["ratios"], results["targets"]
+    assert isinstance(ratios, dict) and isinstance(targets, dict)
+    assert set(ratios["ours.append"]) == {"limit", "popo_write", "sqlite_write"}
+    assert set(ratios["ours.projection"]) == {"limit", "projection"}
+    assert "limit" in ratios["ours.page_p50"] and "limit" in ratios["ours.memory"]
+    for key in ("ours.append", "ours.projection", "ours.lag_p99", "ours.memory"):
+        assert isinstance(targets[key]["met"], bool)
+        assert targets[key]["target"]
+
+
+def test_meta_names_the_command_scale_and_machine(results: dict[str, object]) -> None:
+    meta = results["meta"]
+    assert isinstance(meta, dict)
+    assert meta["command"].startswith("python -m bench.run --scale 2000")
+    assert meta["scale"] == 2000 and meta["runs"] == 1 and meta["quick"] is True
+    assert meta["machine"]["nproc"] >= 1 and meta["machine"]["cpu"]
+    assert 300 <= meta["event_bytes_mean"] <= 550  # "about 400 bytes"
+    assert meta["failures"] == []
