@@ -8,24 +8,21 @@ run at all (configuration, unreadable file, server, a replay already running).
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import msgspec
 import typer
-from redis.exceptions import RedisError
-from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from services import bootstrap, config
-from services import logging as service_logging
+from services import bootstrap
 from services.audit import digest as digests
 from services.audit.export import FORMATS, RestoreRefused, export, restore
 from services.audit.replay import ReplayError, ReplayReport, ReplayRunning, replay
 from services.audit.verify import Report, verify
+from services.cli.common import console, err, json_encoder, load_settings, run
 
 app = typer.Typer(help="Prove the log intact, rebuild and compare projections, show history.",
                   no_args_is_help=True, rich_markup_mode="rich",
@@ -33,33 +30,12 @@ app = typer.Typer(help="Prove the log intact, rebuild and compare projections, s
                   "  [bold]timeline audit verify[/bold]\n"
                   "  [bold]timeline audit digest -o digest.json[/bold]\n"
                   "  [bold]timeline audit replay --promote[/bold]")
-console = Console()
-err = Console(stderr=True)
-_json = msgspec.json.Encoder()
 
 
-def _settings() -> config.Settings:
-    try:
-        settings = config.load()
-    except config.ConfigError as exc:
-        err.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    service_logging.configure(settings.log_format, settings.log_level)
-    return settings
-
-
-def _run(coro: Any) -> Any:
-    try:
-        return asyncio.run(coro)
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-    except (RedisError, OSError) as exc:
-        err.print(f"[red]cannot reach the server:[/red] {exc}")
-        raise typer.Exit(2) from None
 
 
 def _print_json(value: Any) -> None:
-    typer.echo(_json.encode(value).decode())
+    typer.echo(json_encoder.encode(value).decode())
 
 
 def _read_digest(path: Path, key: str | None) -> tuple[digests.Digest, str]:
@@ -112,7 +88,7 @@ def verify_command(
       [bold]timeline audit verify --digest digest-2024-03-01.json[/bold]
       [bold]timeline audit verify --json > report.json[/bold]
     """
-    settings = _settings()
+    settings = load_settings()
     saved = _read_digest(digest, settings.digest_key) if digest else None
 
     async def main() -> Report:
@@ -124,7 +100,7 @@ def verify_command(
                     return await verify(built.client, saved[0], saved[1])
                 return await verify(built.client)
 
-    report = _run(main())
+    report = run(main())
     if as_json:
         _print_json(report)
     else:
@@ -147,13 +123,13 @@ def digest_command(
       [bold]timeline audit digest -o digest-2024-03-01.json[/bold]
       [bold]TIMELINE_DIGEST_KEY=... timeline audit digest[/bold]
     """
-    settings = _settings()
+    settings = load_settings()
 
     async def main() -> digests.Digest:
         async with bootstrap.services(settings) as built:
             return await digests.build(built.client, built.partitions, settings.digest_key)
 
-    body = _json.encode(_run(main()))
+    body = json_encoder.encode(run(main()))
     if output:
         output.write_bytes(body + b"\n")
         err.print(f"digest written to {output}")
@@ -192,7 +168,7 @@ def replay_command(
       [bold]timeline audit replay[/bold]
       [bold]timeline audit replay --promote --json[/bold]
     """
-    settings = _settings()
+    settings = load_settings()
 
     async def main() -> ReplayReport:
         async with bootstrap.services(settings) as built:
@@ -204,7 +180,7 @@ def replay_command(
                     on_progress=lambda n: bar.advance(task, n))
 
     try:
-        report = _run(main())
+        report = run(main())
     except ReplayRunning as exc:
         err.print(f"[red]refused:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -237,7 +213,7 @@ def history_command(
     from events.errors import EventValidationError
     from services.queries import EventView, parse_as_of
 
-    settings = _settings()
+    settings = load_settings()
     try:
         when = parse_as_of(as_of) if as_of else None
     except EventValidationError as exc:
@@ -248,7 +224,7 @@ def history_command(
         async with bootstrap.services(settings) as built:
             return await built.read_model.entry(source, ident, as_of=when)
 
-    found = _run(main())
+    found = run(main())
     if found is None:
         err.print(f"[red]no event {ident!r} from {source!r}"
                   f"{' as of ' + when if when else ''}[/red]")
@@ -284,7 +260,7 @@ def export_command(
     if format not in FORMATS:
         err.print(f"[red]unsupported format {format!r}:[/red] one of {', '.join(FORMATS)}")
         raise typer.Exit(2)
-    settings = _settings()
+    settings = load_settings()
     try:
         handle = output.open("wb") if output else sys.stdout.buffer
     except OSError as exc:
@@ -300,7 +276,7 @@ def export_command(
                                     on_progress=lambda n: bar.advance(task, n))
 
     try:
-        summary = _run(main())
+        summary = run(main())
     finally:
         if output:
             handle.close()
@@ -325,7 +301,7 @@ def restore_command(
     Examples:
       [bold]timeline restore log.jsonl[/bold]
     """
-    settings = _settings()
+    settings = load_settings()
     if not file.is_file():
         err.print(f"[red]cannot read {file}[/red]")
         raise typer.Exit(2)
@@ -339,7 +315,7 @@ def restore_command(
                                      on_progress=lambda n: bar.advance(task, n))
 
     try:
-        restored = _run(main())
+        restored = run(main())
     except RestoreRefused as exc:
         err.print(f"[red]restore refused:[/red] {exc}")
         raise typer.Exit(1) from None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import os
 import signal
@@ -13,16 +12,14 @@ from typing import Annotated, Any, Optional
 
 import msgspec
 import typer
-from redis.exceptions import RedisError
-from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
 
 from services import bootstrap, config
-from services import logging as service_logging
 from services.cli import audit as audit_commands
 from services.cli import parked as parked_commands
+from services.cli.common import console, err, json_encoder, load_settings, run
 from services.importers.common import BadFile
 from services.publishing import Rejection, Tally, publish_all, read_events
 from services.redis.embedded import die_with_parent
@@ -36,29 +33,8 @@ app = typer.Typer(
     "  [bold]timeline audit verify[/bold]\n\n"
     "Exit status: 0 ok, 1 the command found a problem (rejected events, a failed "
     "verification), 2 usage, configuration or input error, 130 interrupted.")
-console = Console()
-err = Console(stderr=True)
-_json = msgspec.json.Encoder()
 
 
-def _settings() -> config.Settings:
-    try:
-        settings = config.load()
-    except config.ConfigError as exc:
-        err.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    service_logging.configure(settings.log_format, settings.log_level)
-    return settings
-
-
-def _run(coro: Any) -> Any:
-    try:
-        return asyncio.run(coro)
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-    except (RedisError, RuntimeError) as exc:  # unreachable server, embedded start failure
-        err.print(f"[red]cannot reach the server:[/red] {exc}")
-        raise typer.Exit(2) from None
 
 
 def _check_bind(host: str, settings: config.Settings) -> None:
@@ -86,7 +62,7 @@ def show_config() -> None:
     Examples:
       [bold]timeline config[/bold]
     """
-    console.print_json(_json.encode(_settings().masked()).decode())
+    console.print_json(json_encoder.encode(load_settings().masked()).decode())
 
 
 async def _serve_http(built: bootstrap.Services, host: str, port: int) -> None:
@@ -127,7 +103,7 @@ def serve(
       [bold]timeline serve --demo[/bold]
       [bold]timeline serve --port 8080 --workers 2[/bold]
     """
-    settings = _settings()
+    settings = load_settings()
     host, port = host or settings.host, settings.port if port is None else port
     _check_bind(host, settings)
 
@@ -144,7 +120,7 @@ def serve(
             finally:
                 _stop_workers(children)
 
-    _run(main())
+    run(main())
 
 
 @app.command()
@@ -157,7 +133,7 @@ def api(
     Examples:
       [bold]timeline api --host 127.0.0.1 --port 8001[/bold]
     """
-    settings = _settings()
+    settings = load_settings()
     host, port = host or settings.host, settings.port if port is None else port
     _check_bind(host, settings)
 
@@ -165,7 +141,7 @@ def api(
         async with bootstrap.services(settings) as built:
             await _serve_http(built, host, port)
 
-    _run(main())
+    run(main())
 
 
 @app.command()
@@ -176,7 +152,7 @@ def worker() -> None:
       [bold]timeline worker[/bold]
       [bold]TIMELINE_REDIS_URL=redis://valkey:6379/0 timeline worker[/bold]
     """
-    settings = _settings()
+    settings = load_settings()
 
     async def main() -> None:
         from services.ingest.worker import run_worker
@@ -184,12 +160,12 @@ def worker() -> None:
         async with bootstrap.services(settings) as built:
             await run_worker(built)
 
-    _run(main())
+    run(main())
 
 
 def _publish_file(path: str, rejects_path: Path | None, progress: bool,
                   parse: Any = read_events, fmt: str = "jsonl") -> Tally:
-    settings = _settings()
+    settings = load_settings()
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -206,7 +182,7 @@ def _publish_file(path: str, rejects_path: Path | None, progress: bool,
                                          lambda n: bar.advance(task, n))
 
     try:
-        tally = _run(main())
+        tally = run(main())
     except msgspec.DecodeError as exc:
         err.print(f"[red]{path} is not valid JSON:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -215,9 +191,9 @@ def _publish_file(path: str, rejects_path: Path | None, progress: bool,
         raise typer.Exit(2) from None
     if rejections:
         target = rejects_path or Path(f"{'stdin' if path == '-' else path}.rejects.jsonl")
-        target.write_bytes(b"".join(_json.encode(r) + b"\n" for r in rejections))
+        target.write_bytes(b"".join(json_encoder.encode(r) + b"\n" for r in rejections))
         err.print(f"rejections with reasons: {target}")
-    console.print_json(_json.encode(tally).decode())
+    console.print_json(json_encoder.encode(tally).decode())
     return tally
 
 
@@ -279,7 +255,7 @@ def _show_export(
             names = await built.read_model.names(keys) if kind == "entity" else {}
             return await collect(built.read_model, query), names.get(keys[0]) if names else None
 
-    collected, title_name = _run(main())
+    collected, title_name = run(main())
     sys.stdout.buffer.write(render(fmt, kind, key, collected.entries, title_name))
     sys.stdout.buffer.flush()
     if collected.next_cursor:
@@ -316,7 +292,7 @@ def show(
     from services.exports.formats import EXPORTS
     from services.queries import BadQuery, parse_params, timeline_name, to_query
 
-    settings = _settings()
+    settings = load_settings()
     expected = {"entity": 1, "pair": 2, "place": 1, "topic": 1, "all": 0}
     keys = keys or []
     formats = ("table", "json", *EXPORTS)
@@ -341,9 +317,9 @@ def show(
         async with bootstrap.services(settings) as built:
             return await built.read_model.page(to_query(name, params), params.limit)
 
-    page = _run(main())
+    page = run(main())
     if format == "json":
-        console.print_json(_json.encode({"timeline": {"kind": kind, "key": key},
+        console.print_json(json_encoder.encode({"timeline": {"kind": kind, "key": key},
                                          "entries": page.entries,
                                          "next_cursor": page.next_cursor}).decode())
         return
@@ -393,7 +369,7 @@ def tail(
     if problem := bad_filters(entity, topic):
         err.print(f"[red]{problem}[/red]")
         raise typer.Exit(2)
-    if _run(follow(_settings(), entity, topic, json, console)):
+    if run(follow(load_settings(), entity, topic, json, console)):
         raise typer.Exit(130)
 
 
@@ -406,7 +382,7 @@ def asyncapi() -> None:
     """
     from services.asyncapi import document
 
-    typer.echo(_json.encode(document()).decode())
+    typer.echo(json_encoder.encode(document()).decode())
 
 
 audit_commands.register(app)  # `audit ...`, `export`, `restore`

@@ -3,39 +3,13 @@ whose apply kept failing, and retrying them (services/parking.py)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
-import msgspec
 import typer
-from redis.exceptions import RedisError
-from rich.console import Console
 from rich.table import Table
 
-from services import bootstrap, config
-from services import logging as service_logging
-
-console = Console()
-err = Console(stderr=True)
-_json = msgspec.json.Encoder()
-
-
-def _settings() -> config.Settings:
-    try:
-        settings = config.load()
-    except config.ConfigError as exc:
-        err.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    service_logging.configure(settings.log_format, settings.log_level)
-    return settings
-
-
-def _run(coro: Any) -> Any:
-    try:
-        return asyncio.run(coro)
-    except (RedisError, OSError) as exc:
-        err.print(f"[red]cannot reach the server:[/red] {exc}")
-        raise typer.Exit(2) from None
+from services import bootstrap
+from services.cli.common import console, err, json_encoder, load_settings, run
 
 
 def show_parked(
@@ -52,15 +26,15 @@ def show_parked(
     if format not in ("table", "json"):
         err.print(f"[red]unsupported format {format!r}:[/red] table or json")
         raise typer.Exit(2)
-    settings = _settings()
+    settings = load_settings()
 
     async def main() -> Any:
         async with bootstrap.services(settings) as built:
             return await list_parked(built)
 
-    found = _run(main())
+    found = run(main())
     if format == "json":
-        typer.echo(_json.encode({"parked": found}).decode())
+        typer.echo(json_encoder.encode({"parked": found}).decode())
         return
     if not found:
         console.print("no parked entries")
@@ -84,14 +58,14 @@ def unpark_command() -> None:
     from services.audit.replay import ReplayError, ReplayRunning
     from services.parking import unpark_all
 
-    settings = _settings()
+    settings = load_settings()
 
     async def main() -> Any:
         async with bootstrap.services(settings) as built:
             return await unpark_all(built)
 
     try:
-        report = _run(main())
+        report = run(main())
     except ReplayRunning as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
@@ -102,7 +76,7 @@ def unpark_command() -> None:
         err.print(f"[red]the retry failed, entries stay parked:[/red] {type(exc).__name__}: "
                   f"{exc}")
         raise typer.Exit(1) from None
-    typer.echo(_json.encode(report).decode())
+    typer.echo(json_encoder.encode(report).decode())
     if report.still_parked:
         raise typer.Exit(1)
 

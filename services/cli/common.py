@@ -1,0 +1,41 @@
+"""What every command shares: its consoles, settings loading, and running a
+coroutine with the exit statuses of the README (2 for configuration and
+unreachable servers, 130 for Ctrl-C)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+import typer
+from redis.exceptions import RedisError
+from rich.console import Console
+
+from services import config
+from services import logging as service_logging
+
+console = Console()
+err = Console(stderr=True)
+json_encoder = msgspec.json.Encoder()
+
+
+def load_settings() -> config.Settings:
+    """Settings from the environment, with logging configured; exit 2 when they are wrong."""
+    try:
+        settings = config.load()
+    except config.ConfigError as exc:
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    service_logging.configure(settings.log_format, settings.log_level)
+    return settings
+
+
+def run(coro: Any) -> Any:
+    try:
+        return asyncio.run(coro)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except (RedisError, OSError, RuntimeError) as exc:  # unreachable, or no embedded server
+        err.print(f"[red]cannot reach the server:[/red] {exc}")
+        raise typer.Exit(2) from None
