@@ -25,6 +25,7 @@ from bench.stack import PARTITIONS, Stack
 from bench.stats import Figure, NotMeasured, percentile
 from services import bootstrap, config
 from services.log import keys
+from services.queries import projection_lag
 
 Log = Callable[[str], None]
 Figures = dict[str, "Figure | NotMeasured"]
@@ -221,9 +222,7 @@ async def _wait_projected(url: str, within: float = 600) -> None:
     try:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            heads = await services.log.heads()
-            applied = await services.read_model.applied()
-            if all(applied.get(p, 0) >= s for p, s in heads.items()):
+            if not any((await projection_lag(services.log, services.read_model)).values()):
                 return
             await asyncio.sleep(0.05)
         raise TimeoutError("the worker did not catch up")

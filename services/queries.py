@@ -19,6 +19,7 @@ from projections.asof import utc_text
 from projections.entry import Entry, Version, city_key
 from projections.fold import Query
 from projections.store import ReadModel
+from services.log.reader import LogReader
 
 _ENTITY = re.compile(ENTITY_ID_PATTERN)
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
@@ -149,6 +150,13 @@ def parse_as_of(text: str) -> str:
     if re.search(r" [0-9]{2}:[0-9]{2}$", text):  # an unencoded "+" in a URL arrives as a space
         text = text[:-6] + "+" + text[-5:]
     return utc_text(parse_timestamp(text, "as_of"))
+
+
+async def projection_lag(log: LogReader, read_model: ReadModel) -> dict[int, int]:
+    """Per partition, how many logged entries the projection has not applied yet."""
+    heads = await log.heads()
+    applied = await read_model.applied()
+    return {p: max(0, s - applied.get(p, 0)) for p, s in heads.items()}
 
 
 def to_query(name: str, params: TimelineParams) -> Query:

@@ -21,6 +21,8 @@ from typing import Any
 import httpx
 from websockets.sync.client import ClientConnection, connect
 
+from services import subprocesses
+
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
 INSTALL_HINT = "no Chromium found: install Debian's package (apt-get install -y chromium)"
 
@@ -119,10 +121,5 @@ class Browser:
 
     def close(self) -> None:
         self._closing.close()
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        subprocesses.stop(self.process)
         self.log.close()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import redis
 
+from services import subprocesses
 from services.redis.embedded import binary_path, die_with_parent, free_port
 
 SLOTS = 16384
@@ -54,14 +55,8 @@ class Node:
             self.process.wait()
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            subprocesses.stop(self.process)
 
 
 def _wait(predicate: object, what: str, timeout: float = 30.0) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from services import subprocesses
 from services.redis.embedded import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,13 +36,7 @@ def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
 
 
 def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
-    if process.poll() is None:
-        process.send_signal(sig)
-        try:
-            return process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    return process.wait()
+    return subprocesses.stop(process, grace=20, sig=sig)
 
 
 def wait_http(base: str, path: str = "/healthz", timeout: float = 30.0,

@@ -16,7 +16,7 @@ from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
 
-from services import bootstrap, config
+from services import bootstrap, config, subprocesses
 from services.cli import audit as audit_commands
 from services.cli import parked as parked_commands
 from services.cli.common import console, err, json_encoder, load_settings, run
@@ -81,13 +81,10 @@ def _spawn_workers(count: int, url: str) -> list[subprocess.Popen[bytes]]:
 
 
 def _stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
-    for worker in workers:
+    for worker in workers:  # all at once: each then finishes its batch in parallel
         worker.send_signal(signal.SIGTERM)
     for worker in workers:
-        try:
-            worker.wait(15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        subprocesses.stop(worker, grace=15)
 
 
 @app.command()

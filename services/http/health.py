@@ -10,6 +10,7 @@ from redis.exceptions import RedisError
 
 from services.bootstrap import Services
 from services.http.auth import OPEN_SECURITY
+from services.queries import projection_lag
 
 MAX_LAG = 1000  # entries a partition's projection may trail its log and stay ready
 
@@ -24,12 +25,11 @@ async def healthz() -> dict[str, str]:
          data_container=dict[str, Any], description="not ready: `reason` says why")})
 async def readyz(services: Services) -> Response[dict[str, Any]]:
     try:
-        heads = await services.log.heads()
-        applied = await services.read_model.applied()
+        behind = await projection_lag(services.log, services.read_model)
     except (RedisError, OSError) as exc:
         return Response({"ready": False, "reason": f"server unreachable: {exc}"},
                         status_code=503)
-    lag = {str(p): heads[p] - applied.get(p, 0) for p in heads}
+    lag = {str(p): n for p, n in behind.items()}
     ready = all(v <= MAX_LAG for v in lag.values())
     body = {"ready": ready, "lag": lag}
     if not ready:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import redis
 
+from services import subprocesses
+
 URL_FILE = "server.url"
 PID_FILE = "server.pid"
 
@@ -112,13 +114,7 @@ class EmbeddedServer:
     def stop(self) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        subprocesses.stop(self.process)
         pid_file = self.data_dir / PID_FILE
         with contextlib.suppress(FileNotFoundError):
             if pid_file.read_text() == str(self.process.pid):  # ours, not a later server's

@@ -12,6 +12,7 @@ from projections.entry import Entry
 from projections.fold import Query, Timelines
 from services.bootstrap import Services
 from services.log import keys
+from services.queries import projection_lag
 
 
 async def publish(services: Services, raw: list[dict[str, Any]], batch: int = 500) -> None:
@@ -24,12 +25,11 @@ async def publish(services: Services, raw: list[dict[str, Any]], batch: int = 50
 async def wait_projected(services: Services, within: float = 120.0) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        heads = await services.log.heads()
-        applied = await services.read_model.applied()
-        if all(applied.get(p, 0) >= s for p, s in heads.items()):
+        lag = await projection_lag(services.log, services.read_model)
+        if not any(lag.values()):
             return
         await asyncio.sleep(0.1)
-    raise TimeoutError(f"not projected: heads {heads}, applied {applied}")
+    raise TimeoutError(f"not projected: entries behind per partition {lag}")
 
 
 async def reference(services: Services) -> Timelines:
