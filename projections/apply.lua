@@ -1,17 +1,20 @@
--- Apply one partition's changes to the read model, in log order, once.
+-- Apply one partition's batch of changes to the read model, in log order, once.
 -- KEYS[1]: the pointer naming the active namespace (every key below shares its slot)
 -- ARGV[1]: key base ("timeline:{rm}:"); ARGV[2]: namespace, "" for the active one;
 -- ARGV[3]: the namespace the caller read its state from ("" = do not check);
--- ARGV[4]: partition; ARGV[5]: msgpack list of changes:
---   {sequence, key, member, doc, timelines, old_member, old_timelines, span, history,
---    names {{id, name, kind}}, alias, name_stamp, ever_suffix, old_open_suffix,
---    old_closed_suffix, old_doc_sequence}
---   The ever suffixes (projections/asof.py) are "" where a version has no place in the
---   as-of index: an entry enters it with its first amendment, its first version closed.
--- A change whose sequence is already applied is skipped, so redelivery of any
--- suffix changes nothing. A batch folded from another namespace's state (the
+-- ARGV[4]: partition; ARGV[5]: msgpack payload (projections/writes.py encode_batch):
+--   {first, last, {{timeline, member...}...}, {key, doc...}, {key, history...},
+--    {amendment...}, {timeline, span...}, {id, name, stamp...}, {id, kind, stamp...}}
+--   an amendment: {sequence, key, member, doc, timelines, old_member, old_timelines,
+--    span, history, names, alias, name_stamp, ever_suffix, old_open_suffix,
+--    old_closed_suffix, old_doc_sequence}; the ever suffixes (projections/asof.py) are
+--    "" where a version has no place in the as-of index.
+-- The batch holds sequences first..last and applies whole or not at all: a batch
+-- already applied changes nothing (redelivery), one that overlaps what is applied
+-- is "stale" (the caller re-reads its state and re-folds), one that starts past the
+-- next sequence is a gap. A batch folded from another namespace's state (the
 -- pointer moved in between) is refused like a gap: the caller re-reads and re-folds.
--- Reply: {"ok", applied, ns} or {"gap", applied, ns}.
+-- Reply: {"ok"|"gap"|"stale", applied, ns}.
 local base, ns = ARGV[1], ARGV[2]
 if ns == '' then ns = redis.call('GET', KEYS[1]) or 'blue' end
 local function key(name) return base .. ns .. ':' .. name end
@@ -24,58 +27,111 @@ local applied = tonumber(redis.call('HGET', applied_key, partition) or '0')
 if ARGV[3] ~= '' and ARGV[3] ~= ns then
   return {'gap', applied, ns}
 end
-local changes = cmsgpack.unpack(ARGV[5])
+local batch = cmsgpack.unpack(ARGV[5])
+local first, last = batch[1], batch[2]
+if last <= applied then return {'ok', applied, ns} end
+if first <= applied then return {'stale', applied, ns} end
+if first ~= applied + 1 then return {'gap', applied, ns} end
+
+-- One command for many arguments, in slices that stay under Lua's unpack() limit.
+local function bulk(command, target, args, from, step)
+  for i = from, #args, step do
+    local call = {command, target}
+    for j = i, math.min(i + step - 1, #args) do call[#call + 1] = args[j] end
+    redis.call(unpack(call))
+  end
+end
+
+-- HMGET of many fields, in slices like `bulk`; one reply in field order.
+local function hmget(hash, fields)
+  local found = {}
+  for i = 1, #fields, 2000 do
+    local slice = {}
+    for j = i, math.min(i + 1999, #fields) do slice[#slice + 1] = fields[j] end
+    local reply = redis.call('HMGET', hash, unpack(slice))
+    for j = 1, #slice do found[#found + 1] = reply[j] end
+  end
+  return found
+end
+
+-- New entries: one ZADD per timeline, one HSET for documents and one for histories.
+for _, members in ipairs(batch[3]) do
+  local scored = {}
+  for i = 2, #members do
+    scored[#scored + 1] = 0
+    scored[#scored + 1] = members[i]
+  end
+  bulk('ZADD', tl .. members[1], scored, 1, 2000)
+end
+bulk('HSET', entries, batch[4], 1, 2000)
+bulk('HSET', history, batch[5], 1, 2000)
+
+-- Amendments, one by one in log order, after the entries they amend exist.
+for _, c in ipairs(batch[6]) do
+  if c[6] ~= '' then
+    local old_doc = redis.call('HGET', entries, c[2])
+    if old_doc then
+      redis.call('HSET', superseded, c[2] .. '\31' .. c[16], old_doc)
+    end
+    for _, name in ipairs(c[7]) do
+      redis.call('ZREM', tl .. name, c[6])
+      if c[14] ~= '' then redis.call('ZREM', ever .. name, c[6] .. c[14]) end
+      redis.call('ZADD', ever .. name, 0, c[6] .. c[15])
+    end
+  end
+  if c[3] ~= '' then
+    for _, name in ipairs(c[5]) do
+      redis.call('ZADD', tl .. name, 0, c[3])
+      if c[13] ~= '' then redis.call('ZADD', ever .. name, 0, c[3] .. c[13]) end
+    end
+    redis.call('HSET', entries, c[2], c[4])
+    redis.call('HSET', history, c[2], c[9])
+  end
+  if c[11] ~= '' then
+    redis.call('HSET', aliases, c[11], c[2])
+  end
+end
+
+-- The longest span per timeline only grows.
+local spans = batch[7]
+if #spans > 0 then
+  local fields = {}
+  for i = 1, #spans, 2 do fields[#fields + 1] = spans[i] end
+  local known = hmget(maxspan, fields)
+  local grown = {}
+  for i = 1, #fields do
+    local span = spans[2 * i]
+    if not known[i] or tonumber(known[i]) < span then
+      grown[#grown + 1] = fields[i]
+      grown[#grown + 1] = span
+    end
+  end
+  bulk('HSET', maxspan, grown, 1, 2000)
+end
 
 -- Latest by recorded time (then position), not by arrival: partitions are
 -- applied concurrently, and a rebuild must pick the same name as the live copy.
-local function remember(hash, field, value, at)
-  local seen = redis.call('HGET', stamps, field)
-  -- (equal-length digit strings: any collation orders them as numbers)
-  if not seen or seen <= at then
-    redis.call('HSET', hash, string.sub(field, 3), value)
-    redis.call('HSET', stamps, field, at)
+-- (Stamps are equal-length digit strings: any collation orders them as numbers.)
+local function remember(hash, prefix, found)
+  if #found == 0 then return end
+  local fields = {}
+  for i = 1, #found, 3 do fields[#fields + 1] = prefix .. found[i] end
+  local seen = hmget(stamps, fields)
+  local values, stamped = {}, {}
+  for i = 1, #fields do
+    local at = found[3 * i]
+    if not seen[i] or seen[i] <= at then
+      values[#values + 1] = found[3 * i - 2]
+      values[#values + 1] = found[3 * i - 1]
+      stamped[#stamped + 1] = fields[i]
+      stamped[#stamped + 1] = at
+    end
   end
+  bulk('HSET', hash, values, 1, 2000)
+  bulk('HSET', stamps, stamped, 1, 2000)
 end
+remember(names, 'n:', batch[8])
+remember(kinds, 'k:', batch[9])
 
-for _, c in ipairs(changes) do
-  local seq = c[1]
-  if seq > applied then
-    if seq ~= applied + 1 then
-      redis.call('HSET', applied_key, partition, applied)
-      return {'gap', applied, ns}
-    end
-    if c[6] ~= '' then
-      local old_doc = redis.call('HGET', entries, c[2])
-      if old_doc then
-        redis.call('HSET', superseded, c[2] .. '\31' .. c[16], old_doc)
-      end
-      for _, name in ipairs(c[7]) do
-        redis.call('ZREM', tl .. name, c[6])
-        if c[14] ~= '' then redis.call('ZREM', ever .. name, c[6] .. c[14]) end
-        redis.call('ZADD', ever .. name, 0, c[6] .. c[15])
-      end
-    end
-    if c[3] ~= '' then
-      for _, name in ipairs(c[5]) do
-        redis.call('ZADD', tl .. name, 0, c[3])
-        if c[13] ~= '' then redis.call('ZADD', ever .. name, 0, c[3] .. c[13]) end
-        local span = tonumber(redis.call('HGET', maxspan, name) or '-1')
-        if c[8] > span then
-          redis.call('HSET', maxspan, name, c[8])
-        end
-      end
-      redis.call('HSET', entries, c[2], c[4])
-      redis.call('HSET', history, c[2], c[9])
-    end
-    for _, n in ipairs(c[10]) do
-      if n[2] ~= '' then remember(names, 'n:' .. n[1], n[2], c[12]) end
-      if n[3] ~= '' then remember(kinds, 'k:' .. n[1], n[3], c[12]) end
-    end
-    if c[11] ~= '' then
-      redis.call('HSET', aliases, c[11], c[2])
-    end
-    applied = seq
-  end
-end
-redis.call('HSET', applied_key, partition, applied)
-return {'ok', applied, ns}
+redis.call('HSET', applied_key, partition, last)
+return {'ok', last, ns}

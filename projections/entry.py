@@ -6,6 +6,7 @@ Pure: no I/O. The Redis store and the in-memory reference fold share it.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from itertools import combinations
 from typing import Any, Literal
 
@@ -17,9 +18,11 @@ from events.headlines import headline
 from events.refs import EntityRef
 from events.stored import StoredEvent, event_key
 from events.upcast import upcast
+from projections.asof import stamp
 
 Status = Literal["active", "corrected", "retracted"]
 _STATUS_FLAG = {"active": "a", "corrected": "c", "retracted": "r"}
+_PRECISION_RANK = {"year": "0", "month": "1", "day": "2"}
 
 
 class EntityRole(msgspec.Struct, frozen=True):
@@ -75,9 +78,8 @@ entry_decoder = msgspec.json.Decoder(Entry)
 history_decoder = msgspec.json.Decoder(list[Version])
 
 
-def _involved(subject: str, payload: Any) -> list[EntityRole]:
+def _involved(subject: str, refs: list[tuple[EntityRef, str]]) -> list[EntityRole]:
     roles: dict[str, EntityRole] = {}
-    refs: list[tuple[EntityRef, str]] = payload.entities() if payload is not None else []
     for ref, role in refs:
         if ref.id not in roles:
             roles[ref.id] = EntityRole(ref.id, ref.name, role)
@@ -86,30 +88,38 @@ def _involved(subject: str, payload: Any) -> list[EntityRole]:
     return list(roles.values())
 
 
+Name = tuple[str, str | None, str | None]  # (entity id, name, kind) as an event gives them
+
+
 def build_entry(
     event: StoredEvent, occurred: PartialDate, data: dict[str, Any], *,
     version: int = 1, status: Status = "active",
 ) -> Entry:
     """The entry for `event`, shown with `occurred` and `data` (its own or corrected)."""
+    return entry_and_names(event, occurred, data, version=version, status=status)[0]
+
+
+def entry_and_names(
+    event: StoredEvent, occurred: PartialDate, data: dict[str, Any], *,
+    version: int = 1, status: Status = "active",
+) -> tuple[Entry, list[Name]]:
+    """`build_entry`, and the (id, name, kind) of every entity reference the data
+    carries, from one decoding of the data (the projection's hottest step)."""
     payload = catalog.decode_data(event.type, upcast(event.type, event.schemaversion, data))
     place = payload.place
-    return Entry(
+    refs: list[tuple[EntityRef, str]] = payload.entities()
+    entry = Entry(
         source=event.source, id=event.id, type=event.type, subject=event.subject,
         occurred=occurred.text, occurred_start=occurred.earliest.isoformat(),
         occurred_end=occurred.latest.isoformat(), precision=occurred.precision.label,
         qualifier=occurred.qualifier or None,
         headline=headline(event.type, event.subject, payload),
-        entities=_involved(event.subject, payload),
+        entities=_involved(event.subject, refs),
         place=msgspec.to_builtins(place) if place is not None else None,
         topics=list(payload.topics), data=data, recordedtime=event.recordedtime,
         recordedby=event.recordedby, position=event.position, version=version, status=status,
     )
-
-
-def names_of(event: StoredEvent, data: dict[str, Any]) -> list[tuple[str, str | None, str | None]]:
-    """(id, name, kind) of every entity reference the data carries."""
-    payload = catalog.decode_data(event.type, data)
-    return [(ref.id, ref.name, ref.kind) for ref, _ in payload.entities()]
+    return entry, [(ref.id, ref.name, ref.kind) for ref, _ in refs]
 
 
 def timelines(entry: Entry) -> list[str]:
@@ -140,8 +150,8 @@ def member(entry: Entry) -> str:
     earliest day, precision (coarser first), recordedtime, source, id; then,
     outside the order, latest day, status flag and type for filtering.
     """
-    recorded = "".join(ch for ch in entry.recordedtime if ch.isdigit()).ljust(20, "0")
-    precision = {"year": "0", "month": "1", "day": "2"}[entry.precision]
+    recorded = stamp(entry.recordedtime)
+    precision = _PRECISION_RANK[entry.precision]
     return (
         f"{_compact_day(entry.occurred_start)}{precision}{recorded}{entry.source}\x1f{entry.id}"
         f"\x1f{_compact_day(entry.occurred_end)}{_STATUS_FLAG[entry.status]}{entry.type}"
@@ -159,5 +169,6 @@ def span_days(entry: Entry) -> int:
     return (dt.date.fromisoformat(entry.occurred_end) - start).days
 
 
+@functools.lru_cache(maxsize=8192)  # dates repeat across a log; PartialDate is frozen
 def occurred_of(text: str) -> PartialDate:
     return parse_partial_date(text)

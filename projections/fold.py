@@ -18,8 +18,7 @@ from projections.entry import (
     Entry,
     Status,
     Version,
-    build_entry,
-    names_of,
+    entry_and_names,
     occurred_of,
     sort_key,
     timelines,
@@ -68,10 +67,9 @@ def fold(event: StoredEvent, current: State | None) -> Change:
     """What `event` does, given the current state of the entry it targets."""
     target = target_key(event)
     if target is None:
-        entry = build_entry(event, occurred_of(event.occurred), event.data)
+        entry, names = entry_and_names(event, occurred_of(event.occurred), event.data)
         return Change(key=event.key, entry=entry, previous=None,
-                      history=[_version(event, occurred=event.occurred)],
-                      names=names_of(event, event.data))
+                      history=[_version(event, occurred=event.occurred)], names=names)
     if current is None:  # the append path forbids it; never lose the event's turn
         return Change(key=target, entry=None, previous=None, history=[], alias=event.key)
     entry, history = current
@@ -84,11 +82,10 @@ def fold(event: StoredEvent, current: State | None) -> Change:
     occurred = correction.occurred or entry.occurred
     data = correction.data if correction.data is not None else entry.data
     status: Status = "retracted" if entry.status == "retracted" else "corrected"
-    corrected = build_entry(_origin(entry), occurred_of(occurred), data,
-                            version=entry.version + 1, status=status)
+    corrected, names = entry_and_names(_origin(entry), occurred_of(occurred), data,
+                                       version=entry.version + 1, status=status)
     return Change(
-        key=target, entry=corrected, previous=entry, alias=event.key,
-        names=names_of(_origin(entry), data),
+        key=target, entry=corrected, previous=entry, alias=event.key, names=names,
         history=[*history, _version(event, occurred=correction.occurred,
                                     reason=correction.reason, data=correction.data)],
     )

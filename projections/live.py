@@ -21,9 +21,7 @@ import structlog
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
-from events.stored import StoredEvent
 from projections.entry import Entry, entry_decoder, entry_encoder, timelines
-from projections.fold import target_key
 from projections.store import ReadModel
 
 LIVE = "timeline:live"
@@ -68,20 +66,26 @@ class LiveFeed:
         self.read_model = read_model
         self._publish = client.register_script(_PUBLISH)
 
-    async def publish(self, events: list[StoredEvent], seconds: float) -> None:
-        """Publish the current entry of everything `events` touched; record the batch.
+    async def publish(self, fresh: dict[str, tuple[str, list[str]]], earlier: list[str],
+                      events: int, seconds: float) -> None:
+        """Publish the current entry of everything a batch touched; record the batch.
 
-        The entries are read back from the read model, so a correction is published
-        as the entry it produced, and an entry changed twice in one batch once.
+        `fresh` holds the entries the apply has just written (key -> (document,
+        timelines)), so a correction is published as the entry it produced, and an
+        entry changed twice in one batch once. `earlier` names entries of events a
+        previous delivery applied (it crashed before acknowledging): those are read
+        back from the read model, so a redelivered batch is published again.
         """
-        keys = list(dict.fromkeys(target_key(e) or e.key for e in events))
-        entries = await self.read_model.entries_of(keys)
+        args: list[Any] = [MAXLEN]
+        for doc, names in fresh.values():
+            args += [doc, _names_encoder.encode(names)]
+        missing = [k for k in dict.fromkeys(earlier) if k not in fresh]
+        for entry in await self.read_model.entries_of(missing) if missing else []:
+            args += [entry_encoder.encode(entry), _names_encoder.encode(timelines(entry))]
+        entries = (len(args) - 1) // 2
         pipe = self.client.pipeline(transaction=False)
         try:
             if entries:
-                args: list[Any] = [MAXLEN]
-                for entry in entries:
-                    args += [entry_encoder.encode(entry), _names_encoder.encode(timelines(entry))]
                 if isinstance(self.client, RedisCluster):
                     # redis-py only reloads a script after NOSCRIPT outside a cluster
                     # pipeline: on a cluster the call goes on its own.
@@ -89,7 +93,7 @@ class LiveFeed:
                 else:
                     await self._publish(keys=[LIVE], args=args, client=pipe)
             pipe.hincrby(BATCH_STATS, "count", 1)
-            pipe.hincrby(BATCH_STATS, "events", len(events))
+            pipe.hincrby(BATCH_STATS, "events", events)
             pipe.hincrbyfloat(BATCH_STATS, "sum", seconds)
             pipe.hincrby(BATCH_STATS, f"le:{bucket_of(seconds)}", 1)
             await pipe.execute()
@@ -97,7 +101,7 @@ class LiveFeed:
             # The server refused a command (say, a key of the wrong type): retrying
             # cannot help, and the feed is secondary, so the projection flows on.
             # Connection errors still propagate: the batch is then retried whole.
-            log.error("live feed publish failed", error=str(exc), entries=len(entries))
+            log.error("live feed publish failed", error=str(exc), entries=entries)
 
 
 def is_stream_id(text: str) -> bool:

@@ -41,13 +41,9 @@ from projections.entry import (
     Entry,
     Version,
     entry_decoder,
-    entry_encoder,
     history_decoder,
-    member,
-    span_days,
-    timelines,
 )
-from projections.fold import Change, Query
+from projections.fold import Query
 
 TAG = "{rm}"
 BASE = f"timeline:{TAG}:"
@@ -98,41 +94,6 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _name_stamp(version: Version) -> str:
-    """Recorded time, then position: a total order over every event of the log."""
-    partition, sequence = parse_position(version.position)
-    return f"{asof.stamp(version.recordedtime)}{partition:05d}{sequence:012d}"
-
-
-def encode_change(sequence: int, change: Change) -> list[Any]:
-    """One change as the apply script reads it (msgpack strings: Lua's cmsgpack has no bin)."""
-    new, old, history = change.entry, change.previous, change.history
-    this = history[-1] if history else None
-    added = asof.stamp(this.recordedtime) if this else ""
-    # Only amended entries have versions in the as-of index (projections/asof.py): an
-    # entry never amended is as-of visible from the recorded time its live member holds.
-    ever_new = (asof.suffix(added, asof.OPEN, sequence)
-                if new and this and asof.amended(new.status) else "")
-    old_open = old_closed = ""
-    old_sequence = 0
-    if old is not None and len(history) >= 2:
-        before = history[-2]
-        old_sequence = parse_position(before.position)[1]
-        old_added = asof.stamp(before.recordedtime)
-        if asof.amended(old.status):
-            old_open = asof.suffix(old_added, asof.OPEN, old_sequence)
-        old_closed = asof.suffix(old_added, added, old_sequence)
-    return [
-        sequence, change.key,
-        member(new) if new else "", entry_encoder.encode(new).decode() if new else "",
-        timelines(new) if new else [],
-        member(old) if old else "", timelines(old) if old else [],
-        span_days(new) if new else 0, _history_encoder.encode(history).decode(),
-        [[i, n or "", k or ""] for i, n, k in change.names], change.alias or "",
-        _name_stamp(this) if this else "", ever_new, old_open, old_closed, old_sequence,
-    ]
-
-
 class ReadModel:
     """Reads and writes the timelines of one Redis (or one cluster slot).
 
@@ -162,12 +123,11 @@ class ReadModel:
         value = await self.client.get(ACTIVE)
         return _text(value) if value is not None else DEFAULT_NAMESPACE
 
-    async def apply(self, partition: int, changes: list[list[Any]]) -> tuple[str, int]:
+    async def apply(self, partition: int, payload: bytes) -> tuple[str, int]:
+        """Apply one batch (projections.writes.encode_batch): ("ok"|"gap"|"stale", applied)."""
         expected = self._state_from.pop(partition, "") if self.namespace is None else ""
         reply = await self._apply(
-            keys=[ACTIVE],
-            args=[BASE, self.namespace or "", expected, partition, _packer.encode(changes)],
-        )
+            keys=[ACTIVE], args=[BASE, self.namespace or "", expected, partition, payload])
         return _text(reply[0]), int(reply[1])
 
     async def state(

@@ -10,7 +10,7 @@ from events.stored import StoredEvent
 from projections import asof
 from projections.entry import member
 from projections.fold import Timelines
-from projections.store import encode_change
+from projections.writes import encode_change
 from services.queries import BadQuery, parse_as_of, parse_params
 
 
