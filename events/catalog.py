@@ -24,8 +24,13 @@ Count = Annotated[int, msgspec.Meta(ge=1)]
 VENDOR_TYPE = re.compile(r"^x-[a-z0-9][a-z0-9-]{0,30}\.[a-z0-9][a-z0-9_-]{0,30}$")
 
 
-class Common(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
-    """Fields every catalog type may carry."""
+class Common(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True,
+             gc=False):
+    """Fields every catalog type may carry.
+
+    Decoded data never forms a cycle, so no payload struct is tracked by the garbage
+    collector (`gc=False`, inherited): a batch of thousands would make every
+    collection walk them all."""
 
     headline: ShortText | None = None
     summary: Text | None = None
@@ -132,7 +137,8 @@ class SolutionDeployed(Common, kw_only=True):
         return [(self.provider, "provider"), (self.client, "client")]
 
 
-class EventCorrected(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+class EventCorrected(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True,
+                     gc=False):
     target: EventId
     reason: Text
     occurred: str | None = None
@@ -143,7 +149,7 @@ class EventCorrected(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, o
             raise ValueError("a correction must carry `occurred`, `data` or both")
 
 
-class EventRetracted(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class EventRetracted(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, gc=False):
     target: EventId
     reason: Text
 

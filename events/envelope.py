@@ -13,10 +13,11 @@ from typing import Any
 import msgspec
 
 from events import catalog
-from events.codec import SERVER_SET, canonical_bytes, content_digest
+from events.codec import SERVER_SET, canonical_bytes, content_digest_of
 from events.dates import PartialDate, day_of, parse_partial_date
 from events.errors import EventValidationError, FieldError
 from events.refs import ENTITY_ID_PATTERN
+from events.stored import event_key
 
 MAX_EVENT_BYTES = 64 * 1024
 MAX_BATCH_EVENTS = 1000
@@ -36,14 +37,28 @@ OPTIONAL_STRINGS = ("correlationid", "causationid", "traceparent")
 KNOWN = (*CORE, "datacontenttype", "expectedversion", *OPTIONAL_STRINGS)
 
 
-class NewEvent(msgspec.Struct, frozen=True):
-    """A validated event, not yet stored. `attrs` is what the log will hold."""
+class NewEvent(msgspec.Struct, frozen=True, gc=False):
+    """A validated event, not yet stored. `attrs` is what the log will hold.
+
+    Untracked by the garbage collector (it is never part of a cycle), and its typed
+    `payload` is decoded again when asked for rather than kept (except an amendment's,
+    which the append path reads): a batch holds thousands of events, and every object
+    that outlives its decoding makes the collector run, and walk it, again and again."""
 
     attrs: dict[str, Any]
     occurred: PartialDate
-    payload: Any
     digest: str
     expected_version: int | None
+    content: bytes  # canonical_bytes(attrs): what the stored form is spliced from
+    key: str  # the identity (source, id) as the dedupe index names it: event_key
+    amendment: catalog.EventCorrected | catalog.EventRetracted | None = None
+
+    @property
+    def payload(self) -> Any:
+        """The typed `data` (already validated, so this cannot fail)."""
+        if self.amendment is not None:
+            return self.amendment
+        return catalog.decode_data(self.type, self.attrs["data"])
 
     @property
     def source(self) -> str:
@@ -71,55 +86,53 @@ def parse_timestamp(value: Any, path: str) -> dt.datetime:
         raise EventValidationError.one(path, f"not a real timestamp: {exc}") from None
 
 
-def _check(errors: list[FieldError], path: str, ok: bool, message: str) -> None:
-    if not ok:
-        errors.append(FieldError(path, message))
+_SERVER_SET = frozenset(SERVER_SET)
+_NOT_EXTENSIONS = frozenset(KNOWN) | _SERVER_SET
+_ID_RULE = "required: 1-128 characters of A-Za-z0-9._:/@+-"
+_SOURCE_RULE = "required: a URI-reference of 1-256 characters"
+_SUBJECT_RULE = "required: an entity id matching " + ENTITY_ID_PATTERN
+_TYPE_RULE = "required: a catalog type or x-<name>.<verb>"
+_VERSION_RULE = f"must be an integer from 0 to {MAX_EXPECTED_VERSION}"
+
+
+def _matches(pattern: re.Pattern[str], value: Any) -> bool:
+    return isinstance(value, str) and pattern.fullmatch(value) is not None
 
 
 def _check_core(raw: dict[str, Any], errors: list[FieldError]) -> None:
-    for name in SERVER_SET:
-        _check(errors, name, name not in raw, "is set by the server and must not be sent")
-    _check(errors, "specversion", raw.get("specversion") == "1.0", 'must be "1.0"')
-    ident, source, subject = raw.get("id"), raw.get("source"), raw.get("subject")
-    _check(
-        errors, "id", isinstance(ident, str) and bool(_ID.fullmatch(ident)),
-        "required: 1-128 characters of A-Za-z0-9._:/@+-",
-    )
-    _check(
-        errors, "source", isinstance(source, str) and bool(_SOURCE.fullmatch(source)),
-        "required: a URI-reference of 1-256 characters",
-    )
-    _check(
-        errors, "subject", isinstance(subject, str) and bool(_SUBJECT.fullmatch(subject)),
-        "required: an entity id matching " + ENTITY_ID_PATTERN,
-    )
+    # Every check runs (one 422 names every problem); each costs little when it passes,
+    # since every event of a batch goes through here.
+    if not _SERVER_SET.isdisjoint(raw):
+        errors += [FieldError(name, "is set by the server and must not be sent")
+                   for name in SERVER_SET if name in raw]
+    if raw.get("specversion") != "1.0":
+        errors.append(FieldError("specversion", 'must be "1.0"'))
+    if not _matches(_ID, raw.get("id")):
+        errors.append(FieldError("id", _ID_RULE))
+    if not _matches(_SOURCE, raw.get("source")):
+        errors.append(FieldError("source", _SOURCE_RULE))
+    if not _matches(_SUBJECT, raw.get("subject")):
+        errors.append(FieldError("subject", _SUBJECT_RULE))
     event_type = raw.get("type")
-    _check(
-        errors, "type", isinstance(event_type, str) and catalog.is_known(event_type),
-        "required: a catalog type or x-<name>.<verb>",
-    )
-    if "datacontenttype" in raw:
-        _check(
-            errors, "datacontenttype", raw["datacontenttype"] == "application/json",
-            'must be "application/json"',
-        )
-    expected = raw.get("expectedversion")
+    if not (isinstance(event_type, str) and catalog.is_known(event_type)):
+        errors.append(FieldError("type", _TYPE_RULE))
+    if "datacontenttype" in raw and raw["datacontenttype"] != "application/json":
+        errors.append(FieldError("datacontenttype", 'must be "application/json"'))
     if "expectedversion" in raw:
-        _check(
-            errors, "expectedversion",
-            isinstance(expected, int) and not isinstance(expected, bool)
-            and 0 <= expected <= MAX_EXPECTED_VERSION,
-            f"must be an integer from 0 to {MAX_EXPECTED_VERSION}",
-        )
+        expected = raw["expectedversion"]
+        if not (isinstance(expected, int) and not isinstance(expected, bool)
+                and 0 <= expected <= MAX_EXPECTED_VERSION):
+            errors.append(FieldError("expectedversion", _VERSION_RULE))
     for name in OPTIONAL_STRINGS:
-        if name in raw:
-            _check(errors, name, isinstance(raw[name], str) and len(raw[name]) <= 512,
-                   "must be a string of at most 512 characters")
+        if name in raw and not (isinstance(raw[name], str) and len(raw[name]) <= 512):
+            errors.append(FieldError(name, "must be a string of at most 512 characters"))
 
 
 def _check_extensions(raw: dict[str, Any], errors: list[FieldError]) -> None:
+    if raw.keys() <= _NOT_EXTENSIONS:  # the usual event: no extensions at all
+        return
     for name, value in raw.items():
-        if name in KNOWN or name in SERVER_SET:
+        if name in _NOT_EXTENSIONS:
             continue
         if not _EXTENSION.fullmatch(name):
             errors.append(FieldError(name, "unknown attribute: extensions are a-z0-9, at most 20"))
@@ -127,24 +140,33 @@ def _check_extensions(raw: dict[str, Any], errors: list[FieldError]) -> None:
             errors.append(FieldError(name, "extension values must be string, number or boolean"))
 
 
+_DATES: dict[str, PartialDate] = {}
+_DATES_KEPT = 10_000  # ten years of days and then some
+
+
+def _partial_date(text: Any, path: str) -> PartialDate:
+    """parse_partial_date, remembering the dates it parsed (they are immutable):
+    a batch repeats the same days and months many times."""
+    known = _DATES.get(text) if isinstance(text, str) else None
+    if known is not None:
+        return known
+    parsed = parse_partial_date(text, path)
+    if len(_DATES) >= _DATES_KEPT:
+        _DATES.clear()
+    _DATES[parsed.text] = parsed
+    return parsed
+
+
 def _occurred(raw: dict[str, Any], recorded_day: str | None) -> PartialDate:
     if "time" in raw:
         stamp = parse_timestamp(raw["time"], "time")
     if "occurred" in raw:
-        return parse_partial_date(raw["occurred"], "occurred")
+        return _partial_date(raw["occurred"], "occurred")
     if "time" in raw:
-        return parse_partial_date(day_of(stamp), "time")
+        return _partial_date(day_of(stamp), "time")
     if recorded_day is not None:
-        return parse_partial_date(recorded_day, "occurred")
+        return _partial_date(recorded_day, "occurred")
     raise EventValidationError.one("occurred", "required when `time` is absent")
-
-
-def _collect(errors: list[FieldError], step: Any) -> Any:
-    try:
-        return step()
-    except EventValidationError as exc:
-        errors.extend(exc.errors)
-        return None
 
 
 def validate_event(raw: Any, today: str | None = None) -> NewEvent:
@@ -158,20 +180,38 @@ def validate_event(raw: Any, today: str | None = None) -> NewEvent:
         errors.append(FieldError("data", "required: a JSON object"))
     event_type = raw.get("type")
     is_amendment = event_type in (catalog.CORRECTED, catalog.RETRACTED)
-    occurred = _collect(errors, lambda: _occurred(raw, today if is_amendment else None))
+    occurred: PartialDate | None = None
+    try:
+        occurred = _occurred(raw, today if is_amendment else None)
+    except EventValidationError as exc:
+        errors += exc.errors
     payload = None
     if not errors and isinstance(event_type, str):
-        payload = _collect(errors, lambda: catalog.decode_data(event_type, raw["data"]))
+        try:
+            payload = catalog.decode_data(event_type, raw["data"])
+        except EventValidationError as exc:
+            errors += exc.errors
     if isinstance(payload, catalog.EventCorrected) and payload.occurred is not None:
-        _collect(errors, lambda: parse_partial_date(payload.occurred, "data.occurred"))
-    if errors:
+        try:
+            parse_partial_date(payload.occurred, "data.occurred")
+        except EventValidationError as exc:
+            errors += exc.errors
+    if errors or occurred is None:
         raise EventValidationError(errors)
-    attrs = {k: v for k, v in raw.items() if k != "expectedversion"}
-    if "occurred" in raw or "time" in raw:
+    attrs = dict(raw)
+    expected = attrs.pop("expectedversion", None)
+    dated = "occurred" in raw or "time" in raw
+    if dated:
         attrs["occurred"] = occurred.text
+    # Without server-set attributes (refused above) the content is the canonical bytes.
+    content = canonical_bytes(attrs)
     # The day of receipt is not content: a re-send on a later day is still a duplicate.
-    digest = content_digest(attrs)
-    attrs["occurred"] = occurred.text
-    if len(canonical_bytes(attrs)) > MAX_EVENT_BYTES:
+    digest = content_digest_of(content)
+    if not dated:
+        attrs["occurred"] = occurred.text
+        content = canonical_bytes(attrs)
+    if len(content) > MAX_EVENT_BYTES:
         raise EventValidationError.one("", f"event is larger than {MAX_EVENT_BYTES} bytes")
-    return NewEvent(attrs, occurred, payload, digest, raw.get("expectedversion"))
+    amendment = payload if is_amendment else None
+    return NewEvent(attrs, occurred, digest, expected, content,
+                    event_key(attrs["source"], attrs["id"]), amendment)

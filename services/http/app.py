@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -81,10 +82,12 @@ def create_app(settings: Settings, built: bootstrap.Services | None = None) -> L
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if built is not None:
             app.state.services = built
+            _settle_heap()
             yield
             return
         async with bootstrap.services(settings, start_server=False) as services:
             app.state.services = services
+            _settle_heap()
             yield
 
     def provide_services(state: State) -> bootstrap.Services:
@@ -113,6 +116,16 @@ def create_app(settings: Settings, built: bootstrap.Services | None = None) -> L
         debug=False,
         on_app_init=[_quiet],
     )
+
+
+def _settle_heap() -> None:
+    """Exempt everything built at start-up (modules, routes, schemas, connections: a few
+    hundred thousand objects) from garbage collection. A batch request allocates
+    thousands of containers, so the collector runs often; without this, each full
+    collection walks the whole start-up heap again (measured: most of the cost of
+    decoding a batch body)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _quiet(config: AppConfig) -> AppConfig:

@@ -17,7 +17,7 @@ from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from events import catalog
-from events.codec import GENESIS, canonical_bytes, chain_hash
+from events.codec import GENESIS, Stamp, chain_hash
 from events.envelope import NewEvent
 from events.errors import EventValidationError, FieldError
 from events.stored import event_key, position
@@ -87,6 +87,9 @@ class Appender:
         self.write_replicas = write_replicas
         self._script = scripts.load(client, Path(__file__).with_name("append.lua"))
         self._claim = scripts.load(client, Path(__file__).with_name("claim.lua"))
+        # On one server (not a cluster) the append script can also claim the identities
+        # (claim.lua's map is then in its slot): one round trip per partition, not two.
+        self._one_slot = not scripts.is_cluster(client)
         self._heads: dict[int, str] = {}
         self._locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
 
@@ -95,23 +98,32 @@ class Appender:
     ) -> list[AppendResult]:
         """Append `events` in order; results in the same order."""
         await self._check_amendments(events)
-        homes = [keys.partition_of(e.subject, self.partitions) for e in events]
-        owners = await self._claim(keys=[keys.OWNERS], args=[
-            x for e, p in zip(events, homes, strict=True) for x in (event_key(e.source, e.id), p)])
+        homes = [keys.partition_of(e.attrs["subject"], self.partitions) for e in events]
         results: list[AppendResult | None] = [None] * len(events)
         by_partition: dict[int, list[int]] = defaultdict(list)
-        for index, (event, home, owner) in enumerate(zip(events, homes, owners, strict=True)):
-            if int(owner) == home:
+        claim_in_script = self._one_slot and _each_identity_in_one_partition(events, homes)
+        if claim_in_script:  # each partition's script claims its own identities
+            for index, home in enumerate(homes):
                 by_partition[home].append(index)
-            else:  # the identity belongs to an event about another subject
-                results[index] = _result(event, home, 2, 0)
+        else:
+            claims = [x for e, p in zip(events, homes, strict=True) for x in (e.key, p)]
+            owners = await self._claim(keys=[keys.OWNERS], args=[_packer.encode(claims)])
+            for index, (event, home, owner) in enumerate(zip(events, homes, owners, strict=True)):
+                if int(owner) == home:
+                    by_partition[home].append(index)
+                else:  # the identity belongs to an event about another subject
+                    results[index] = _result(event, home, 2, 0)
+
         async def run(partition: int, indexes: list[int]) -> None:
             batch = [events[i] for i in indexes]
-            done = await self._append_partition(partition, batch, recordedby)
+            done = await self._append_partition(partition, batch, recordedby, claim_in_script)
             for i, result in zip(indexes, done, strict=True):
                 results[i] = result
 
-        await asyncio.gather(*(run(p, ix) for p, ix in by_partition.items()))
+        if len(by_partition) == 1:  # one event, or one subject: no task to spawn
+            await run(*next(iter(by_partition.items())))
+        else:
+            await asyncio.gather(*(run(p, ix) for p, ix in by_partition.items()))
         return [r for r in results if r is not None]
 
     async def _check_amendments(self, events: list[NewEvent]) -> None:
@@ -137,44 +149,50 @@ class Appender:
             raise BatchRejected(errors)
 
     async def _append_partition(
-        self, partition: int, batch: list[NewEvent], recordedby: str
+        self, partition: int, batch: list[NewEvent], recordedby: str, claim: bool
     ) -> list[AppendResult]:
         async with self._locks[partition]:
             # Stamped under the lock, so a partition's recordedtimes never go backwards
             # within this process (as_of depends on it).
-            return await self._append_locked(partition, batch, recordedby, now_rfc3339())
+            return await self._append_locked(partition, batch, recordedby, now_rfc3339(), claim)
 
     async def _append_locked(
-        self, partition: int, batch: list[NewEvent], recordedby: str, recorded: str
+        self, partition: int, batch: list[NewEvent], recordedby: str, recorded: str,
+        claim: bool,
     ) -> list[AppendResult]:
         results: dict[int, AppendResult] = {}
         pending = _first_of_each_key(batch)
-        for _ in range(_MAX_ATTEMPTS):
-            if not pending:
-                break
+        attempts = 0
+        while pending:
+            if attempts == _MAX_ATTEMPTS:
+                raise ContentionError(f"partition {partition}: head kept moving")
+            attempts += 1
             head = self._heads.get(partition, "0|" + "00" * 32)
-            entries = _chain(partition, [batch[i] for i in pending], head, recordedby, recorded)
-            reply = await self._write(partition, [head, _packer.encode(entries)])
-            kind = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
+            entries, sequence = _chain(partition, [batch[i] for i in pending], head,
+                                       recordedby, recorded)
+            reply = await self._write(partition, [head, _packer.encode(entries)], claim)
+            kind = _text(reply[0])
             if kind == "head":
                 self._heads[partition] = _text(reply[1])
-                continue
-            for i, (code, seq) in zip(pending, reply[1], strict=True):
-                if kind == "ok" or code != 0:
-                    results[i] = _result(batch[i], partition, int(code), int(seq))
-            if kind == "ok":
-                self._heads[partition] = f"{entries[-1][7]}|{entries[-1][6]}"
+            elif kind == "ok":  # the batch went in whole, sequenced from reply[1]
+                for seq, i in enumerate(pending, start=int(reply[1])):
+                    results[i] = _result(batch[i], partition, 0, seq)
+                self._heads[partition] = f"{sequence}|{entries[-1][6]}"
                 pending = []
-            else:
+            else:  # "recheck": settle the entries that are not new, retry the rest
+                for i, (code, seq) in zip(pending, reply[1], strict=True):
+                    if code != 0:
+                        results[i] = _result(batch[i], partition, int(code), int(seq))
                 pending = [i for i in pending if i not in results]
-        else:
-            raise ContentionError(f"partition {partition}: head kept moving")
-        _settle_in_batch_repeats(batch, results, partition)
+        if len(results) < len(batch):
+            _settle_in_batch_repeats(batch, results, partition)
         return [results[i] for i in range(len(batch))]
 
 
-    async def _write(self, partition: int, args: list[Any]) -> Any:
+    async def _write(self, partition: int, args: list[Any], claim: bool) -> Any:
         state = keys.write_state(partition)
+        if claim:
+            state, args = [*state, keys.OWNERS], [*args, partition]
         if not self.write_replicas:
             return await self._script(keys=state, args=args)
         for _ in range(2):  # a second time after loading the script into a new server
@@ -251,12 +269,24 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _each_identity_in_one_partition(events: list[NewEvent], homes: list[int]) -> bool:
+    """No (source, id) of the request goes to two partitions. When one does, the claims
+    must be made in request order across partitions (the first copy wins), which only
+    the separate claim call does; partitions' scripts run in no particular order."""
+    seen: dict[str, int] = {}
+    for event, home in zip(events, homes, strict=True):
+        if seen.setdefault(event.key, home) != home:
+            return False
+    return True
+
+
 def _first_of_each_key(batch: list[NewEvent]) -> list[int]:
-    seen: set[tuple[str, str]] = set()
+    seen: set[str] = set()
     firsts = []
     for i, event in enumerate(batch):
-        if (event.source, event.id) not in seen:
-            seen.add((event.source, event.id))
+        key = event.key
+        if key not in seen:
+            seen.add(key)
             firsts.append(i)
     return firsts
 
@@ -265,9 +295,9 @@ def _settle_in_batch_repeats(
     batch: list[NewEvent], results: dict[int, AppendResult], partition: int
 ) -> None:
     """A (source, id) repeated within one request answers like a re-send."""
-    first: dict[tuple[str, str], int] = {}
+    first: dict[str, int] = {}
     for i, event in enumerate(batch):
-        key = (event.source, event.id)
+        key = event.key
         if key not in first:
             first[key] = i
             continue
@@ -283,7 +313,7 @@ def _result(event: NewEvent, partition: int, code: int, seq: int) -> AppendResul
     status, reason = _STATUS[code]
     written = code in (0, 1) and seq > 0
     return AppendResult(
-        source=event.source, id=event.id, status=status, partition=partition,
+        source=event.attrs["source"], id=event.attrs["id"], status=status, partition=partition,
         sequence=seq if written else None,
         position=position(partition, seq) if written else None, reason=reason,
     )
@@ -291,23 +321,22 @@ def _result(event: NewEvent, partition: int, code: int, seq: int) -> AppendResul
 
 def _chain(
     partition: int, batch: list[NewEvent], head: str, recordedby: str, recorded: str
-) -> list[list[Any]]:
-    """Stored form of each event, sequenced and hash-chained from `head`."""
+) -> tuple[list[list[Any]], int]:
+    """Stored form of each event, sequenced and hash-chained from `head`; and the
+    sequence of the last one."""
     seq_text, _, hash_hex = head.partition("|")
     sequence, prev = int(seq_text), bytes.fromhex(hash_hex) if hash_hex else GENESIS
+    stamp = Stamp(recorded, recordedby, partition)
     entries = []
     for event in batch:
         sequence += 1
-        stored = dict(event.attrs)
-        stored.update(
-            recordedtime=recorded, recordedby=recordedby, partition=partition,
-            sequence=sequence, schemaversion=catalog.schema_version(event.type),
-        )
-        body = canonical_bytes(stored)
+        attrs = event.attrs
+        body = stamp.stored(attrs, event.content, sequence,
+                            catalog.schema_version(attrs["type"]))
         prev = chain_hash(prev, body)
         expected = -1 if event.expected_version is None else event.expected_version
-        target = getattr(event.payload, "target", None) if event.type in _AMENDMENTS else None
-        entries.append([event_key(event.source, event.id), event.digest, event.type,
-                        event.subject, expected, body.decode(), prev.hex(), sequence,
-                        event_key(event.source, target) if target else ""])
-    return entries
+        target = event.amendment.target if event.amendment is not None else None
+        entries.append([event.key, event.digest, attrs["type"], attrs["subject"], expected,
+                        body.decode(), prev.hex(),
+                        event_key(attrs["source"], target) if target else ""])
+    return entries, sequence

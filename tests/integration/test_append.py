@@ -9,6 +9,7 @@ import pytest
 
 from events.codec import GENESIS, canonical_bytes, chain_hash, decode
 from events.envelope import validate_event
+from events.stored import event_key
 from services.bootstrap import Services
 from services.log import keys
 from services.log.append import BatchRejected
@@ -196,3 +197,61 @@ async def test_a_dateless_amendment_resent_another_day_is_a_duplicate(
     [first] = await services.appender.append([validate_event(retract, "2025-01-01")])
     [again] = await services.appender.append([validate_event(retract, "2025-01-02")])
     assert (first.status, again.status) == ("appended", "duplicate")
+
+
+async def test_an_amendment_of_an_event_earlier_in_the_same_request_is_appended(
+    services: Services,
+) -> None:
+    retract = {"specversion": "1.0", "id": "r1", "source": "urn:test", "subject": "lg",
+               "type": "event.retracted", "data": {"target": "t1", "reason": "no"}}
+    results = await append(services, mou("t1"), retract)
+    assert [(r.status, r.sequence) for r in results] == [("appended", 1), ("appended", 2)]
+    await assert_chains_verify(services)
+
+
+async def test_expected_versions_count_the_events_earlier_in_the_same_request(
+    services: Services,
+) -> None:
+    results = await append(services, mou("a", expectedversion=0), mou("b", expectedversion=1),
+                           mou("c"), mou("d", expectedversion=3))
+    assert [r.status for r in results] == ["appended"] * 4
+    [stale] = await append(services, mou("e", expectedversion=3))
+    assert (stale.status, stale.reason) == ("conflict", "version")
+    [fresh] = await append(services, mou("f", expectedversion=4))
+    assert fresh.status == "appended"
+
+
+async def test_the_largest_batch_in_one_partition_is_written_whole(services: Services) -> None:
+    # More identities than one call of the scripts takes at once (they split reads and
+    # writes into chunks of 500).
+    first = await append(services, *(mou(f"e{i}") for i in range(1000)))
+    assert [r.sequence for r in first] == list(range(1, 1001))
+    again = await append(services, *(mou(f"e{i}") for i in range(999, 1000)),
+                         *(mou(f"n{i}") for i in range(999)))
+    assert again[0].status == "duplicate" and again[0].sequence == 1000
+    assert [r.sequence for r in again[1:]] == list(range(1001, 2000))
+    versions = await services.client.hget(
+        keys.versions(keys.partition_of("lg", services.partitions)), "lg")
+    assert int(versions) == 1999
+    await assert_chains_verify(services)
+
+
+async def test_claims_made_with_the_append_are_honoured_by_every_path(
+    services: Services,
+) -> None:
+    home = keys.partition_of("lg", services.partitions)
+    other = next(s for s in ("jax", "acme", "zeta", "omega")
+                 if keys.partition_of(s, services.partitions) != home)
+    [first] = await append(services, mou("x", subject="lg"))
+    assert first.status == "appended"
+    owner = await services.client.hget(keys.OWNERS, event_key("urn:test", "x"))
+    assert int(owner) == home
+    # the identity alone under another subject, beside a new event of that subject
+    results = await append(services, mou("x", subject=other), mou("y", subject=other))
+    assert [(r.status, r.reason) for r in results] == [("conflict", "id-reused"),
+                                                       ("appended", None)]
+    # the identity under two subjects in one request: the first copy decides
+    results = await append(services, mou("x", subject=other), mou("x", subject="lg"))
+    assert [r.status for r in results] == ["conflict", "duplicate"]
+    assert await services.log.total() == 2
+    await assert_chains_verify(services)

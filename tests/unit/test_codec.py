@@ -10,7 +10,15 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from events.codec import GENESIS, SERVER_SET, canonical_bytes, chain_hash, content_digest, decode
+from events.codec import (
+    GENESIS,
+    SERVER_SET,
+    Stamp,
+    canonical_bytes,
+    chain_hash,
+    content_digest,
+    decode,
+)
 
 json_scalars = (
     st.none()
@@ -162,3 +170,45 @@ def test_canonical_bytes_are_sorted_compact_and_stable(event: dict[str, Any]) ->
 def test_chain_hash_is_sha256_of_prev_and_bytes(event: dict[str, Any], prev: bytes) -> None:
     encoded = canonical_bytes(event)
     assert chain_hash(prev, encoded) == hashlib.sha256(prev + encoded).digest()
+
+
+# Envelope-shaped attributes: the keys a publisher may send (with extensions that sort
+# anywhere, even among the server-set ones), string values where the envelope demands
+# them, and free JSON (nested "source" keys included) in `data`.
+_attr_strings = st.text(max_size=12)
+_extension_names = st.sampled_from(["a", "ext", "priority", "region", "rz", "sa", "seq",
+                                    "sequence1", "server", "sp", "zz", "source1"])
+envelopes = st.fixed_dictionaries(
+    {"specversion": st.just("1.0"), "id": _attr_strings, "source": _attr_strings,
+     "type": _attr_strings, "subject": _attr_strings, "occurred": _attr_strings,
+     "data": st.dictionaries(st.sampled_from(["source", "a", "zz", "sequence"]), json_values,
+                             max_size=4)},
+    optional={"time": _attr_strings, "datacontenttype": st.just("application/json"),
+              "correlationid": _attr_strings, "causationid": _attr_strings,
+              "traceparent": _attr_strings},
+).flatmap(lambda base: st.dictionaries(_extension_names, json_scalars, max_size=2).map(
+    lambda extensions: {**extensions, **base}))
+
+
+@given(envelopes, _attr_strings, _attr_strings, st.integers(0, 1000), st.integers(1, 2**53),
+       st.integers(1, 9))
+def test_a_stamp_gives_exactly_the_canonical_bytes_of_the_stored_event(
+    attrs: dict[str, Any], recordedtime: str, recordedby: str, partition: int, sequence: int,
+    schemaversion: int,
+) -> None:
+    stamp = Stamp(recordedtime, recordedby, partition)
+    stored = {**attrs, "recordedtime": recordedtime, "recordedby": recordedby,
+              "partition": partition, "sequence": sequence, "schemaversion": schemaversion}
+    assert stamp.stored(attrs, canonical_bytes(attrs), sequence, schemaversion) == (
+        canonical_bytes(stored))
+
+
+def test_a_stamp_is_not_fooled_by_source_keys_inside_values() -> None:
+    attrs = {"specversion": "1.0", "id": 'x,"source":1', "source": ',"source":"',
+             "type": "t", "subject": "s", "occurred": "2024",
+             "data": {"a": {"source": 1}, "source": [',"source":']},
+             "traceparent": ',"source":"x"'}
+    stored = {**attrs, "recordedtime": "T", "recordedby": 'a"b', "partition": 1,
+              "sequence": 2, "schemaversion": 1}
+    assert Stamp("T", 'a"b', 1).stored(attrs, canonical_bytes(attrs), 2, 1) == (
+        canonical_bytes(stored))
