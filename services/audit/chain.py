@@ -17,12 +17,19 @@ problem is named by partition, sequence and kind:
 
 Each link is checked against the previous entry's *stored* hash, so one edited
 entry is one problem rather than a cascade to the end of the partition.
+
+`feed_page` takes XRANGE entries as the server sends them (`[id, [field, value,
+...]]`) and checks the common case, an entry in our layout that links, inline;
+anything else goes through `feed`, so both report exactly the same problems.
 """
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import re
+from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
@@ -42,12 +49,13 @@ class Problem(msgspec.Struct, kw_only=True):
     sequence: int | None = None
 
 
-class _Placement(msgspec.Struct):
+class _Placement(msgspec.Struct, gc=False):
     partition: int
     sequence: int
 
 
 _placement = msgspec.json.Decoder(_Placement)
+_NOWHERE = _Placement(-1, -1)  # what an undecodable event claims in `feed_page`
 
 
 class PartitionChain:
@@ -76,6 +84,44 @@ class PartitionChain:
             return
         self.problems.append(Problem(kind=kind, message=message, partition=self.partition,
                                      sequence=sequence))
+
+    def feed_page(self, entries: Sequence[Sequence[Any]]) -> None:
+        """Feed raw XRANGE entries, `[stream id, [field, value, ...]]` each, in order.
+
+        The loop keeps the chain state in locals (attribute access per entry costs
+        as much as the hashing): write it back before `feed` sees an odd entry.
+        """
+        expected, prev, partition, wanted = self.expected, self.prev, self.partition, self.wanted
+        length, stored = self.length, b""
+        sha256, hexlify, placement = hashlib.sha256, binascii.hexlify, _placement.decode
+        for ident, fields in entries:
+            if (ident == b"%d-0" % expected and len(fields) == 4
+                    and fields[0] == b"event" and fields[2] == b"hash"):
+                digest = sha256(prev + fields[1]).digest()
+                try:
+                    placed = placement(fields[1])
+                except msgspec.DecodeError:
+                    placed = _NOWHERE
+                # equal to a lowercase hexlify: the stored hash is well-formed too
+                if (hexlify(digest) == fields[3] and placed.sequence == expected
+                        and placed.partition == partition):
+                    stored, prev = fields[3], digest
+                    if expected in wanted:
+                        self.hashes_at[expected] = stored.decode()
+                    expected += 1
+                    length += 1
+                    continue
+            self._sync(expected, prev, length, stored)
+            self.feed(ident, dict(zip(fields[::2], fields[1::2], strict=False)))
+            expected, prev, length, stored = self.expected, self.prev, self.length, b""
+        self._sync(expected, prev, length, stored)
+
+    def _sync(self, expected: int, prev: bytes, length: int, stored: bytes) -> None:
+        """Store what `feed_page` checked inline since the last sync (`stored`: the
+        hash of the last entry it accepted, empty when none)."""
+        if stored:
+            self.last_sequence, self.head, self.after_hole = expected - 1, stored.decode(), False
+        self.expected, self.prev, self.length = expected, prev, length
 
     def feed(self, stream_id: bytes, fields: dict[bytes, bytes]) -> None:
         ident = stream_id.decode("ascii", "replace")

@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 
 from services.log import keys
+from services.log.reader import RawRange
 
 MAX_LIMIT = 10_000
 
@@ -33,10 +34,12 @@ def _text(value: bytes) -> str:
     return value.decode("utf-8", "replace")
 
 
-def raw_entry(stream_id: bytes, fields: dict[bytes, bytes]) -> RawEntry:
+def raw_entry(stream_id: bytes, fields: list[bytes]) -> RawEntry:
+    """`fields` as XRANGE sends them, `[name, value, ...]`; a repeated name keeps its
+    last value."""
     entry = RawEntry(_text(stream_id))
     others = {}
-    for name, value in fields.items():
+    for name, value in zip(fields[::2], fields[1::2], strict=False):
         if name == b"event":
             entry.event = _text(value)
         elif name == b"hash":
@@ -48,7 +51,7 @@ def raw_entry(stream_id: bytes, fields: dict[bytes, bytes]) -> RawEntry:
 
 
 async def read_page(client: Any, partition: int, after: int, limit: int) -> RawPage:
-    page = await client.xrange(keys.log(partition), f"{after + 1}-0", "+", count=limit)
+    page = await RawRange(client)(keys.log(partition), f"{after + 1}-0", "+", limit)
     entries = [raw_entry(i, f) for i, f in page]
     last = int(page[-1][0].split(b"-")[0]) if len(page) == limit else None
     return RawPage(partition, entries, last)

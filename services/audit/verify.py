@@ -1,8 +1,9 @@
 """Verify the log from the raw streams: every partition's chain, its head, the
 partition count, and optionally that the log still extends a saved digest.
 
-Reads XRANGE pages of `PAGE` entries per call and checks them in process
-(services/audit/chain.py), partitions concurrently: no per-entry round trips.
+Reads XRANGE pages of `PAGE` entries per call, unparsed by redis-py, and checks
+them in process (services/audit/chain.py), partitions concurrently: no per-entry
+round trips, and the server reads the next pages while this process hashes one.
 Safe on a live log: the head is read before and after the scan, so an append
 racing the check is not mistaken for tampering.
 """
@@ -19,8 +20,15 @@ import msgspec
 from services.audit import digest as digests
 from services.audit.chain import PartitionChain, Problem
 from services.log import keys
+from services.log.reader import RawRange
 
-PAGE = 5000
+# Entries per XRANGE call. The reply holds two lists per entry, which the cyclic
+# GC tracks: pages small enough to be freed before a generation-0 collection
+# (700 allocations) keep them from being promoted, and in a process with a large
+# heap the full collections that promotion triggers cost twice the verification
+# itself (measured holding 200,000 generated events, as the benchmark does: 7.6 µs
+# of CPU per entry with pages of 5,000, 2.3 with 300).
+PAGE = 300
 _LOG_KEY = re.compile(r"^timeline:\{p(\d+)\}:log$")
 
 
@@ -67,18 +75,20 @@ async def _head(client: Any, partition: int) -> tuple[int | None, str | None]:
 
 
 async def check_partition(
-    client: Any, partition: int, wanted: frozenset[int] = frozenset()
+    client: Any, partition: int, wanted: frozenset[int] = frozenset(),
+    xrange: RawRange | None = None,
 ) -> PartitionChain:
+    xrange = xrange or RawRange(client)
     before_seq, before_hash = await _head(client, partition)
     chain = PartitionChain(partition, wanted | {before_seq or 0})
-    start = "-"
+    start = b"-"
     while True:
-        page = await client.xrange(keys.log(partition), start, "+", count=PAGE)
-        for stream_id, fields in page:
-            chain.feed(stream_id, fields)
+        page = await xrange(keys.log(partition), start, b"+", PAGE)
+        chain.feed_page(page)
         if len(page) < PAGE:
             break
-        start = "(" + page[-1][0].decode()
+        start = b"(" + page[-1][0]
+        del page  # not held across the next wait: see PAGE
     after_seq, _ = await _head(client, partition)
     _check_head(chain, before_seq, before_hash, after_seq)
     return chain
@@ -107,8 +117,10 @@ async def verify(client: Any, digest: digests.Digest | None = None,
     started = time.perf_counter()
     partitions = await stored_partitions(client)
     wanted = digests.wanted(digest) if digest else {}
+    xrange = RawRange(client)
     chains = await asyncio.gather(*(
-        check_partition(client, p, wanted.get(p, frozenset())) for p in range(partitions)))
+        check_partition(client, p, wanted.get(p, frozenset()), xrange)
+        for p in range(partitions)))
     problems = []
     for extra in sorted((await log_partitions(client)) - set(range(partitions))):
         problems.append(Problem(kind="partition-count", partition=extra, message=(

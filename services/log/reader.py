@@ -4,7 +4,39 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis.asyncio as aioredis
+
 from services.log import keys
+
+
+def _as_sent(response: Any, **options: Any) -> Any:
+    return response
+
+
+class RawRange:
+    """XRANGE pages as the server sends them: `[id, [field, value, ...]]` per entry.
+
+    redis-py's XRANGE response callback builds a dict per entry in Python, which
+    costs more than checking the entry does. For a plain client we read through
+    a sibling client on the same connection pool (same connections, retries and
+    TLS) whose XRANGE callback passes the reply through. A cluster client shares
+    its callbacks with every node, so there the parsed reply is flattened back:
+    slower, same result.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.unparsed: Any = None
+        if isinstance(client, aioredis.Redis):
+            self.unparsed = aioredis.Redis(connection_pool=client.connection_pool)
+            self.unparsed.set_response_callback("XRANGE", _as_sent)
+
+    async def __call__(self, key: str, start: bytes | str, end: bytes | str,
+                       count: int) -> list[list[Any]]:
+        if self.unparsed is not None:
+            return list(await self.unparsed.xrange(key, start, end, count=count))
+        page = await self.client.xrange(key, start, end, count=count)
+        return [[i, [part for pair in fields.items() for part in pair]] for i, fields in page]
 
 
 class LogReader:

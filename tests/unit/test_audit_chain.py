@@ -4,6 +4,7 @@ partition and sequence, with no server."""
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from events.codec import GENESIS, canonical_bytes
 from services.audit.chain import PartitionChain, Problem
@@ -22,16 +23,34 @@ def chain(count: int, partition: int = 3) -> list[Entry]:
     return entries
 
 
+def as_sent(entries: list[Entry]) -> list[list[Any]]:
+    """The entries as XRANGE sends them, before redis-py makes dicts of the fields."""
+    return [[i, [part for pair in fields.items() for part in pair]] for i, fields in entries]
+
+
+def state(checker: PartitionChain) -> tuple[Any, ...]:
+    return (checker.problems, checker.omitted, checker.length, checker.last_sequence,
+            checker.head, checker.expected, checker.prev, checker.after_hole,
+            checker.hashes_at)
+
+
 def check(entries: list[Entry], partition: int = 3, head: tuple[int, str] | None = None,
           wanted: frozenset[int] = frozenset()) -> PartitionChain:
-    checker = PartitionChain(partition, wanted)
-    for stream_id, fields in entries:
-        checker.feed(stream_id, fields)
+    """Check `entries` one by one (`feed`) and as raw pages (`feed_page`, in pages of 7
+    to cross page boundaries): both must end in the same state."""
     if head is None and entries:  # the head the append path would have left
         ours = [(int(i.split(b"-")[0]), f[b"hash"].decode()) for i, f in entries
                 if int(i.split(b"-")[0]) < 10**6]
         head = ours[-1]
-    checker.finish(*(head or (None, None)))
+    checker, paged = PartitionChain(partition, wanted), PartitionChain(partition, wanted)
+    for stream_id, fields in entries:
+        checker.feed(stream_id, fields)
+    raw = as_sent(entries)
+    for start in range(0, len(raw), 7):
+        paged.feed_page(raw[start:start + 7])
+    for each in (checker, paged):
+        each.finish(*(head or (None, None)))
+    assert state(paged) == state(checker)
     return checker
 
 
@@ -136,6 +155,17 @@ def test_problems_are_capped_with_a_count() -> None:
         entries[i] = (sid, {**fields, b"event": fields[b"event"].replace(b'"urn:t"', b'"urn:x"')})
     checker = check(entries)
     assert len(checker.problems) == 1000 and checker.omitted == 200 and not checker.ok
+
+
+def test_a_page_with_fields_in_another_order_or_repeated_is_checked_as_one_by_one() -> None:
+    entries = chain(6)
+    raw = as_sent(entries)
+    raw[1][1] = [b"hash", raw[1][1][3], b"event", raw[1][1][1]]  # same fields, other order
+    raw[3][1] = raw[3][1] + [b"event", b"{}"]  # a repeated field: the last value counts
+    paged = PartitionChain(3)
+    paged.feed_page(raw)
+    assert [(p.kind, p.sequence) for p in paged.problems] == [("foreign-entry", 4)]
+    assert paged.length == 5 and paged.last_sequence == 6
 
 
 def test_problem_serialises_without_empty_fields() -> None:
