@@ -93,10 +93,7 @@ _SOURCE_RULE = "required: a URI-reference of 1-256 characters"
 _SUBJECT_RULE = "required: an entity id matching " + ENTITY_ID_PATTERN
 _TYPE_RULE = "required: a catalog type or x-<name>.<verb>"
 _VERSION_RULE = f"must be an integer from 0 to {MAX_EXPECTED_VERSION}"
-
-
-def _matches(pattern: re.Pattern[str], value: Any) -> bool:
-    return isinstance(value, str) and pattern.fullmatch(value) is not None
+_AMENDMENT_TYPES = (catalog.CORRECTED, catalog.RETRACTED)  # a tuple: `type` may be unhashable
 
 
 def _check_core(raw: dict[str, Any], errors: list[FieldError]) -> None:
@@ -107,11 +104,12 @@ def _check_core(raw: dict[str, Any], errors: list[FieldError]) -> None:
                    for name in SERVER_SET if name in raw]
     if raw.get("specversion") != "1.0":
         errors.append(FieldError("specversion", 'must be "1.0"'))
-    if not _matches(_ID, raw.get("id")):
+    ident, source, subject = raw.get("id"), raw.get("source"), raw.get("subject")
+    if not (isinstance(ident, str) and _ID.fullmatch(ident)):
         errors.append(FieldError("id", _ID_RULE))
-    if not _matches(_SOURCE, raw.get("source")):
+    if not (isinstance(source, str) and _SOURCE.fullmatch(source)):
         errors.append(FieldError("source", _SOURCE_RULE))
-    if not _matches(_SUBJECT, raw.get("subject")):
+    if not (isinstance(subject, str) and _SUBJECT.fullmatch(subject)):
         errors.append(FieldError("subject", _SUBJECT_RULE))
     event_type = raw.get("type")
     if not (isinstance(event_type, str) and catalog.is_known(event_type)):
@@ -179,7 +177,7 @@ def validate_event(raw: Any, today: str | None = None) -> NewEvent:
     if not isinstance(raw.get("data"), dict):
         errors.append(FieldError("data", "required: a JSON object"))
     event_type = raw.get("type")
-    is_amendment = event_type in (catalog.CORRECTED, catalog.RETRACTED)
+    is_amendment = event_type in _AMENDMENT_TYPES
     occurred: PartialDate | None = None
     try:
         occurred = _occurred(raw, today if is_amendment else None)

@@ -255,3 +255,18 @@ async def test_claims_made_with_the_append_are_honoured_by_every_path(
     assert [r.status for r in results] == ["conflict", "duplicate"]
     assert await services.log.total() == 2
     await assert_chains_verify(services)
+
+
+async def test_an_unconfirmed_write_is_not_acknowledged_and_a_retry_is_a_duplicate(
+    services: Services, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from services.log import append as append_module
+    from services.log.append import Appender, NotDurable
+
+    monkeypatch.setattr(append_module, "WAIT_TIMEOUT_MS", 10)
+    strict = Appender(services.client, services.partitions, write_replicas=5)  # none has 5
+    with pytest.raises(NotDurable):
+        await strict.append([validate_event(mou("w1"))])
+    [again] = await append(services, mou("w1"))
+    assert (again.status, again.sequence) == ("duplicate", 1)
+    await assert_chains_verify(services)
