@@ -1,14 +1,15 @@
 -- Read one page of a timeline with its filters, in one call, live or as of an instant.
 -- KEYS[1]: the pointer naming the active namespace (every key below shares its slot)
 -- ARGV: 1 key base, 2 namespace ("" = active), 3 timeline name, 4 with-entity name or "",
---       5 order ("asc"|"desc"), 6 lower lex bound, 7 upper lex bound,
+--       5 order ("asc"|"desc"), 6 lower lex bound or "" (from the minimum latest day and
+--       the timeline's longest span), 7 upper lex bound,
 --       8 minimum latest day (YYYYMMDD or ""), 9 types ("|t1|t2|" or ""),
 --       10 include retracted ("1"|"0"), 11 limit, 12 most members to examine,
 --       13 as-of stamp (20 digits) or "" for the live timeline
 -- As of an instant the walk merges the live set (entries never amended, recorded by
 -- then) with the "ever" set (versions of amended entries that held then), in the
 -- same order (projections/asof.py). A cursor is the last member examined, of either.
--- Reply: {cursor member or "", doc, doc, ...}
+-- Reply: {cursor member or "", {doc, doc, ...}}
 local base, ns = ARGV[1], ARGV[2]
 if ns == '' then ns = redis.call('GET', KEYS[1]) or 'blue' end
 local function key(name) return base .. ns .. ':' .. name end
@@ -20,64 +21,117 @@ local include_retracted = ARGV[10] == '1'
 local limit, budget = tonumber(ARGV[11]), tonumber(ARGV[12])
 local with_name = ARGV[4]
 local OPEN = string.rep('9', 20)
-local chunk = math.min(math.max(limit * 2, 64), 1000)
+local find, sub, byte = string.find, string.sub, string.byte
+local RETRACTED, ACTIVE = byte('r'), byte('a')
+-- Unfiltered, limit + 1 members make a page and tell whether another follows;
+-- filters that turn members away make each next chunk twice as large.
+local chunk = math.min(limit + 1, 1000)
 
--- Byte order, as sorted sets order members (Lua's `<` follows the server's locale).
+-- Byte order of two members, as sorted sets order them. Lua's `<` follows the
+-- server's locale, but any collation orders equal-length digit strings as numbers:
+-- the 29-digit prefixes (days, precision, recorded time) and stamps are compared
+-- with `<`, the rest byte by byte.
 local function before(x, y)
-  for i = 1, math.min(#x, #y) do
-    local p, q = string.byte(x, i), string.byte(y, i)
-    if p ~= q then return p < q end
+  local p, q = sub(x, 1, 29), sub(y, 1, 29)
+  if p ~= q then return p < q end
+  for i = 30, math.min(#x, #y) do
+    local a, b = byte(x, i), byte(y, i)
+    if a ~= b then return a < b end
   end
   return #x < #y
 end
 
+-- Days since 1970-01-01 of a proleptic Gregorian date, and back (H. Hinnant's
+-- days_from_civil / civil_from_days).
+local function days(y, m, d)
+  if m <= 2 then y = y - 1 end
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local doy = math.floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1
+  return era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy - 719468
+end
+
+local function civil(z)
+  z = z + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+                          - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400
+  if m <= 2 then y = y + 1 end
+  return y, m, d
+end
+
+-- Entries overlapping `from` start no earlier than the timeline's longest span
+-- before it (never before 0001-01-01): the lower bound of the walk.
+local function lower_bound(day)
+  local span = tonumber(redis.call('HGET', key('maxspan'), ARGV[3]) or '0')
+  local z = days(tonumber(string.sub(day, 1, 4)), tonumber(string.sub(day, 5, 6)),
+                 tonumber(string.sub(day, 7, 8)))
+  local y, m, d = civil(math.max(days(1, 1, 1), z - span))
+  return string.format('[%04d%02d%02d', y, m, d)
+end
+
+if low == '' then
+  low = min_latest ~= '' and lower_bound(min_latest) or '-'
+end
+
 -- The hash and field holding the document of an accepted member, or nil.
--- `ever`: the member is a version from the as-of index.
+-- `ever`: the member is a version from the as-of index. Fields are cut out of the
+-- member only when a filter needs them: most pages filter on nothing.
 local function accept(m, ever)
-  local first = string.find(m, '\31', 1, true)
-  local second = string.find(m, '\31', first + 1, true)
-  local latest = string.sub(m, second + 1, second + 8)
-  local flag = string.sub(m, second + 9, second + 9)
-  local id = string.sub(m, 30, second - 1)
-  local kind, hash, field, with_set = nil, entries, id, key('tl:' .. with_name)
+  -- the source starts after day (8), precision (1) and recorded time (20)
+  local first = find(m, '\31', 30, true)
+  local second = find(m, '\31', first + 1, true)
+  local flag = byte(m, second + 9)
+  local hash, field, sep = entries, nil, nil
   if ever then
-    local sep = string.find(m, '\30', second, true)
-    kind = string.sub(m, second + 10, sep - 1)
-    local added = string.sub(m, sep + 1, sep + 20)
-    local removed = string.sub(m, sep + 21, sep + 40)
-    if before(as_of, added) or not before(as_of, removed) then return nil end
+    sep = find(m, '\30', second, true)
+    local added = sub(m, sep + 1, sep + 20)
+    local removed = sub(m, sep + 21, sep + 40)
+    if as_of < added or as_of >= removed then return nil end
     if removed ~= OPEN then
-      hash, field = superseded, id .. '\31' .. string.sub(m, sep + 41)
+      hash, field = superseded, sub(m, 30, second - 1) .. '\31' .. sub(m, sep + 41)
     end
-    with_set = key('ever:' .. with_name)
-  else
-    kind = string.sub(m, second + 10)
-    if as_of ~= '' and (flag ~= 'a' or before(as_of, string.sub(m, 10, 29))) then return nil end
-  end
-  if min_latest ~= '' and before(latest, min_latest) then return nil end
-  if flag == 'r' and not include_retracted then return nil end
-  if types ~= '' and not string.find(types, '|' .. kind .. '|', 1, true) then
+  elseif as_of ~= '' and (flag ~= ACTIVE or as_of < sub(m, 10, 29)) then
     return nil
   end
-  if with_name ~= '' and not redis.call('ZSCORE', with_set, m) then return nil end
-  return hash, field
+  if flag == RETRACTED and not include_retracted then return nil end
+  if min_latest ~= '' and sub(m, second + 1, second + 8) < min_latest then
+    return nil
+  end
+  if types ~= '' then
+    local kind = sub(m, second + 10, sep and sep - 1 or -1)
+    if not find(types, '|' .. kind .. '|', 1, true) then return nil end
+  end
+  if with_name ~= '' then
+    local with_set = key((ever and 'ever:' or 'tl:') .. with_name)
+    if not redis.call('ZSCORE', with_set, m) then return nil end
+  end
+  return hash, field or sub(m, 30, second - 1)
 end
 
 -- One sorted set walked in order, a chunk at a time.
 local function walk(zset, ever)
-  return {zset = zset, ever = ever, buf = {}, i = 1, lo = low, hi = high, done = false}
+  return {zset = zset, ever = ever, buf = {}, i = 1, lo = low, hi = high, done = false,
+          size = chunk}
 end
 
 local function head(w)
   if w.i > #w.buf then
     if w.done then return nil end
     if desc then
-      w.buf = redis.call('ZRANGE', w.zset, w.hi, w.lo, 'BYLEX', 'REV', 'LIMIT', 0, chunk)
+      w.buf = redis.call('ZRANGE', w.zset, w.hi, w.lo, 'BYLEX', 'REV', 'LIMIT', 0, w.size)
     else
-      w.buf = redis.call('ZRANGE', w.zset, w.lo, w.hi, 'BYLEX', 'LIMIT', 0, chunk)
+      w.buf = redis.call('ZRANGE', w.zset, w.lo, w.hi, 'BYLEX', 'LIMIT', 0, w.size)
     end
     w.i = 1
-    if #w.buf < chunk then w.done = true end
+    if #w.buf < w.size then w.done = true end
+    w.size = math.min(w.size * 2, 1000)
     if #w.buf == 0 then return nil end
     if desc then w.hi = '(' .. w.buf[#w.buf] else w.lo = '(' .. w.buf[#w.buf] end
   end
@@ -87,25 +141,30 @@ end
 local walks = {walk(key('tl:' .. ARGV[3]), false)}
 if as_of ~= '' then walks[2] = walk(key('ever:' .. ARGV[3]), true) end
 
-local hashes, fields = {}, {}
+-- Accepted fields in walk order; `is_old[i]`: field i names a superseded copy.
+local fields, is_old, n, old = {}, {}, 0, 0
 local examined, cursor, ended = 0, '', false
-while #fields < limit and examined < budget do
-  local pick, m = nil, nil
-  for _, w in ipairs(walks) do
-    local candidate = head(w)
-    if candidate and (not m or (desc and before(m, candidate))
-                      or (not desc and before(candidate, m))) then
-      pick, m = w, candidate
+local live, versions = walks[1], walks[2]
+while n < limit and examined < budget do
+  local pick, m = live, head(live)
+  if versions then
+    local other = head(versions)
+    if other and (not m or (desc and before(m, other)) or (not desc and before(other, m))) then
+      pick, m = versions, other
     end
   end
-  if not pick then ended = true break end
+  if not m then ended = true break end
   pick.i = pick.i + 1
   examined = examined + 1
   cursor = m
   local hash, field = accept(m, pick.ever)
   if hash then
-    hashes[#hashes + 1] = hash
-    fields[#fields + 1] = field
+    n = n + 1
+    fields[n] = field
+    if hash == superseded then
+      is_old[n] = true
+      old = old + 1
+    end
   end
 end
 -- Whether anything lies beyond the cursor tells whether a next page exists.
@@ -129,8 +188,24 @@ elseif cursor ~= '' then
   end
   if not more then cursor = '' end
 end
-local reply = {cursor}
-for i, field in ipairs(fields) do
-  reply[#reply + 1] = redis.call('HGET', hashes[i], field)
+-- One HMGET per hash (live documents, superseded copies), answered in walk order.
+if n == 0 then return {cursor, {}} end
+if old == 0 then return {cursor, redis.call('HMGET', entries, unpack(fields))} end
+local copies, current = {}, {}
+for i = 1, n do
+  local list = is_old[i] and copies or current
+  list[#list + 1] = fields[i]
 end
-return reply
+copies = redis.call('HMGET', superseded, unpack(copies))
+current = #current > 0 and redis.call('HMGET', entries, unpack(current)) or {}
+local docs, c, l = {}, 0, 0
+for i = 1, n do
+  if is_old[i] then
+    c = c + 1
+    docs[i] = copies[c]
+  else
+    l = l + 1
+    docs[i] = current[l]
+  end
+end
+return {cursor, docs}

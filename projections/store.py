@@ -155,9 +155,19 @@ class ReadModel:
         return {int(raw[i]): int(raw[i + 1]) for i in range(0, len(raw), 2)}
 
     async def page(self, q: Query, limit: int, cursor: str | None = None) -> Page:
+        docs, next_cursor = await self.page_docs(q, limit, cursor)
+        return Page([entry_decoder.decode(doc) for doc in docs], next_cursor)
+
+    async def page_docs(
+        self, q: Query, limit: int, cursor: str | None = None
+    ) -> tuple[list[bytes], str | None]:
+        """A page as the stored entry documents (JSON of `Entry`, not decoded), and
+        the cursor of the next page: what the HTTP route passes through as is."""
         order = "desc" if q.descending else "asc"
         tag = order + ("@" if q.as_of else "")  # a live cursor means nothing as of a time
-        low, high = await self._bounds(q)
+        # "": page.lua derives the lower bound from `from` and the timeline's longest
+        # span, in the same call (and namespace) as the walk.
+        low, high = "" if q.start else "-", _upper_bound(q.end)
         if cursor:
             after = decode_cursor(cursor, tag)
             if q.descending:
@@ -173,22 +183,11 @@ class ReadModel:
                   "1" if q.include_retracted else "0", limit, SCAN_BUDGET,
                   asof.stamp(q.as_of) if q.as_of else ""],
         )
-        entries = [entry_decoder.decode(doc) for doc in reply[1:] if doc is not None]
+        docs = [doc for doc in reply[1] if doc is not None]
+        if docs and isinstance(docs[0], str):  # a client that decodes replies
+            docs = [doc.encode() for doc in docs]
         last = _text(reply[0])
-        return Page(entries, encode_cursor(last, tag) if last else None)
-
-    async def _bounds(self, q: Query) -> tuple[str, str]:
-        low, high = "-", "+"
-        if q.start:
-            span = int((await self._call("span", q.timeline))[1] or 0)
-            start = dt.date.fromisoformat(q.start)
-            first = dt.date.fromordinal(max(1, start.toordinal() - span))
-            low = "[" + _compact(first)
-        if q.end:
-            end = dt.date.fromisoformat(q.end)
-            if end < dt.date.max:
-                high = "(" + _compact(end + dt.timedelta(days=1))
-        return low, high
+        return docs, encode_cursor(last, tag) if last else None
 
     async def entry(
         self, source: str, ident: str, as_of: str | None = None
@@ -241,6 +240,14 @@ class ReadModel:
     async def timeline_names(self) -> list[str]:
         """Every timeline that ever had an entry."""
         return sorted(_text(n) for n in (await self._call("timelines"))[1])
+
+
+def _upper_bound(end: str | None) -> str:
+    """The upper lex bound of a walk: members starting before the day after `to`."""
+    if not end:
+        return "+"
+    day = dt.date.fromisoformat(end)
+    return "(" + _compact(day + dt.timedelta(days=1)) if day < dt.date.max else "+"
 
 
 def encode_cursor(last_member: str, order: str) -> str:

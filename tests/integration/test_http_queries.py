@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
+from litestar.serialization import encode_json
+
+from projections.entry import Entry
+from services.http.timelines import TimelineResponse
+from services.queries import TimelineRef
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -183,3 +189,32 @@ def test_openapi_document_lists_the_routes(http: httpx.Client) -> None:
     for path in ("/v1/events", "/v1/timelines/entity/{ident}", "/v1/timelines/all",
                  "/v1/entities/{ident}", "/healthz", "/readyz"):
         assert path in paths
+
+
+def test_a_page_is_the_timeline_response_encoded(http: httpx.Client, story: str) -> None:
+    """The route passes the stored documents through: byte for byte what encoding
+    a `TimelineResponse` of the decoded entries answers, with every kind of entry
+    (corrected, retracted, superseded as of an instant) and either cursor."""
+    fix = event("fix", "event.corrected", "lgai", "2024-03-01",
+                {"target": "mou", "reason": "October", "occurred": "2023-10-05"})
+    fixed = publish(http, [fix])
+    http.get("/v1/timelines/all", params={"min_position": fixed})
+    view = http.get("/v1/events", params={"source": SOURCE, "id": "fix"}).json()
+    before_fix = view["history"][0]["recordedtime"]
+    pos = publish(http, [event("pull", "event.retracted", "lgai", "2024-03-02",
+                               {"target": "award", "reason": "never happened"})])
+    for path, params in (
+        ("entity/lgai", {"min_position": pos, "include_retracted": "true"}),
+        ("entity/lgai", {"as_of": before_fix, "order": "desc"}),
+        ("all", {"limit": 2}), ("all", {"limit": 2, "order": "desc", "from": "2023-09"}),
+        ("place/PL", {"city": "Paris"}),
+    ):
+        response = http.get(f"/v1/timelines/{path}", params=params)
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"] == "application/json"
+        body = response.json()
+        entries = [msgspec.convert(e, Entry) for e in body["entries"]]
+        expected = TimelineResponse(TimelineRef(**body["timeline"]), entries, body["next_cursor"])
+        assert response.content == encode_json(expected), (path, params)
+        if "as_of" in params:  # the superseded copy of the MOU, as first recorded
+            assert ("mou", 1) in {(e.id, e.version) for e in entries}

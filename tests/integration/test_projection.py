@@ -32,6 +32,8 @@ async def test_twenty_thousand_events_project_to_the_reference_fold(services: Se
             Query(timeline=name),
             Query(timeline=name, descending=True, include_retracted=True),
             Query(timeline=name, start="2021-03-01", end="2021-06-30"),
+            # newest first from a date: the lower bound page.lua derives from the span
+            Query(timeline=name, descending=True, start="2021-03-01"),
             Query(timeline=name, types=("mou.signed", "x-test.noted"), with_entity="org-2"),
         ):
             expected = model.query(q)
