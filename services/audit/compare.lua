@@ -1,31 +1,109 @@
--- One chunk of a comparison of two copies of a read-model key (same slot).
--- KEYS[1]: the key walked (a); KEYS[2]: the key checked against it (b)
--- ARGV[1]: "hash" | "hash-missing" | "zset"; ARGV[2]: cursor ("0" / "-" to start);
--- ARGV[3]: chunk size
--- hash:         fields of a whose value differs in b: {next cursor, {field, a, b|nil}...}
--- hash-missing: fields of a absent from b:         {next cursor, {field, a}...}
--- zset:         members of a absent from b:        {last member or "", {member...}}
--- Only differences travel back, so comparing copies costs the server's time, not ours.
-local a, b, mode, cursor, count = KEYS[1], KEYS[2], ARGV[1], ARGV[2], tonumber(ARGV[3])
-local found = {}
-if mode == 'zset' then
-  local members = redis.call('ZRANGE', a, cursor, '+', 'BYLEX', 'LIMIT', 0, count)
-  for _, m in ipairs(members) do
-    if not redis.call('ZSCORE', b, m) then found[#found + 1] = m end
-  end
-  local last = ''
-  if #members == count then last = '(' .. members[#members] end
-  return {last, found}
+-- Comparison of two copies (namespaces) of the read model, server-side: only the
+-- differences travel back, so comparing copies costs the server's time, not ours.
+-- Every key touched shares the read model's slot ({rm}), named by KEYS[1].
+--
+-- ARGV[1] = "hash": one chunk of a hash, both ways in two walks.
+--   KEYS[1]: the hash walked (a); KEYS[2]: the hash checked against it (b)
+--   ARGV[2]: "differs" (fields of a whose value in b differs or is absent)
+--            | "missing" (fields of a absent from b); ARGV[3]: HSCAN cursor; ARGV[4]: count
+--   reply: {next cursor, {field, a value, b value | nil}...}
+--
+-- ARGV[1] = "zsets": many sorted sets (timelines), each walked in both copies at once.
+--   KEYS[1]: any key of the slot (routing)
+--   ARGV[2]: key prefix of copy a; ARGV[3]: of copy b; ARGV[4]: members per chunk;
+--   ARGV[5]: budget (members read per call); then pairs: key suffix, cursor ("-" to start)
+--   Walks the pairs in order until the budget is spent (at least one pair).
+--   reply: {pairs walked, then for each walked pair that differs or is unfinished:
+--          {its index (1-based), {members only in a}, {members only in b},
+--           next cursor, "" when that pair is done}}
+local mode = ARGV[1]
+
+local function set_of(list, last)
+  local set = {}
+  for i = 1, last do set[list[i]] = true end
+  return set
 end
+
+local function absent(list, last, other)
+  local found = {}
+  for i = 1, last do
+    if not other[list[i]] then found[#found + 1] = list[i] end
+  end
+  return found
+end
+
+-- One chunk of two sorted sets from `cursor` (lex ranges: every score is 0), up to
+-- the nearer of the two chunks' last members, so that range is complete on both
+-- sides. Positions come from ZLEXCOUNT, never from comparing strings in Lua
+-- (which collates by locale, not byte order as the sets do).
+local function zchunk(a, b, cursor, n)
+  local ma = redis.call('ZRANGE', a, cursor, '+', 'BYLEX', 'LIMIT', 0, n)
+  local mb = redis.call('ZRANGE', b, cursor, '+', 'BYLEX', 'LIMIT', 0, n)
+  local na, nb, upto = #ma, #mb, nil
+  if na == n and (nb < n or redis.call('ZLEXCOUNT', a, cursor, '[' .. mb[nb]) >= n) then
+    upto = ma[na]
+    nb = math.min(nb, redis.call('ZLEXCOUNT', b, cursor, '[' .. upto))
+  elseif nb == n then
+    upto = mb[nb]
+    na = math.min(na, redis.call('ZLEXCOUNT', a, cursor, '[' .. upto))
+  end
+  local only_a = absent(ma, na, set_of(mb, nb))
+  local only_b = absent(mb, nb, set_of(ma, na))
+  return only_a, only_b, upto and ('(' .. upto) or '', na + nb
+end
+
+-- Whether two sorted sets certainly hold the same members, in O(1) calls: both
+-- empty (most as-of indexes do not exist), or small, as large as each other and as
+-- their intersection. Anything else is walked.
+local function same(a, b, small)
+  local na, nb = redis.call('ZCARD', a), redis.call('ZCARD', b)
+  if na ~= nb then return false end
+  return na == 0 or (na <= small and redis.call('ZINTERCARD', 2, a, b) == na)
+end
+
+if mode == 'zsets' then
+  local prefix_a, prefix_b = ARGV[2], ARGV[3]
+  local n, budget = tonumber(ARGV[4]), tonumber(ARGV[5])
+  local out = {0}
+  local i = 6
+  while i < #ARGV and budget > 0 do
+    local a, b, cursor = prefix_a .. ARGV[i], prefix_b .. ARGV[i], ARGV[i + 1]
+    if cursor == '-' and same(a, b, n) then
+      budget = budget - 1
+    else
+      local only_a, only_b = {}, {}
+      repeat
+        local more_a, more_b, following, read = zchunk(a, b, cursor, n)
+        for _, m in ipairs(more_a) do only_a[#only_a + 1] = m end
+        for _, m in ipairs(more_b) do only_b[#only_b + 1] = m end
+        cursor, budget = following, budget - read - 1
+      until cursor == '' or budget <= 0
+      if #only_a > 0 or #only_b > 0 or cursor ~= '' then
+        out[#out + 1] = {(i - 4) / 2, only_a, only_b, cursor}
+      end
+    end
+    out[1] = out[1] + 1
+    i = i + 2
+  end
+  return out
+end
+
+local a, b, walk, cursor, count = KEYS[1], KEYS[2], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local found = {}
 local reply = redis.call('HSCAN', a, cursor, 'COUNT', count)
-local pairs_ = reply[2]
-for i = 1, #pairs_, 2 do
-  local field, value = pairs_[i], pairs_[i + 1]
-  local other = redis.call('HGET', b, field)
-  if mode == 'hash-missing' then
-    if not other then found[#found + 1] = {field, value} end
-  elseif other ~= value then
-    found[#found + 1] = {field, value, other}
+local items = reply[2]
+-- HMGET in slices: Lua's unpack() takes a few thousand values at most
+for first = 1, #items, 2000 do
+  local fields = {}
+  for j = first, math.min(first + 1999, #items), 2 do fields[#fields + 1] = items[j] end
+  local others = redis.call('HMGET', b, unpack(fields))
+  for k, field in ipairs(fields) do
+    local value, other = items[first + 2 * k - 1], others[k]
+    if walk == 'missing' then
+      if not other then found[#found + 1] = {field, value} end
+    elseif other ~= value then
+      found[#found + 1] = {field, value, other}
+    end
   end
 end
 return {reply[1], found}

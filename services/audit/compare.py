@@ -1,9 +1,10 @@
 """Compare two copies (namespaces) of the read model: per timeline, per entry,
 field by field.
 
-The walking is server-side (compare.lua: one call per chunk of a key, only the
-differences come back); turning raw differences into readable ones is pure
-(`describe`, `field_differences`) and tested without a server.
+The walking is server-side (compare.lua: one call per chunk of a hash, one call
+per batch of many timelines, only the differences come back); turning raw
+differences into readable ones is pure (`describe`, `field_differences`) and
+tested without a server.
 
 A difference says what the *live* copy has wrong relative to the rebuilt one:
 `differs` (both have it, with other values), `extra-live` (only live has it),
@@ -12,6 +13,8 @@ A difference says what the *live* copy has wrong relative to the rebuilt one:
 
 from __future__ import annotations
 
+import itertools
+from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -22,8 +25,9 @@ from projections import asof
 from projections.store import ReadModel, key_of_member, namespace_key
 from services.redis import scripts
 
-CHUNK = 1000
-PIPELINE = 200
+CHUNK = 1000  # hash fields per HSCAN, zset members per range read
+TIMELINES_PER_CALL = 1000  # timeline keys named per zsets call (x2 families)
+BUDGET = 20_000  # zset members one call reads at most (keeps each call short)
 # read-model hash -> the scope a difference in it is reported under
 HASHES = {"entries": "entry", "history": "history", "superseded": "superseded-version",
           "aliases": "alias", "maxspan": "span", "names": "name", "kinds": "kind",
@@ -63,6 +67,10 @@ def _decoded(value: str | None) -> Any:
         return _json.decode(value)
     except msgspec.DecodeError:
         return value
+
+
+def _member(value: bytes | str) -> str:
+    return _text(value) or ""
 
 
 def field_differences(live: Any, rebuilt: Any) -> dict[str, FieldDifference]:
@@ -136,7 +144,7 @@ class Comparer:
     def __init__(self, client: Any, live: str, rebuilt: str) -> None:
         self.client = client
         self.live, self.rebuilt = live, rebuilt
-        self._chunk = scripts.load(client, Path(__file__).with_name("compare.lua"))
+        self._script = scripts.load(client, Path(__file__).with_name("compare.lua"))
 
     async def everything(self) -> list[Difference]:
         found: list[Difference] = []
@@ -150,13 +158,13 @@ class Comparer:
     async def hash(self, name: str, scope: str) -> list[Difference]:
         live, rebuilt = namespace_key(self.live, name), namespace_key(self.rebuilt, name)
         found: dict[str, Difference] = {}  # HSCAN may return a field twice
-        for a, b, mode in ((live, rebuilt, "hash"), (rebuilt, live, "hash-missing")):
+        for a, b, mode in ((live, rebuilt, "differs"), (rebuilt, live, "missing")):
             cursor = "0"
             while True:
-                reply = await self._chunk(keys=[a, b], args=[mode, cursor, CHUNK])
+                reply = await self._script(keys=[a, b], args=["hash", mode, cursor, CHUNK])
                 for item in reply[1]:
                     field = _text(item[0]) or ""
-                    if mode == "hash-missing":
+                    if mode == "missing":
                         found[field] = describe_hash(scope, field, "missing-live", None,
                                                      _text(item[1]))
                     else:
@@ -187,32 +195,29 @@ class Comparer:
         return found
 
     async def timelines(self, names: list[str]) -> list[Difference]:
-        found: list[Difference] = []
-        work = [(family, scope, name, a_ns, problem)
+        """Members only one copy's timelines (and as-of indexes) hold, in the order of
+        `names`, families, then problems; many timelines per script call."""
+        pending = deque((family + name, "-") for name in names for family in ZSETS)
+        found: dict[str, tuple[list[str], list[str]]] = {}
+        prefixes = [namespace_key(self.live, ""), namespace_key(self.rebuilt, "")]
+        while pending:
+            batch = [pending.popleft() for _ in range(min(len(pending), TIMELINES_PER_CALL))]
+            reply = await self._script(
+                keys=[namespace_key(self.live, "entries")],
+                args=["zsets", *prefixes, CHUNK, BUDGET, *itertools.chain(*batch)])
+            for index, only_live, only_rebuilt, cursor in reply[1:]:
+                suffix = batch[index - 1][0]
+                extra, missing = found.setdefault(suffix, ([], []))
+                extra += map(_member, only_live)
+                missing += map(_member, only_rebuilt)
+                if following := _text(cursor):
+                    pending.appendleft((suffix, following))
+            pending.extendleft(reversed(batch[reply[0]:]))  # what the budget left
+        return [describe_member(scope, name, problem, m)
                 for name in names for family, scope in ZSETS.items()
-                for a_ns, problem in ((self.live, "extra-live"), (self.rebuilt, "missing-live"))]
-        cursors = {i: "-" for i in range(len(work))}
-        await scripts.preload(self.client, self._chunk)
-        while cursors:
-            batch = list(cursors.items())[:PIPELINE]
-            pipe = self.client.pipeline(transaction=False)
-            for i, cursor in batch:
-                family, _, name, a_ns, _ = work[i]
-                b_ns = self.rebuilt if a_ns == self.live else self.live
-                await scripts.queue(self.client, pipe, self._chunk,
-                                    [namespace_key(a_ns, family + name),
-                                     namespace_key(b_ns, family + name)],
-                                    ["zset", cursor, CHUNK])
-            for (i, _), reply in zip(batch, await pipe.execute(), strict=True):
-                _, scope, name, _, problem = work[i]
-                found += [describe_member(scope, name, problem, _text(m) or "")
-                          for m in reply[1]]
-                following = _text(reply[0])
-                if following:
-                    cursors[i] = following
-                else:
-                    del cursors[i]
-        return found
+                for problem, members in zip(("extra-live", "missing-live"),
+                                            found.get(family + name, ([], [])), strict=True)
+                for m in members]
 
     async def recheck(self, differences: list[Difference]) -> list[Difference]:
         """The same comparison, limited to what `differences` are about."""

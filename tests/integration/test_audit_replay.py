@@ -18,8 +18,9 @@ import redis
 from events.stored import event_key
 from projections.fold import Query
 from projections.store import ReadModel, namespace_key
-from services.audit.replay import LOCK, ReplayRunning, replay
+from services.audit.replay import LOCK, ReplayError, ReplayRunning, replay
 from services.bootstrap import Services
+from services.log import keys
 from tests import factory
 from tests.integration.audit_helpers import cli
 from tests.integration.projection_helpers import publish, read_all, wait_projected
@@ -188,3 +189,24 @@ async def test_cli_replay_reports_a_missing_timeline_member_and_promote_repairs_
     ids = [e.id for e in await read_all(services, Query(timeline="topic:ai"), 1000)]
     assert ident in ids
     assert cli(["audit", "replay"], redis_url).returncode == 0
+
+
+async def test_a_log_with_a_hole_is_refused_and_leaves_no_rebuild_behind(
+    services: Services, sync_redis: redis.Redis
+) -> None:
+    await publish(services, factory.story(3000, seed=5))
+    await wait_projected(services)
+    live_keys = sorted(await sync_redis_keys(services, "blue"))
+    live_applied = await ReadModel(services.client, "blue").applied()
+    partition = max(live_applied, key=lambda p: live_applied[p])
+    hole = live_applied[partition] // 2
+    sync_redis.xdel(keys.log(partition), f"{hole}-0")
+
+    with pytest.raises(ReplayError, match=f"partition {partition}: the log has a gap after "
+                                          f"{hole - 1};"):
+        await replay(services.client, services.partitions)
+
+    assert await sync_redis_keys(services, "green") == []  # the rebuild is dropped
+    assert not await services.client.exists(LOCK)
+    assert sorted(await sync_redis_keys(services, "blue")) == live_keys  # live untouched
+    assert await ReadModel(services.client, "blue").applied() == live_applied
