@@ -127,21 +127,26 @@ class Projector:
         targets = sorted({k for e in events if (k := target_key(e))})
         applied, states = await self.read_model.state(partition, targets)
         earlier = [target_key(e) or e.key for e in events if e.sequence <= applied]
-        records = []
+        records: list[list[Any]] = []
+        hole: int | None = None
         for event in events:
             if event.sequence <= applied:
                 continue
+            if event.sequence != applied + len(records) + 1:
+                hole = event.sequence  # the script checks only where a batch starts
+                break
             change = self.fold(event, states.get(target_key(event) or event.key))
             if change.entry is not None:
                 states[change.key] = (change.entry, change.history)
             records.append(encode_change(event.sequence, change))
-        if not records:
-            return Projected(applied, {}, earlier)
-        outcome, applied = await self.read_model.apply(partition, encode_batch(records))
-        if outcome == "gap":
-            raise GapError(partition, applied, records[0][0])
-        if outcome == "stale":  # applied by someone else since our read: read again
-            return None
+        if records:
+            outcome, applied = await self.read_model.apply(partition, encode_batch(records))
+            if outcome == "gap":
+                raise GapError(partition, applied, records[0][0])
+            if outcome == "stale":  # applied by someone else since our read: read again
+                return None
+        if hole is not None:
+            raise GapError(partition, applied, hole)
         return Projected(applied, fresh_entries(records), earlier)
 
     def fold(self, event: StoredEvent, state: State | None) -> Change:

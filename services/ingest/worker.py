@@ -7,12 +7,14 @@ import asyncio
 import signal
 
 from projections.runner import Worker
+from services import heap
 from services.bootstrap import Services
 from services.ingest.consumer import IngestConsumer
 
 
 async def run_worker(built: Services) -> None:
     """Run both until a signal (exit normally) or until one fails (stop the other, raise)."""
+    heap.for_batches()
     projector = Worker(built.client, built.url, built.partitions)
     ingest = IngestConsumer(built.client, built.url, built.appender)
 
