@@ -5,12 +5,19 @@ from __future__ import annotations
 import logging
 import sys
 
+import msgspec
 import structlog
+
+
+def _json(event: dict[str, object], **_: object) -> str:
+    # msgspec rather than the standard library's json: a log line per request or
+    # batch is on every hot path. Values it does not know are written as str().
+    return msgspec.json.encode(event, enc_hook=str).decode()
 
 
 def configure(log_format: str = "console", level: str = "INFO") -> None:
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer()
+        structlog.processors.JSONRenderer(serializer=_json)
         if log_format == "json"
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )

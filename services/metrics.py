@@ -11,6 +11,7 @@ Two sources, both honest about where they come from:
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 from collections.abc import Iterator
 from typing import Any
@@ -58,8 +59,11 @@ class Metrics:
 
     def count_appended(self, events: list[NewEvent], results: list[AppendResult]) -> None:
         # Only validated events get here, so `type` is a catalog or vendor type.
-        for event, result in zip(events, results, strict=True):
-            self.appended.labels(event.type, result.status).inc()
+        # Counted per (type, status) first: a labelled increment costs microseconds.
+        pairs = zip(events, results, strict=True)
+        counts = collections.Counter((e.type, r.status) for e, r in pairs)
+        for (event_type, status), count in counts.items():
+            self.appended.labels(event_type, status).inc(count)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).observe(seconds)
