@@ -3,8 +3,9 @@
 -- ARGV[1]: key base ("timeline:{rm}:"); ARGV[2]: namespace, "" for the active one;
 -- ARGV[3]: the namespace the caller read its state from ("" = do not check);
 -- ARGV[4]: partition; ARGV[5]: msgpack payload (projections/writes.py encode_batch):
---   {first, last, {{timeline, member...}...}, {key, doc...}, {key, history...},
---    {amendment...}, {timeline, span...}, {id, name, stamp...}, {id, kind, stamp...}}
+--   {first, last, {{timeline, member...}...}, {key, doc...}, {amendment...},
+--    {timeline, span...}, {id, name, stamp...}, {id, kind, stamp...}}
+--   A new entry has no history: its one version is the entry itself (store.py reads it so).
 --   an amendment: {sequence, key, member, doc, timelines, old_member, old_timelines,
 --    span, history, names, alias, name_stamp, ever_suffix, old_open_suffix,
 --    old_closed_suffix, old_doc_sequence}; the ever suffixes (projections/asof.py) are
@@ -54,7 +55,7 @@ local function hmget(hash, fields)
   return found
 end
 
--- New entries: one ZADD per timeline, one HSET for documents and one for histories.
+-- New entries: one ZADD per timeline, one HSET for their documents.
 for _, members in ipairs(batch[3]) do
   local scored = {}
   for i = 2, #members do
@@ -64,10 +65,9 @@ for _, members in ipairs(batch[3]) do
   bulk('ZADD', tl .. members[1], scored, 1, 2000)
 end
 bulk('HSET', entries, batch[4], 1, 2000)
-bulk('HSET', history, batch[5], 1, 2000)
 
 -- Amendments, one by one in log order, after the entries they amend exist.
-for _, c in ipairs(batch[6]) do
+for _, c in ipairs(batch[5]) do
   if c[6] ~= '' then
     local old_doc = redis.call('HGET', entries, c[2])
     if old_doc then
@@ -93,7 +93,7 @@ for _, c in ipairs(batch[6]) do
 end
 
 -- The longest span per timeline only grows.
-local spans = batch[7]
+local spans = batch[6]
 if #spans > 0 then
   local fields = {}
   for i = 1, #spans, 2 do fields[#fields + 1] = spans[i] end
@@ -130,8 +130,8 @@ local function remember(hash, prefix, found)
   bulk('HSET', hash, values, 1, 2000)
   bulk('HSET', stamps, stamped, 1, 2000)
 end
-remember(names, 'n:', batch[8])
-remember(kinds, 'k:', batch[9])
+remember(names, 'n:', batch[7])
+remember(kinds, 'k:', batch[8])
 
 redis.call('HSET', applied_key, partition, last)
 return {'ok', last, ns}

@@ -41,6 +41,7 @@ from projections.entry import (
     Entry,
     Version,
     entry_decoder,
+    first_history,
     history_decoder,
 )
 from projections.fold import Query
@@ -147,7 +148,7 @@ class ReadModel:
         if keys:
             for key, doc, hist in zip(keys, reply[2], reply[3], strict=True):
                 if doc is not None:
-                    found[key] = (entry_decoder.decode(doc), history_decoder.decode(hist))
+                    found[key] = _with_history(doc, hist)
         return applied, found
 
     async def applied(self) -> dict[int, int]:
@@ -196,7 +197,7 @@ class ReadModel:
         _, key, doc, hist = await self._call("entry", event_key(source, ident))
         if doc is None:
             return None
-        entry, history = entry_decoder.decode(doc), history_decoder.decode(hist)
+        entry, history = _with_history(doc, hist)
         if as_of is None:
             return entry, history
         at = asof.stamp(as_of)
@@ -240,6 +241,11 @@ class ReadModel:
     async def timeline_names(self) -> list[str]:
         """Every timeline that ever had an entry."""
         return sorted(_text(n) for n in (await self._call("timelines"))[1])
+
+
+def _with_history(doc: bytes, hist: bytes | None) -> tuple[Entry, list[Version]]:
+    entry = entry_decoder.decode(doc)
+    return entry, history_decoder.decode(hist) if hist else first_history(entry)
 
 
 def _upper_bound(end: str | None) -> str:

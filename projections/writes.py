@@ -67,7 +67,9 @@ def encode_change(sequence: int, change: Change) -> list[Any]:
         member(new) if new else "", entry_encoder.encode(new).decode() if new else "",
         timelines(new) if new else [],
         member(old) if old else "", timelines(old) if old else [],
-        span_days(new) if new else 0, _history_encoder.encode(history).decode(),
+        span_days(new) if new else 0,
+        # An entry's first version is the entry itself: a history is kept once amended.
+        _history_encoder.encode(history).decode() if len(history) > 1 else "",
         [[i, n or "", k or ""] for i, n, k in change.names], change.alias or "",
         _name_stamp(this) if this else "", ever_new, old_open, old_closed, old_sequence,
     ]
@@ -92,12 +94,10 @@ def encode_batch(records: list[list[Any]]) -> bytes:
     """The apply script's payload for consecutive records of one partition.
 
     {first sequence, last sequence, {{timeline, member...}...}, {key, doc...},
-     {key, history...}, {amendment record...}, {timeline, span...},
-     {id, name, stamp...}, {id, kind, stamp...}}
+     {amendment record...}, {timeline, span...}, {id, name, stamp...}, {id, kind, stamp...}}
     """
     members: dict[str, list[str]] = {}
     docs: list[str] = []
-    hists: list[str] = []
     amendments: list[list[Any]] = []
     spans: dict[str, int] = {}
     names: dict[str, tuple[str, str]] = {}
@@ -107,7 +107,6 @@ def encode_batch(records: list[list[Any]]) -> bytes:
             for name in record[TIMELINES]:
                 members.setdefault(name, []).append(record[MEMBER])
             docs += (record[KEY], record[DOC])
-            hists += (record[KEY], record[HISTORY])
         elif record[DOC] or record[ALIAS]:
             amendments.append(record)
         if record[DOC]:
@@ -118,7 +117,7 @@ def encode_batch(records: list[list[Any]]) -> bytes:
             _latest(kinds, ident, kind, record[NAME_STAMP])
     return _packer.encode([
         records[0][SEQUENCE], records[-1][SEQUENCE],
-        [[name, *found] for name, found in members.items()], docs, hists, amendments,
+        [[name, *found] for name, found in members.items()], docs, amendments,
         [x for name, span in spans.items() for x in (name, span)],
         _flat(names), _flat(kinds),
     ])
