@@ -15,7 +15,11 @@
 -- is "stale" (the caller re-reads its state and re-folds), one that starts past the
 -- next sequence is a gap. A batch folded from another namespace's state (the
 -- pointer moved in between) is refused like a gap: the caller re-reads and re-folds.
--- Reply: {"ok"|"gap"|"stale", applied, ns}.
+-- KEYS[2]: the promote fence; ARGV[6] "1": refuse ("fenced") while a promote holds it,
+-- for a batch folded without reading any state (no amendments), which did not wait for
+-- the fence the state read waits for (projections/runner.py).
+-- Reply: {"ok"|"done"|"gap"|"stale"|"fenced", applied, ns}; "done": every sequence of the
+-- batch was applied before, nothing written.
 local base, ns = ARGV[1], ARGV[2]
 if ns == '' then ns = redis.call('GET', KEYS[1]) or 'blue' end
 local function key(name) return base .. ns .. ':' .. name end
@@ -28,9 +32,12 @@ local applied = tonumber(redis.call('HGET', applied_key, partition) or '0')
 if ARGV[3] ~= '' and ARGV[3] ~= ns then
   return {'gap', applied, ns}
 end
+if ARGV[6] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then
+  return {'fenced', applied, ns}
+end
 local batch = cmsgpack.unpack(ARGV[5])
 local first, last = batch[1], batch[2]
-if last <= applied then return {'ok', applied, ns} end
+if last <= applied then return {'done', applied, ns} end
 if first <= applied then return {'stale', applied, ns} end
 if first ~= applied + 1 then return {'gap', applied, ns} end
 
@@ -57,12 +64,16 @@ end
 
 -- New entries: one ZADD per timeline, one HSET for their documents.
 for _, members in ipairs(batch[3]) do
-  local scored = {}
-  for i = 2, #members do
-    scored[#scored + 1] = 0
-    scored[#scored + 1] = members[i]
+  if #members == 2 then -- most entity and pair timelines get one entry per batch
+    redis.call('ZADD', tl .. members[1], 0, members[2])
+  else
+    local scored = {}
+    for i = 2, #members do
+      scored[#scored + 1] = 0
+      scored[#scored + 1] = members[i]
+    end
+    bulk('ZADD', tl .. members[1], scored, 1, 2000)
   end
-  bulk('ZADD', tl .. members[1], scored, 1, 2000)
 end
 bulk('HSET', entries, batch[4], 1, 2000)
 

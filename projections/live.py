@@ -67,7 +67,8 @@ class LiveFeed:
         self._publish = client.register_script(_PUBLISH)
 
     async def publish(self, fresh: dict[str, tuple[str, list[str]]], earlier: list[str],
-                      events: int, seconds: float) -> None:
+                      events: int, seconds: float,
+                      acknowledge: tuple[str, str, list[bytes]] | None = None) -> None:
         """Publish the current entry of everything a batch touched; record the batch.
 
         `fresh` holds the entries the apply has just written (key -> (document,
@@ -75,6 +76,8 @@ class LiveFeed:
         entry changed twice in one batch once. `earlier` names entries of events a
         previous delivery applied (it crashed before acknowledging): those are read
         back from the read model, so a redelivered batch is published again.
+        `acknowledge` (stream, group, entry ids): acknowledged in the same round trip,
+        after the feed is written (one connection runs a pipeline in order).
         """
         args: list[Any] = [MAXLEN]
         for doc, names in fresh.values():
@@ -84,24 +87,33 @@ class LiveFeed:
             args += [entry_encoder.encode(entry), _names_encoder.encode(timelines(entry))]
         entries = (len(args) - 1) // 2
         pipe = self.client.pipeline(transaction=False)
-        try:
-            if entries:
-                if isinstance(self.client, RedisCluster):
-                    # redis-py only reloads a script after NOSCRIPT outside a cluster
-                    # pipeline: on a cluster the call goes on its own.
+        refused: list[BaseException] = []
+        if entries:
+            if isinstance(self.client, RedisCluster):
+                # redis-py only reloads a script after NOSCRIPT outside a cluster
+                # pipeline: on a cluster the call goes on its own.
+                try:
                     await self._publish(keys=[LIVE], args=args)
-                else:
-                    await self._publish(keys=[LIVE], args=args, client=pipe)
-            pipe.hincrby(BATCH_STATS, "count", 1)
-            pipe.hincrby(BATCH_STATS, "events", events)
-            pipe.hincrbyfloat(BATCH_STATS, "sum", seconds)
-            pipe.hincrby(BATCH_STATS, f"le:{bucket_of(seconds)}", 1)
-            await pipe.execute()
-        except ResponseError as exc:
+                except ResponseError as exc:
+                    refused.append(exc)
+            else:
+                await self._publish(keys=[LIVE], args=args, client=pipe)
+        pipe.hincrby(BATCH_STATS, "count", 1)
+        pipe.hincrby(BATCH_STATS, "events", events)
+        pipe.hincrbyfloat(BATCH_STATS, "sum", seconds)
+        pipe.hincrby(BATCH_STATS, f"le:{bucket_of(seconds)}", 1)
+        if acknowledge is not None:
+            stream, group, ids = acknowledge
+            pipe.xack(stream, group, *ids)
+        results = await pipe.execute(raise_on_error=False)
+        if acknowledge is not None and isinstance(results[-1], BaseException):
+            raise results[-1]  # not acknowledged: the batch comes again
+        refused += [r for r in results if isinstance(r, ResponseError)]
+        if refused:
             # The server refused a command (say, a key of the wrong type): retrying
             # cannot help, and the feed is secondary, so the projection flows on.
             # Connection errors still propagate: the batch is then retried whole.
-            log.error("live feed publish failed", error=str(exc), entries=entries)
+            log.error("live feed publish failed", error=str(refused[0]), entries=entries)
 
 
 def is_stream_id(text: str) -> bool:

@@ -124,11 +124,16 @@ class ReadModel:
         value = await self.client.get(ACTIVE)
         return _text(value) if value is not None else DEFAULT_NAMESPACE
 
-    async def apply(self, partition: int, payload: bytes) -> tuple[str, int]:
-        """Apply one batch (projections.writes.encode_batch): ("ok"|"gap"|"stale", applied)."""
+    async def apply(self, partition: int, payload: bytes, stateless: bool = False
+                    ) -> tuple[str, int]:
+        """Apply one batch (projections.writes.encode_batch); ("ok"|"done"|"gap"|"stale"|
+        "fenced", applied). `stateless`: folded without a `state` read, so the script
+        itself refuses while a promote holds the fence (apply.lua)."""
         expected = self._state_from.pop(partition, "") if self.namespace is None else ""
+        fenced = "1" if stateless and self.namespace is None else "0"
         reply = await self._apply(
-            keys=[ACTIVE], args=[BASE, self.namespace or "", expected, partition, payload])
+            keys=[ACTIVE, FENCE],
+            args=[BASE, self.namespace or "", expected, partition, payload, fenced])
         return _text(reply[0]), int(reply[1])
 
     async def state(

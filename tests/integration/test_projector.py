@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from events.stored import StoredEvent, event_key
 from projections.fold import Query
 from projections.runner import GapError, Projector
+from projections.store import FENCE
 from services.bootstrap import Services
 
 
@@ -49,3 +52,22 @@ async def test_a_batch_that_starts_past_the_next_sequence_is_a_gap(services: Ser
         await Projector(services.read_model).project(0, [noted(3), noted(4)])
     assert gap.value.applied == 0
     assert await ids_on(services, "all") == []
+
+
+async def test_a_batch_applied_before_comes_back_as_earlier_keys(services: Services) -> None:
+    projector = Projector(services.read_model)
+    await projector.project(0, [noted(1), noted(2)])
+    again = await projector.project(0, [noted(1), noted(2)])
+    assert (again.applied, again.fresh) == (2, {})
+    assert again.earlier == [event_key("urn:t", "e-1"), event_key("urn:t", "e-2")]
+
+
+async def test_no_batch_lands_while_a_promote_holds_the_fence(services: Services) -> None:
+    await services.client.set(FENCE, "promote", px=60_000)
+    applying = asyncio.create_task(Projector(services.read_model).project(0, [noted(1)]))
+    await asyncio.sleep(0.2)
+    assert not applying.done()
+    assert await services.read_model.applied() == {}
+    await services.client.delete(FENCE)
+    assert (await applying).applied == 1
+    assert await ids_on(services, "all") == ["e-1"]
