@@ -4,9 +4,10 @@ The embedded Valkey (started by our own `EmbeddedServer`, as production does)
 unless TIMELINE_TEST_REDIS_URL names another server. Each test starts from an
 empty database.
 
-The modules in CLUSTER_MODULES run twice: against that server ("single") and
-against a local 6-node Redis Cluster ("cluster", tests/cluster.py, marked slow),
-so one suite proves both deployments. TIMELINE_TEST_CLUSTER=0 leaves the
+The modules in CLUSTER_MODULES (every integration module but those about a
+single server) run twice: against that server ("single") and against a local
+6-node Redis Cluster ("cluster", tests/cluster.py, marked slow), so one suite
+proves both deployments. TIMELINE_TEST_CLUSTER=0 leaves the
 cluster runs out; TIMELINE_TEST_CLUSTER_MODULES=test_a,test_b adds modules.
 """
 
@@ -29,10 +30,15 @@ from tests.cluster import LocalCluster
 PARTITIONS = 8
 
 
-# The core suites, plus those whose scripts and pipelines a cluster could refuse.
-CLUSTER_MODULES = {"test_append", "test_http_publish", "test_http_queries", "test_projection",
-                   "test_audit_verify", "test_audit_replay", "test_live", "test_parking",
-                   *filter(None, os.environ.get("TIMELINE_TEST_CLUSTER_MODULES", "").split(","))}
+# Every integration module runs on the cluster too (a cross-slot script, MULTI or
+# command anywhere fails it), except those about one server itself (the embedded
+# server, its AOF, TLS, the demo it serves) and the cluster's own modules.
+SINGLE_SERVER_MODULES = {"test_embedded", "test_durability", "test_tls", "test_serve_demo",
+                         "test_cluster", "test_cluster_failover", "test_cluster_rebalance"}
+CLUSTER_MODULES = {
+    path.stem for path in (Path(__file__).parent / "integration").glob("test_*.py")
+    if path.stem not in SINGLE_SERVER_MODULES
+} | set(filter(None, os.environ.get("TIMELINE_TEST_CLUSTER_MODULES", "").split(",")))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -112,12 +118,16 @@ async def services(settings: config.Settings) -> AsyncIterator[bootstrap.Service
         await built.client.aclose()
 
 
+def sync_client(url: str) -> redis.Redis:
+    """A blocking client for `url`; on a cluster it routes each command to its slot's
+    master, and FLUSHDB goes to every master."""
+    if is_cluster_url(url):
+        return RedisCluster.from_url(plain_url(url))  # type: ignore[return-value]
+    return redis.Redis.from_url(url)
+
+
 @pytest.fixture
 def sync_redis(redis_url: str) -> Iterator[redis.Redis]:
-    client: redis.Redis
-    if is_cluster_url(redis_url):  # routes each command to its slot's master
-        client = RedisCluster.from_url(plain_url(redis_url))  # type: ignore[assignment]
-    else:
-        client = redis.Redis.from_url(redis_url)
+    client = sync_client(redis_url)
     yield client
     client.close()

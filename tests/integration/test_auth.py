@@ -20,6 +20,7 @@ from services.auth.tokens import digest_of
 from services.log import keys
 from services.redis.embedded import free_port
 from tests import processes
+from tests.conftest import sync_client
 
 SECRETS = {"publisher": "pub-secret-1", "reader": "read-secret-2",
            "auditor": "audit-secret-3", "root": "root-secret-4"}
@@ -41,7 +42,7 @@ class AuthApi:
 def auth_api(server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthApi]:
     """A real API with two tokens from TIMELINE_TOKENS and two from a tokens file."""
     folder = tmp_path_factory.mktemp("auth")
-    with redis.Redis.from_url(server_url) as client:  # an earlier module may leave another log
+    with sync_client(server_url) as client:  # an earlier module may leave another log
         client.flushdb()
     tokens_file = folder / "tokens"
     tokens_file.write_text(f"# auditors\n{entry('auditor')}  # the external verifier\n\n"

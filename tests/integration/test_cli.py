@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from services.redis.embedded import EmbeddedServer, binary_path, running_url
 from tests import factory
+from tests.conftest import sync_client
 from tests.processes import env_for
 
 PRECISION_RANK = {"year": 0, "month": 1, "day": 2}
@@ -46,7 +46,7 @@ def write_jsonl(path: Path, events: list[Any]) -> Path:
 
 
 def log_length(url: str) -> int:
-    with redis.Redis.from_url(url) as client:
+    with sync_client(url) as client:
         return sum(int(client.xlen(key)) for key in client.scan_iter("timeline:{p*}:log"))
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from faststream.redis import RedisBroker
 
 from events.envelope import NewEvent
+from projections.broker import make_broker
 from services.bootstrap import Services
 from services.ingest.consumer import GROUP, REJECTED, STREAM, IngestConsumer
 from services.log import keys
@@ -62,7 +62,7 @@ async def test_xadd_and_faststream_entries_are_appended_and_projected(
     try:
         for n in range(20):
             await client.xadd(STREAM, {"event": encoded(mou(f"plain-{n}", subject=f"org-{n}"))})
-        async with RedisBroker(redis_url) as broker:
+        async with make_broker(client, redis_url) as broker:
             for n in range(20):
                 await broker.publish(mou(f"fs-{n}", subject=f"org-{n}"), stream=STREAM)
         # A correction right after its target: stream order is append order.
