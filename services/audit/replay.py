@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import msgspec
@@ -34,6 +33,7 @@ from redis.exceptions import ResponseError
 
 from projections.runner import GapError, Projector, decode_entries
 from projections.store import ACTIVE, BASE, FENCE, ReadModel, namespace_key, other_namespace
+from services import heap
 from services.audit.compare import Comparer, Difference
 from services.log import keys
 from services.log.reader import LogReader
@@ -46,11 +46,6 @@ PAGE = 1000
 LIVE_WAIT_SECONDS = 30.0
 MAX_SHOWN = 1000
 PROMOTE_ATTEMPTS = 50
-# Garbage-collector thresholds while replaying: a page of decoded events and their
-# folds is many short-lived containers, and with the default (700, 10, 10) the
-# collector spends ~40% of the rebuild's CPU walking them (measured: 63 -> 41 µs per
-# event); reference counting frees nearly all of it anyway.
-REPLAY_GC_THRESHOLDS = (50_000, 20, 20)
 
 FLIP = """
 -- KEYS[1]: active pointer; KEYS[2]: fence. ARGV: key base, from namespace, to namespace.
@@ -144,17 +139,6 @@ async def drop_namespace(client: Any, namespace: str) -> int:
     if batch:
         dropped += await client.unlink(*batch)
     return int(dropped)
-
-
-@contextlib.contextmanager
-def _relaxed_gc() -> Iterator[None]:
-    """Collect cycles less often for a while (process-wide: restored afterwards)."""
-    before = gc.get_threshold()
-    gc.set_threshold(*REPLAY_GC_THRESHOLDS)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*before)
 
 
 @contextlib.asynccontextmanager
@@ -323,5 +307,5 @@ async def replay(
     """Rebuild, compare and (with `promote`) switch; ReplayRunning if one is under way."""
     async with _lock(client):
         on_total(sum((await LogReader(client, partitions).heads()).values()))
-        with _relaxed_gc():
+        with heap.relaxed():
             return await Replay(client, partitions, on_progress).run(promote)

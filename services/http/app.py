@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -21,7 +20,7 @@ from litestar.openapi.spec import Components
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from events.envelope import MAX_BATCH_BYTES
-from services import bootstrap
+from services import bootstrap, heap
 from services.auth.tokens import load_tokens
 from services.config import Settings
 from services.http import asyncapi, auth, health, live, lookups, metrics, publish, search, timelines
@@ -82,12 +81,14 @@ def create_app(settings: Settings, built: bootstrap.Services | None = None) -> L
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if built is not None:
             app.state.services = built
-            _settle_heap()
+            # Start-up objects (modules, routes, schemas, connections): the collector
+            # need not walk them again on every full collection a batch request triggers.
+            heap.settle()
             yield
             return
         async with bootstrap.services(settings, start_server=False) as services:
             app.state.services = services
-            _settle_heap()
+            heap.settle()
             yield
 
     def provide_services(state: State) -> bootstrap.Services:
@@ -116,16 +117,6 @@ def create_app(settings: Settings, built: bootstrap.Services | None = None) -> L
         debug=False,
         on_app_init=[_quiet],
     )
-
-
-def _settle_heap() -> None:
-    """Exempt everything built at start-up (modules, routes, schemas, connections: a few
-    hundred thousand objects) from garbage collection. A batch request allocates
-    thousands of containers, so the collector runs often; without this, each full
-    collection walks the whole start-up heap again (measured: most of the cost of
-    decoding a batch body)."""
-    gc.collect()
-    gc.freeze()
 
 
 def _quiet(config: AppConfig) -> AppConfig:
