@@ -41,8 +41,6 @@ elseif op == 'members' then
   return {ns, redis.call('ZRANGE', key('tl:' .. rest[1]), 0, -1)}
 elseif op == 'docs' then
   return {ns, redis.call('HMGET', key('entries'), unpack(rest))}
-elseif op == 'span' then
-  return {ns, redis.call('HGET', key('maxspan'), rest[1])}
 elseif op == 'timelines' then
   return {ns, redis.call('HKEYS', key('maxspan'))}
 end

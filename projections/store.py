@@ -55,8 +55,6 @@ DEFAULT_NAMESPACE = "blue"
 SCAN_BUDGET = 20_000
 FENCE_POLL_SECONDS = 0.005
 
-_packer = msgspec.msgpack.Encoder()
-_history_encoder = msgspec.json.Encoder()
 
 
 class BadCursor(ValueError):
