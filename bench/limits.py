@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 
 from bench.resp import RespConnection, pack
 from events.stored import stored_decoder
+from services.redis import loop
 
 STREAM = "bench:limit"
 GROUP = "bench"
@@ -140,7 +141,7 @@ def run_once(url: str, payloads: list[tuple[bytes, bytes]]) -> dict[str, float]:
         await delete_stream(url)
         return rates
 
-    return asyncio.run(main())
+    return loop.run(main())
 
 
 async def single_round_trips(url: str, payloads: list[tuple[bytes, bytes]]) -> list[float]:

@@ -26,6 +26,7 @@ from bench.stats import Figure, NotMeasured, percentile
 from services import bootstrap, config
 from services.log import keys
 from services.queries import projection_lag
+from services.redis import loop
 
 Log = Callable[[str], None]
 Figures = dict[str, "Figure | NotMeasured"]
@@ -93,7 +94,7 @@ def measure_limits(stack: Stack, plan: Plan, events: list[dict[str, Any]], figur
             max(rates["consume_redis_py"], rates["consume_resp"]))
         _fig(figures, "limit.stream_memory").runs.append(rates["stream_bytes_per_event"])
         log(f"limits run {run + 1}: " + ", ".join(f"{k} {v:,.0f}" for k, v in rates.items()))
-        single_runs.append(asyncio.run(limits.single_round_trips(
+        single_runs.append(loop.run(limits.single_round_trips(
             stack.url, payloads[:plan.single_samples])))
     _latency_pair(figures, "limit.single_rtt", single_runs, {"method": "bare RESP, unpipelined"})
     for key in ("limit.xadd_redis_py", "limit.xadd_resp", "limit.xadd", "limit.consume_redis_py",
@@ -127,7 +128,7 @@ def measure_store(stack: Stack, plan: Plan, events: list[dict[str, Any]], figure
         stack.flush()
         baseline = stack.used_memory()
         before = dt.datetime.now(dt.UTC)
-        seconds = asyncio.run(ours.append(stack.url, events))
+        seconds = loop.run(ours.append(stack.url, events))
         # half the store was recorded by then: the `as_of` the page queries ask for
         stack.as_of = (before + (dt.datetime.now(dt.UTC) - before) / 2).isoformat(
             timespec="microseconds").replace("+00:00", "Z")
@@ -170,12 +171,12 @@ def measure_pages(stack: Stack, base: str, plan: Plan, figures: Figures, log: Lo
     as_of = audit.has_as_of()
     stream = f"timeline:{{p{keys.partition_of(gen.HOT, PARTITIONS)}}}:log"
     for run in range(plan.runs):
-        floor.append(asyncio.run(limits.read_pages(stack.url, stream, plan.page_requests,
+        floor.append(loop.run(limits.read_pages(stack.url, stream, plan.page_requests,
                                                    PAGE_CLIENTS)))
         for samples, extra in ((live, ""), (past, f"&as_of={quote(stack.as_of)}")):
             if extra and not as_of:
                 continue
-            result = asyncio.run(pages.page_clients(base, gen.HOT, plan.page_requests,
+            result = loop.run(pages.page_clients(base, gen.HOT, plan.page_requests,
                                                     PAGE_CLIENTS, extra=extra))
             if result["errors"]:
                 raise RuntimeError(f"timeline pages{extra} failed: "
@@ -207,9 +208,9 @@ def measure_audit(stack: Stack, plan: Plan, figures: Figures, log: Log) -> None:
         figure = _fig(figures, key)
         for run in range(plan.runs):
             if key == "ours.verify":
-                result = asyncio.run(audit.verify_rate(stack.url))
+                result = loop.run(audit.verify_rate(stack.url))
             else:
-                result = asyncio.run(audit.replay_rate(stack.url, PARTITIONS))
+                result = loop.run(audit.replay_rate(stack.url, PARTITIONS))
                 figure.detail.setdefault("identical", []).append(result["identical"])
             figure.runs.append(result["rate"])
             figure.detail["events"] = result["events"]
@@ -236,11 +237,11 @@ def measure_lag(stack: Stack, base: str, plan: Plan, figures: Figures, log: Log)
     runs: list[list[float]] = []
     accepted: list[int] = []
     with stack.worker():
-        asyncio.run(_wait_projected(stack.url))
+        loop.run(_wait_projected(stack.url))
         for run in range(plan.runs):
             fresh = gen.generate(count, seed=100 + run, run=f"lag{run}-")
             bodies = [gen.body(b) for b in gen.batches(fresh, LAG_BATCH)]
-            result = asyncio.run(lag.lag(base, stack.url, bodies, batches_per_second))
+            result = loop.run(lag.lag(base, stack.url, bodies, batches_per_second))
             if result["errors"]:
                 raise RuntimeError(f"publishing for the lag test failed: {len(result['errors'])} "
                                    f"errors, e.g. {result['errors'][:2]}")
@@ -265,7 +266,7 @@ def measure_publish(stack: Stack, base: str, plan: Plan, events: list[dict[str, 
     batch = _fig(figures, "ours.http_batch")
     for run in range(plan.runs):
         stack.flush()
-        seconds = asyncio.run(publish_http.batch_publish(base, bodies, len(sample), HTTP_CLIENTS))
+        seconds = loop.run(publish_http.batch_publish(base, bodies, len(sample), HTTP_CLIENTS))
         batch.runs.append(len(sample) / seconds)
         log(f"HTTP batch run {run + 1}: {len(sample) / seconds:,.0f} events/s")
     batch.detail.update(events=len(sample), per_request=HTTP_BATCH, clients=HTTP_CLIENTS)
@@ -275,7 +276,7 @@ def measure_publish(stack: Stack, base: str, plan: Plan, events: list[dict[str, 
     for run in range(plan.runs):
         count = int(SINGLE_RATE * plan.single_seconds)
         fresh = gen.generate(count, seed=200 + run, run=f"single{run}-")
-        result = asyncio.run(publish_http.open_loop(
+        result = loop.run(publish_http.open_loop(
             base, publish_http.single_requests(fresh), SINGLE_RATE))
         latency_runs.append(result["latencies"])
         late.append(round(result["late_ms_max"], 2))
@@ -294,7 +295,7 @@ def measure_publish(stack: Stack, base: str, plan: Plan, events: list[dict[str, 
     for run in range(plan.runs):
         count = int(plan.max_rate_seconds * 8000)
         fresh = gen.generate(count, seed=300 + run, run=f"max{run}-")
-        result = asyncio.run(publish_http.closed_loop(
+        result = loop.run(publish_http.closed_loop(
             base, publish_http.single_requests(fresh), MAX_RATE_CLIENTS, plan.max_rate_seconds))
         sustained.runs.append(result["rate"])
         p99s.append(round(percentile(result["latencies"], 99), 2))

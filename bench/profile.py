@@ -27,6 +27,7 @@ from typing import Any
 from bench import events as gen
 from bench import ours
 from bench.stack import ROOT, Stack
+from services.redis import loop
 
 PY_SPY = Path(sys.executable).with_name("py-spy")
 PAGE_REQUESTS = 3000  # `pages` counts requests where the others count events
@@ -109,7 +110,7 @@ def memory(scale: int) -> None:
     events = gen.generate(scale)
     with tempfile.TemporaryDirectory(prefix="timeline-profile-") as tmp, Stack(Path(tmp)) as st:
         baseline = st.used_memory()
-        asyncio.run(ours.append(st.url, events))
+        loop.run(ours.append(st.url, events))
         ours.project(st)
         total = st.used_memory() - baseline
         sizes: Counter[str] = Counter()
@@ -134,7 +135,7 @@ def run(what: str, scale: int) -> None:
         server_pid = st.server.process.pid if st.server.process else 0
         st.server_pid = server_pid
         if what != "append":
-            asyncio.run(ours.append(st.url, events))
+            loop.run(ours.append(st.url, events))
         busy, wall, done = _workload(what, st, events, raw)
         unit = "requests" if what == "pages" else "events"
         print(f"{what}: {done:,} {unit} in {wall:.1f} s wall = {done / wall:,.0f} {unit}/s")
@@ -151,7 +152,7 @@ def _workload(what: str, st: Stack, events: list[dict[str, Any]],
     if what == "worker":
         with st.worker() as process, sampled(process.pid, raw):
             before, started = _mark(st, process.pid)
-            already = asyncio.run(_until_projected(st, len(events)))
+            already = loop.run(_until_projected(st, len(events)))
             # what the worker did before the sampler attached is left out
             return (cpu_seconds(process.pid) - before, time.perf_counter() - started,
                     len(events) - already)
@@ -164,7 +165,7 @@ def _workload(what: str, st: Stack, events: list[dict[str, Any]],
             pid = st.api_pid
             with sampled(pid, raw):
                 before, started = _mark(st, pid)
-                asyncio.run(batch_publish(base, bodies, len(events)))
+                loop.run(batch_publish(base, bodies, len(events)))
                 return cpu_seconds(pid) - before, time.perf_counter() - started, len(events)
     if what == "pages":
         from bench.pages import page_clients
@@ -172,20 +173,20 @@ def _workload(what: str, st: Stack, events: list[dict[str, Any]],
         ours.project(st)
         with st.api() as base, sampled(st.api_pid, raw):
             before, started = _mark(st, st.api_pid)
-            asyncio.run(page_clients(base, gen.HOT, PAGE_REQUESTS))
+            loop.run(page_clients(base, gen.HOT, PAGE_REQUESTS))
             return cpu_seconds(st.api_pid) - before, time.perf_counter() - started, PAGE_REQUESTS
     step: Callable[[], Any]
     if what == "append":
-        step = lambda: asyncio.run(ours.append(st.url, events))  # noqa: E731
+        step = lambda: loop.run(ours.append(st.url, events))  # noqa: E731
     elif what == "replay":
         from bench.audit import replay_rate
 
         ours.project(st)
-        step = lambda: asyncio.run(replay_rate(st.url, 8))  # noqa: E731
+        step = lambda: loop.run(replay_rate(st.url, 8))  # noqa: E731
     elif what == "verify":
         from bench.audit import verify_rate
 
-        step = lambda: asyncio.run(verify_rate(st.url))  # noqa: E731
+        step = lambda: loop.run(verify_rate(st.url))  # noqa: E731
     else:
         raise SystemExit(f"unknown workload {what!r}")
     with sampled(os.getpid(), raw):

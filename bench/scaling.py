@@ -37,6 +37,7 @@ from bench.run import QUIET_LOAD, cpu_model, loadavg
 from bench.stack import ROOT
 from bench.stats import Figure
 from services import bootstrap, config
+from services.redis import loop
 from services.redis.cluster import NODE_TIMEOUT_MS
 from services.redis.embedded import MEMORY_SETTINGS
 
@@ -79,7 +80,7 @@ def append_once(stack: ClusterStack, events: list[dict[str, Any]]) -> dict[str, 
     """Empty the cluster and append `events`: rate, CPU µs and log bytes per event."""
     stack.flush()
     memory, nodes_cpu, own_cpu = stack.data_memory(), stack.node_cpu(), time.process_time()
-    seconds = asyncio.run(ours.append(stack.url, events))
+    seconds = loop.run(ours.append(stack.url, events))
     own = time.process_time() - own_cpu  # includes connecting: negligible beside the work
     stack.settle()  # the replicas' share of the work is done once they caught up
     count = len(events)
@@ -97,7 +98,7 @@ async def _connect(url: str) -> bootstrap.Services:
 def project_once(stack: ClusterStack, workers: int, within: float) -> dict[str, Any]:
     """Project the log with `workers` fresh worker processes into an empty read model."""
     memory = stack.data_memory()
-    result = asyncio.run(_project(stack, workers, within))
+    result = loop.run(_project(stack, workers, within))
     stack.settle()
     result["bytes"] = _per_event(memory, stack.data_memory(), result["events"], 1)
     return result

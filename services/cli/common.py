@@ -4,7 +4,6 @@ unreachable servers, 130 for Ctrl-C)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import msgspec
@@ -14,6 +13,7 @@ from rich.console import Console
 
 from services import config
 from services import logging as service_logging
+from services.redis import loop
 
 console = Console()
 err = Console(stderr=True)
@@ -33,11 +33,7 @@ def load_settings() -> config.Settings:
 
 def run(coro: Any) -> Any:
     try:
-        # Not uvloop, though it costs less CPU per socket operation: writing to a
-        # connection the server dropped raises RuntimeError there, which redis-py
-        # does not take for a connection error, so a failover answered 500
-        # (MagicStack/uvloop#506, open).
-        return asyncio.run(coro)
+        return loop.run(coro)  # uvloop (services/redis/loop.py)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     except (RedisError, OSError, RuntimeError) as exc:  # unreachable, or no embedded server

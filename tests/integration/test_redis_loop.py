@@ -1,0 +1,47 @@
+"""services/redis/loop.py: on uvloop, a command sent over a connection whose socket
+the loop has already closed is retried on a new connection, as on asyncio's loop."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from redis.asyncio.cluster import RedisCluster
+
+from services.redis import loop
+from services.redis.connection import client
+
+
+def _idle_connections(redis_client: Any) -> list[Any]:
+    if isinstance(redis_client, RedisCluster):
+        return [conn for node in redis_client.get_nodes() for conn in node._free]
+    return list(redis_client.connection_pool._available_connections)
+
+
+async def _write_after_socket_closed(url: str) -> list[Any]:
+    redis_client = client(url)
+    try:
+        await redis_client.set("loop:probe", "before")
+        idle = _idle_connections(redis_client)
+        assert idle, "the first command left no idle connection to close"
+        for conn in idle:
+            conn._writer.transport.abort()  # as when the server's end went away
+        await redis_client.set("loop:probe", "after")
+        return [await redis_client.get("loop:probe"), len(idle)]
+    finally:
+        await redis_client.aclose()
+
+
+def test_a_write_on_a_closed_socket_is_retried_on_uvloop(redis_url: str) -> None:
+    value, closed = loop.run(_write_after_socket_closed(redis_url))
+    assert value == b"after"
+    assert closed >= 1
+
+
+def test_other_runtime_errors_are_left_alone() -> None:
+    async def send(*_: Any) -> None:
+        raise RuntimeError("something else")
+
+    mended = loop.closed_write_is_lost_connection(send)
+    with pytest.raises(RuntimeError, match="something else"):
+        loop.run(mended(None, b"PING", True))  # type: ignore[arg-type]
