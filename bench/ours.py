@@ -8,10 +8,10 @@ import time
 from typing import Any
 
 from bench.stack import Stack
-from events.envelope import validate_event
 from services import bootstrap, config
+from services.publishing import Rejection, publish_all
+from services.redis import loop
 
-APPEND_BATCH = 500
 STALL_SECONDS = 60.0  # no progress for this long: the worker is stuck, not slow
 
 
@@ -21,17 +21,18 @@ async def _connect(url: str) -> bootstrap.Services:
 
 
 async def append(url: str, events: list[dict[str, Any]]) -> float:
-    """Seconds to validate and append `events` in batches of 500 into an empty log."""
+    """Seconds to validate and append `events` into an empty log as `timeline import`
+    does (services.publishing.publish_all: batches of 500, the next one validated
+    while the last is appended)."""
     services = await _connect(url)
     try:
-        today = "2025-01-01"  # dates only corrections that carry none: the bench sends none
+        rejected: list[Rejection] = []
         started = time.perf_counter()
-        for start in range(0, len(events), APPEND_BATCH):
-            batch = [validate_event(raw, today) for raw in events[start:start + APPEND_BATCH]]
-            results = await services.appender.append(batch, recordedby="bench")
-            if results[-1].status != "appended" or results[0].status != "appended":
-                raise RuntimeError(f"append failed: {results[0]}, {results[-1]}")
+        tally = await publish_all(services.appender, enumerate(events, start=1), "bench",
+                                  rejected.append)
         elapsed = time.perf_counter() - started
+        if rejected or tally.appended != len(events):
+            raise RuntimeError(f"append failed: {tally}, first rejection {rejected[:1]}")
         total = await services.log.total()
         if total != len(events):
             raise RuntimeError(f"the log holds {total} events, {len(events)} were appended")
@@ -47,7 +48,7 @@ def project(stack: Stack, within: float = 1800.0) -> dict[str, float]:
     start-up is not charged to the projection) to the moment the applied
     sequences reach the log heads; start-up is reported on its own.
     """
-    return asyncio.run(_project(stack, within))
+    return loop.run(_project(stack, within))
 
 
 async def _project(stack: Stack, within: float) -> dict[str, float]:

@@ -35,24 +35,39 @@ async def batch_publish(base: str, bodies: list[bytes], events: int, clients: in
 
 
 class Pool:
-    """Idle keep-alive connections; a new one when all are busy."""
+    """Idle keep-alive connections; a new one when all are busy.
+
+    A connection idle for longer than IDLE_SECONDS is closed rather than reused:
+    uvicorn closes keep-alive connections idle for 5 s, and a request written as it
+    does so is lost ("closed without answering"). Taking the most recent first
+    leaves the others idle after a burst, so this happens in long runs.
+    """
+
+    IDLE_SECONDS = 4.0
 
     def __init__(self, base: str) -> None:
         self.base = base
-        self.idle: list[HttpConnection] = []
+        self.idle: list[tuple[HttpConnection, float]] = []
         self.opened = 0
 
     async def take(self) -> HttpConnection:
+        now = time.monotonic()
+        stale = [conn for conn, since in self.idle if now - since > self.IDLE_SECONDS]
+        if stale:
+            self.idle = [(conn, since) for conn, since in self.idle
+                         if now - since <= self.IDLE_SECONDS]
+            for conn in stale:
+                await conn.close()
         if self.idle:
-            return self.idle.pop()
+            return self.idle.pop()[0]
         self.opened += 1
         return await HttpConnection.open(self.base)
 
     def give(self, conn: HttpConnection) -> None:
-        self.idle.append(conn)
+        self.idle.append((conn, time.monotonic()))
 
     async def close(self) -> None:
-        for conn in self.idle:
+        for conn, _ in self.idle:
             await conn.close()
 
 

@@ -3,6 +3,8 @@ in batches, each event's fate counted (used by `publish` and `import`)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -13,6 +15,7 @@ from events.errors import EventValidationError
 from services.log.append import Appender, BatchRejected, now_rfc3339
 
 BATCH = 500
+_YIELD_EVERY = 50  # items validated between chances for the append in flight to move
 
 
 class Tally(msgspec.Struct):
@@ -62,31 +65,88 @@ async def publish_all(
     appender: Appender, items: Iterable[tuple[int, Any]], recordedby: str,
     on_reject: Callable[[Rejection], None], on_progress: Callable[[int], None] = lambda n: None,
 ) -> Tally:
-    tally = Tally()
-    batch: list[tuple[int, NewEvent]] = []
+    """Validate `items` and append them in batches of BATCH, reporting in input order."""
+    flow = _Flow(appender, recordedby, on_reject, on_progress)
     today = now_rfc3339()[:10]
-    for line, raw in items:
-        ident = raw.get("id") if isinstance(raw, dict) else None
+    try:
+        for count, (line, raw) in enumerate(items, start=1):
+            flow.take(line, raw, today)
+            if len(flow.batch) >= BATCH:
+                await flow.hand_over()
+            elif count % _YIELD_EVERY == 0:
+                await flow.let_append_run()
+        await flow.hand_over()
+        await flow.finish()
+    except Exception:
+        with contextlib.suppress(Exception):  # the batch in flight ends as it would have
+            await flow.finish()
+        raise
+    except BaseException:
+        flow.cancel()
+        raise
+    return flow.tally
+
+
+class _Flow:
+    """Validation of the next batch overlapped with the append of the previous one:
+    the server runs one batch's scripts while this process validates the next, so
+    neither waits for the other. At most one append is in flight, and batches are
+    appended in input order (a correction may target an event of the batch before).
+    A batch's invalid items are reported when it is handed over, after the previous
+    batch's conflicts: the order a sequential loop would report them in."""
+
+    def __init__(self, appender: Appender, recordedby: str,
+                 on_reject: Callable[[Rejection], None],
+                 on_progress: Callable[[int], None]) -> None:
+        self.appender, self.recordedby = appender, recordedby
+        self.on_reject, self.on_progress = on_reject, on_progress
+        self.tally = Tally()
+        self.batch: list[tuple[int, NewEvent]] = []
+        self._invalid: list[Rejection] = []
+        self._in_flight: asyncio.Task[None] | None = None
+
+    def take(self, line: int, raw: Any, today: str) -> None:
         if isinstance(raw, Unusable):
-            tally.rejected += 1
-            on_reject(Rejection(line, raw.id, raw.reasons))
-            on_progress(1)
-            continue
+            self._reject(Rejection(line, raw.id, raw.reasons))
+            return
         try:
-            batch.append((line, validate_event(raw, today)))
+            self.batch.append((line, validate_event(raw, today)))
         except EventValidationError as exc:
-            tally.rejected += 1
-            on_reject(Rejection(line, ident if isinstance(ident, str) else None,
-                                [f"{e.path}: {e.message}" for e in exc.errors]))
-            on_progress(1)
-        if len(batch) >= BATCH:
-            await _flush(appender, batch, recordedby, tally, on_reject)
-            on_progress(len(batch))
-            batch = []
-    if batch:
-        await _flush(appender, batch, recordedby, tally, on_reject)
-        on_progress(len(batch))
-    return tally
+            ident = raw.get("id") if isinstance(raw, dict) else None
+            self._reject(Rejection(line, ident if isinstance(ident, str) else None,
+                                   [f"{e.path}: {e.message}" for e in exc.errors]))
+
+    def _reject(self, rejection: Rejection) -> None:
+        self.tally.rejected += 1
+        self._invalid.append(rejection)
+        self.on_progress(1)
+
+    async def hand_over(self) -> None:
+        """Wait for the batch in flight, report this one's invalid items, send this one."""
+        await self.finish()
+        for rejection in self._invalid:
+            self.on_reject(rejection)
+        self._invalid = []
+        if self.batch:
+            self._in_flight = asyncio.create_task(self._append(self.batch))
+            self.batch = []
+
+    async def _append(self, batch: list[tuple[int, NewEvent]]) -> None:
+        await _flush(self.appender, batch, self.recordedby, self.tally, self.on_reject)
+        self.on_progress(len(batch))
+
+    async def let_append_run(self) -> None:
+        if self._in_flight is not None and not self._in_flight.done():
+            await asyncio.sleep(0)  # its replies are read, its next script sent
+
+    async def finish(self) -> None:
+        task, self._in_flight = self._in_flight, None
+        if task is not None:
+            await task
+
+    def cancel(self) -> None:
+        if self._in_flight is not None:
+            self._in_flight.cancel()
 
 
 async def _flush(

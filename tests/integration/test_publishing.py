@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from services.bootstrap import Services
 from services.publishing import BATCH, Rejection, Unusable, publish_all
 
@@ -57,3 +59,17 @@ async def test_reports_come_in_input_order_across_batches(services: Services) ->
     assert await services.log.total() == appended + 1
     again = await publish_all(services.appender, items, "test", lambda r: None)
     assert (again.appended, again.duplicate) == (0, appended)
+
+
+async def test_an_input_error_lets_the_batch_in_flight_finish(services: Services) -> None:
+    """A reader failing mid-file (a broken importer row, say) stops the import; the
+    batch already handed to the appender is appended whole, the one being read is not."""
+
+    def items() -> Any:
+        for line in range(1, BATCH + 11):
+            yield line, mou(f"e{line}")
+        raise ValueError("the file broke off")
+
+    with pytest.raises(ValueError, match="broke off"):
+        await publish_all(services.appender, items(), "test", lambda r: None)
+    assert await services.log.total() == BATCH
