@@ -36,7 +36,9 @@ class Stack:
 
     def __enter__(self) -> Stack:
         self.url = self.server.start()
-        self.sync = redis.Redis.from_url(self.url)
+        # redis-py times reads out after 5 s by default; FLUSHALL SYNC of a 1M-event
+        # store (~3 GB, hundreds of thousands of keys) takes longer.
+        self.sync = redis.Redis.from_url(self.url, socket_timeout=600)
         return self
 
     def __exit__(self, *exc: object) -> None:
