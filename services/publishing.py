@@ -80,6 +80,7 @@ async def publish_all(
     except Exception:
         with contextlib.suppress(Exception):  # the batch in flight ends as it would have
             await flow.finish()
+        flow.report_invalid()
         raise
     except BaseException:
         flow.cancel()
@@ -124,12 +125,15 @@ class _Flow:
     async def hand_over(self) -> None:
         """Wait for the batch in flight, report this one's invalid items, send this one."""
         await self.finish()
-        for rejection in self._invalid:
-            self.on_reject(rejection)
-        self._invalid = []
+        self.report_invalid()
         if self.batch:
             self._in_flight = asyncio.create_task(self._append(self.batch))
             self.batch = []
+
+    def report_invalid(self) -> None:
+        for rejection in self._invalid:
+            self.on_reject(rejection)
+        self._invalid = []
 
     async def _append(self, batch: list[tuple[int, NewEvent]]) -> None:
         await _flush(self.appender, batch, self.recordedby, self.tally, self.on_reject)

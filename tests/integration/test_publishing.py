@@ -63,13 +63,17 @@ async def test_reports_come_in_input_order_across_batches(services: Services) ->
 
 async def test_an_input_error_lets_the_batch_in_flight_finish(services: Services) -> None:
     """A reader failing mid-file (a broken importer row, say) stops the import; the
-    batch already handed to the appender is appended whole, the one being read is not."""
+    batch already handed to the appender is appended whole, the one being read is not,
+    and the invalid items read so far are reported."""
 
     def items() -> Any:
         for line in range(1, BATCH + 11):
             yield line, mou(f"e{line}")
+        yield BATCH + 11, Unusable(["malformed JSON"])
         raise ValueError("the file broke off")
 
+    reported: list[Rejection] = []
     with pytest.raises(ValueError, match="broke off"):
-        await publish_all(services.appender, items(), "test", lambda r: None)
+        await publish_all(services.appender, items(), "test", reported.append)
     assert await services.log.total() == BATCH
+    assert [r.line for r in reported] == [BATCH + 11]  # what was read is still reported
