@@ -56,7 +56,6 @@ SCAN_BUDGET = 20_000
 FENCE_POLL_SECONDS = 0.005
 
 
-
 class BadCursor(ValueError):
     pass
 
