@@ -23,7 +23,6 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check events projections services tests bench
-	$(BIN)/ruff format --check events projections services tests
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -4,7 +4,8 @@ Like tests/factory.py, but with the data a newsroom importer would send
 (names, places, headlines, a summary sentence, source URLs), so that stored
 bytes, validation work and read-model documents are representative. One
 "hot" entity is the subject of 1% of the events and named by no other event,
-so its timeline holds exactly 1% of the store.
+so its timeline holds exactly 1% of the store; `amendments` later corrects or
+retracts some of them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from events.catalog import CORRECTED, RETRACTED
 from events.codec import GENESIS, canonical_bytes, chain_hash
 from services.log import keys
 
@@ -101,6 +103,28 @@ def generate(count: int, seed: int = 5, run: str = "") -> list[dict[str, Any]]:
     rng = random.Random(seed)
     entities = entity_count(count)
     return [event(i, rng, entities, run) for i in range(count)]
+
+
+def amendments(events: list[dict[str, Any]], seed: int = 7) -> list[dict[str, Any]]:
+    """Amendments of the hot entity's events, as a newsroom's later fixes: every tenth
+    of them corrected (its date moved, or its summary rewritten), every fiftieth
+    retracted, so its timeline holds superseded versions for `as_of` to find."""
+    rng = random.Random(seed)
+    found: list[dict[str, Any]] = []
+    for index in range(0, len(events), 500):
+        target = events[index]
+        if index % 1000 == 0:
+            kind, change = CORRECTED, (
+                {"occurred": _occurred(rng)} if index % 2000 == 0 else
+                {"data": {**target["data"], "summary": _sentence(rng, 4)}})
+        elif index % 5000 == 500:
+            kind, change = RETRACTED, {}
+        else:
+            continue
+        found.append({"specversion": "1.0", "id": f"fix-{target['id']}", "source": SOURCE,
+                      "type": kind, "subject": HOT,
+                      "data": {"target": target["id"], "reason": _sentence(rng, 3), **change}})
+    return found
 
 
 def batches(events: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:

@@ -20,10 +20,10 @@ async def _connect(url: str) -> bootstrap.Services:
     return await bootstrap.connect(settings, url)
 
 
-async def append(url: str, events: list[dict[str, Any]]) -> float:
-    """Seconds to validate and append `events` into an empty log as `timeline import`
-    does (services.publishing.publish_all: batches of 500, the next one validated
-    while the last is appended)."""
+async def append(url: str, events: list[dict[str, Any]], stored: int = 0) -> float:
+    """Seconds to validate and append `events` to a log of `stored` events as
+    `timeline import` does (services.publishing.publish_all: batches of 500, the next
+    one validated while the last is appended)."""
     services = await _connect(url)
     try:
         rejected: list[Rejection] = []
@@ -34,8 +34,9 @@ async def append(url: str, events: list[dict[str, Any]]) -> float:
         if rejected or tally.appended != len(events):
             raise RuntimeError(f"append failed: {tally}, first rejection {rejected[:1]}")
         total = await services.log.total()
-        if total != len(events):
-            raise RuntimeError(f"the log holds {total} events, {len(events)} were appended")
+        if total != stored + len(events):
+            raise RuntimeError(f"the log holds {total} events, {stored} + {len(events)} "
+                               "were expected")
         return elapsed
     finally:
         await services.client.aclose()

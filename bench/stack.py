@@ -29,6 +29,7 @@ class Stack:
         self.server = EmbeddedServer(workdir / "data")
         self.url = ""
         self.as_of = ""  # an instant halfway through recording the store
+        self.amended = 0  # how many of the hot entity's events were later amended
         self.api_pid = 0
         self.server_pid = 0  # for profiles: CPU accounting of the server process
         self.server_cpu_mark = 0.0

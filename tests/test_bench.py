@@ -85,3 +85,27 @@ def test_meta_names_the_command_scale_and_machine(results: dict[str, object]) ->
     assert meta["machine"]["nproc"] >= 1 and meta["machine"]["cpu"]
     assert 300 <= meta["event_bytes_mean"] <= 550  # "about 400 bytes"
     assert meta["failures"] == []
+
+
+def test_queries_and_audit_meet_amended_entries(results: dict[str, object]) -> None:
+    figures = results["figures"]
+    assert isinstance(figures, dict)
+    # 2,000 events: the hot entity's events 0, 500 and 1000 are corrected or retracted
+    assert figures["ours.page_as_of_p99"]["amended"] == 3
+    assert figures["ours.replay"]["identical"] == [True]
+    assert figures["ours.replay"]["events"] == 2003
+
+
+def test_amendments_are_valid_and_target_the_hot_entity() -> None:
+    from bench import events as gen
+    from events.catalog import CORRECTED, RETRACTED
+    from events.envelope import validate_event
+
+    events = gen.generate(10_000)
+    fixes = gen.amendments(events)
+    hot = {e["id"] for e in events if e["subject"] == gen.HOT}
+    assert [f["type"] for f in fixes].count(RETRACTED) == 2  # events 500 and 5,500
+    assert [f["type"] for f in fixes].count(CORRECTED) == 10
+    for fix in fixes:
+        validate_event(fix, today="2026-01-01")
+        assert fix["subject"] == gen.HOT and fix["data"]["target"] in hot
