@@ -85,8 +85,11 @@ class PartitionChain:
         self.problems.append(Problem(kind=kind, message=message, partition=self.partition,
                                      sequence=sequence))
 
-    def feed_page(self, entries: Sequence[Sequence[Any]]) -> None:
-        """Feed raw XRANGE entries, `[stream id, [field, value, ...]]` each, in order.
+    def feed_page(self, entries: Sequence[Sequence[Any]],
+                  linked: list[tuple[bytes, bytes]] | None = None) -> None:
+        """Feed raw XRANGE entries, `[stream id, [field, value, ...]]` each, in order;
+        with `linked`, add (event, hash) of each entry the chain takes in (an export
+        leaves out entries not in our layout).
 
         The loop keeps the chain state in locals (attribute access per entry costs
         as much as the hashing): write it back before `feed` sees an odd entry.
@@ -110,9 +113,14 @@ class PartitionChain:
                         self.hashes_at[expected] = stored.decode()
                     expected += 1
                     length += 1
+                    if linked is not None:
+                        linked.append((fields[1], stored))
                     continue
             self._sync(expected, prev, length, stored)
-            self.feed(ident, dict(zip(fields[::2], fields[1::2], strict=False)))
+            named = dict(zip(fields[::2], fields[1::2], strict=False))
+            self.feed(ident, named)
+            if linked is not None and self.length > length:
+                linked.append((named[b"event"], named[b"hash"]))
             expected, prev, length, stored = self.expected, self.prev, self.length, b""
         self._sync(expected, prev, length, stored)
 

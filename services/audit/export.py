@@ -33,6 +33,7 @@ from events.stored import event_key
 from services.audit.chain import PartitionChain, Problem
 from services.audit.verify import PAGE, log_partitions
 from services.log import keys
+from services.log.reader import RawRange
 from services.redis import scripts
 
 FORMATS = ("cloudevents-jsonl",)
@@ -42,9 +43,9 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _packer = msgspec.msgpack.Encoder()
 
 
-def export_line(event: bytes, hash_hex: str) -> bytes:
+def export_line(event: bytes, hash_hex: bytes) -> bytes:
     """The stored event (a JSON object) with `hash` appended as its last attribute."""
-    return event[:-1] + b',"hash":"' + hash_hex.encode() + b'"}\n'
+    return event[:-1] + b',"hash":"' + hash_hex + b'"}\n'
 
 
 @dataclass
@@ -60,21 +61,21 @@ async def export(
     """Write every stored event; the chain is checked on the way and any problem
     returned (entries not in our layout are left out of the file)."""
     summary = ExportSummary()
+    xrange = RawRange(client)  # unparsed pages, checked as `verify` checks them
     for partition in range(partitions):
         chain = PartitionChain(partition)
-        start = "-"
+        start = b"-"
         while True:
-            page = await client.xrange(keys.log(partition), start, "+", count=PAGE)
-            for stream_id, fields in page:
-                before = chain.length
-                chain.feed(stream_id, fields)
-                if chain.length > before:
-                    write(export_line(fields[b"event"], fields[b"hash"].decode()))
+            page = await xrange(keys.log(partition), start, b"+", PAGE)
+            linked: list[tuple[bytes, bytes]] = []
+            chain.feed_page(page, linked)
+            if linked:
+                write(b"".join([export_line(event, hash_hex) for event, hash_hex in linked]))
             summary.events += len(page)
             on_progress(len(page))
             if len(page) < PAGE:
                 break
-            start = "(" + page[-1][0].decode()
+            start = b"(" + page[-1][0]
         summary.problems += chain.problems
     return summary
 

@@ -171,3 +171,17 @@ def test_a_page_with_fields_in_another_order_or_repeated_is_checked_as_one_by_on
 def test_problem_serialises_without_empty_fields() -> None:
     problem = Problem(kind="partition-count", message="m")
     assert problem.partition is None and problem.sequence is None
+
+
+def test_a_page_names_the_entries_it_linked_for_an_export() -> None:
+    entries = chain(6)
+    raw = as_sent(entries)
+    raw[1][1] = [b"hash", raw[1][1][3], b"event", raw[1][1][1]]  # linked one by one
+    raw[3][1] = raw[3][1] + [b"event", b"{}"]  # foreign: left out
+    raw.append([b"1712345678901-0", [b"note", b"hello"]])  # foreign: left out
+    linked: list[tuple[bytes, bytes]] = []
+    paged = PartitionChain(3)
+    paged.feed_page(raw[:3], linked)
+    paged.feed_page(raw[3:], linked)
+    kept = [entries[i][1] for i in (0, 1, 2, 4, 5)]
+    assert linked == [(fields[b"event"], fields[b"hash"]) for fields in kept]

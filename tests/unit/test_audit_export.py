@@ -49,7 +49,7 @@ def export_lines(per_partition: int = 3, count: int = 4) -> list[bytes]:
             body = canonical_bytes(stored(partition, sequence, subject_for(partition, count),
                                           sequence))
             prev = hashlib.sha256(prev + body).digest()
-            lines.append(export_line(body, prev.hex()))
+            lines.append(export_line(body, prev.hex().encode()))
     return lines
 
 
@@ -59,7 +59,7 @@ def numbered(lines: list[bytes]) -> list[tuple[int, bytes]]:
 
 def test_an_export_line_is_the_stored_event_plus_its_hash() -> None:
     body = canonical_bytes(stored(0, 1, "acme", 1))
-    line = export_line(body, "ab" * 32)
+    line = export_line(body, b"ab" * 32)
     decoded = json.loads(line)
     assert decoded["hash"] == "ab" * 32 and decoded["sequence"] == 1
     text = line.decode().rstrip("\n")
