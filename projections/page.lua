@@ -23,9 +23,11 @@ local with_name = ARGV[4]
 local OPEN = string.rep('9', 20)
 local find, sub, byte = string.find, string.sub, string.byte
 local RETRACTED, ACTIVE = byte('r'), byte('a')
--- Unfiltered, limit + 1 members make a page and tell whether another follows;
--- filters that turn members away make each next chunk twice as large.
-local chunk = math.min(limit + 1, 1000)
+-- Unfiltered, limit + 1 members make a page and tell whether another follows; an
+-- eighth more lets a page skip a few retracted members without a second chunk.
+local chunk = math.min(limit + 1 + math.ceil(limit / 8), 1000)
+-- Accepted and examined members so far: what the next chunk is sized from.
+local n, examined = 0, 0
 
 -- Byte order of two members, as sorted sets order them. Lua's `<` follows the
 -- server's locale, but any collation orders equal-length digit strings as numbers:
@@ -115,23 +117,34 @@ local function accept(m, ever)
   return hash, field or sub(m, 30, second - 1)
 end
 
+-- A walk's first chunk is `chunk`; each later one is what the page still needs (and
+-- one more, to tell whether a next page exists), scaled by the share of members
+-- accepted so far, with a quarter to spare. A few retracted or filtered-out members
+-- then cost a small second chunk, not one twice the first; a filter that accepts
+-- nothing grows it to 1000.
+local function next_size()
+  local need = (limit - n + 1) * examined / math.max(n, 1)
+  return math.max(16, math.min(1000, math.ceil(need * 1.25)))
+end
+
 -- One sorted set walked in order, a chunk at a time.
 local function walk(zset, ever)
   return {zset = zset, ever = ever, buf = {}, i = 1, lo = low, hi = high, done = false,
-          size = chunk}
+          started = false}
 end
 
 local function head(w)
   if w.i > #w.buf then
     if w.done then return nil end
+    local size = w.started and next_size() or chunk
+    w.started = true
     if desc then
-      w.buf = redis.call('ZRANGE', w.zset, w.hi, w.lo, 'BYLEX', 'REV', 'LIMIT', 0, w.size)
+      w.buf = redis.call('ZRANGE', w.zset, w.hi, w.lo, 'BYLEX', 'REV', 'LIMIT', 0, size)
     else
-      w.buf = redis.call('ZRANGE', w.zset, w.lo, w.hi, 'BYLEX', 'LIMIT', 0, w.size)
+      w.buf = redis.call('ZRANGE', w.zset, w.lo, w.hi, 'BYLEX', 'LIMIT', 0, size)
     end
     w.i = 1
-    if #w.buf < w.size then w.done = true end
-    w.size = math.min(w.size * 2, 1000)
+    if #w.buf < size then w.done = true end
     if #w.buf == 0 then return nil end
     if desc then w.hi = '(' .. w.buf[#w.buf] else w.lo = '(' .. w.buf[#w.buf] end
   end
@@ -142,8 +155,8 @@ local walks = {walk(key('tl:' .. ARGV[3]), false)}
 if as_of ~= '' then walks[2] = walk(key('ever:' .. ARGV[3]), true) end
 
 -- Accepted fields in walk order; `is_old[i]`: field i names a superseded copy.
-local fields, is_old, n, old = {}, {}, 0, 0
-local examined, cursor, ended = 0, '', false
+local fields, is_old, old = {}, {}, 0
+local cursor, ended = '', false
 local live, versions = walks[1], walks[2]
 while n < limit and examined < budget do
   local pick, m = live, head(live)
