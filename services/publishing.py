@@ -16,6 +16,12 @@ from services.log.append import Appender, BatchRejected, now_rfc3339
 
 BATCH = 500
 _YIELD_EVERY = 50  # items validated between chances for the append in flight to move
+# Turns of the event loop a new append gets before validation goes on: one to split
+# its batch by partition, one for every partition to chain its events and send its
+# script, and a spare two for a connection taken from the pool. Until the scripts are
+# sent the server idles; without these turns the sends waited for the next 50 items to
+# be validated (~1 ms), and the append ran 52-55k events/s instead of 62k at 200k.
+_TURNS_TO_SEND = 4
 
 
 class Tally(msgspec.Struct):
@@ -129,6 +135,8 @@ class _Flow:
         if self.batch:
             self._in_flight = asyncio.create_task(self._append(self.batch))
             self.batch = []
+            for _ in range(_TURNS_TO_SEND):
+                await asyncio.sleep(0)
 
     def report_invalid(self) -> None:
         for rejection in self._invalid:
