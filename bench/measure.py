@@ -183,6 +183,7 @@ def measure_pages(stack: Stack, base: str, plan: Plan, figures: Figures, log: Lo
     past: list[list[float]] = []
     as_of = audit.has_as_of()
     stream = f"timeline:{{p{keys.partition_of(gen.HOT, PARTITIONS)}}}:log"
+    stack.settle()  # the audit's last replay dropped a whole copy of the read model
     for run in range(plan.runs):
         floor.append(loop.run(limits.read_pages(stack.url, stream, plan.page_requests,
                                                    PAGE_CLIENTS)))
@@ -224,6 +225,7 @@ def measure_audit(stack: Stack, plan: Plan, figures: Figures, log: Log) -> None:
             if key == "ours.verify":
                 result = loop.run(audit.verify_rate(stack.url))
             else:
+                stack.settle()  # the last replay's dropped copy, freed in the background
                 result = loop.run(audit.replay_rate(stack.url, PARTITIONS))
                 figure.detail.setdefault("identical", []).append(result["identical"])
             figure.runs.append(result["rate"])
