@@ -132,8 +132,7 @@ def run(what: str, scale: int) -> None:
     events = gen.generate(scale)
     with tempfile.TemporaryDirectory(prefix="timeline-profile-") as tmp, Stack(Path(tmp)) as st:
         raw = Path(tmp) / "profile.txt"
-        server_pid = st.server.process.pid if st.server.process else 0
-        st.server_pid = server_pid
+        server_pid = st.server_pid
         if what != "append":
             loop.run(ours.append(st.url, events))
         busy, wall, done = _workload(what, st, events, raw)

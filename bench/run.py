@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         server = stack.redis.info("server")
         info = meta(sys.argv[1:] if argv is None else argv, plan, events,
                     str(server.get("valkey_version") or server.get("redis_version")),
-                    allocator(stack.server.process.pid if stack.server.process else 0), load)
+                    allocator(stack.server_pid), load)
         attempt("limits", lambda: measure.measure_limits(stack, plan, events, figures, log))
         attempt("peer", lambda: measure.measure_peer(plan, events, figures, log))
         attempt("store", lambda: measure.measure_store(stack, plan, events, figures, log))

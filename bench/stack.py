@@ -32,12 +32,13 @@ class Stack:
         self.as_of = ""  # an instant halfway through recording the store
         self.amended = 0  # how many of the hot entity's events were later amended
         self.api_pid = 0
-        self.server_pid = 0  # for profiles: CPU accounting of the server process
+        self.server_pid = 0  # the server process: its CPU (profiles) and its allocator
         self.server_cpu_mark = 0.0
         self.sync: redis.Redis | None = None
 
     def __enter__(self) -> Stack:
         self.url = self.server.start()
+        self.server_pid = self.server.process.pid if self.server.process else 0
         # redis-py times reads out after 5 s by default; FLUSHALL SYNC of a 1M-event
         # store (~3 GB, hundreds of thousands of keys) takes longer.
         self.sync = redis.Redis.from_url(self.url, socket_timeout=600)
