@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 from urllib.parse import quote
 
@@ -181,6 +182,8 @@ def measure_pages(stack: Stack, base: str, plan: Plan, figures: Figures, log: Lo
     floor: list[list[float]] = []
     live: list[list[float]] = []
     past: list[list[float]] = []
+    rewrites_live: list[dict[str, Any]] = []
+    rewrites_past: list[dict[str, Any]] = []
     as_of = audit.has_as_of()
     stream = f"timeline:{{p{keys.partition_of(gen.HOT, PARTITIONS)}}}:log"
     stack.settle()  # the audit's last replay dropped a whole copy of the read model
@@ -190,21 +193,25 @@ def measure_pages(stack: Stack, base: str, plan: Plan, figures: Figures, log: Lo
         for samples, extra in ((live, ""), (past, f"&as_of={quote(stack.as_of)}")):
             if extra and not as_of:
                 continue
-            result = loop.run(pages.page_clients(base, gen.HOT, plan.page_requests,
-                                                    PAGE_CLIENTS, extra=extra))
+            with stack.rewrites() as seen:
+                result = loop.run(pages.page_clients(base, gen.HOT, plan.page_requests,
+                                                        PAGE_CLIENTS, extra=extra))
             if result["errors"]:
                 raise RuntimeError(f"timeline pages{extra} failed: "
                                    f"{len(result['errors'])} errors, e.g. {result['errors'][:2]}")
             samples.append(result["latencies"])
+            (rewrites_past if extra else rewrites_live).append(asdict(seen))
             log(f"pages{' as_of' if extra else ''} run {run + 1}: "
                 f"p50 {percentile(result['latencies'], 50):.2f} ms, "
-                f"p99 {percentile(result['latencies'], 99):.2f} ms, {result['rate']:,.0f} req/s")
+                f"p99 {percentile(result['latencies'], 99):.2f} ms, "
+                f"{result['rate']:,.0f} req/s{seen.note()}")
     _latency_pair(figures, "limit.page", floor, {"clients": PAGE_CLIENTS, "count": 100})
     detail = {"clients": PAGE_CLIENTS, "limit": 100, "entity_events": plan.scale // 100,
               "amended": stack.amended}
-    _latency_pair(figures, "ours.page", live, detail)
+    _latency_pair(figures, "ours.page", live, {**detail, "aof_rewrites": rewrites_live})
     if as_of:
-        _latency_pair(figures, "ours.page_as_of", past, {**detail, "as_of": stack.as_of})
+        _latency_pair(figures, "ours.page_as_of", past,
+                      {**detail, "as_of": stack.as_of, "aof_rewrites": rewrites_past})
     else:
         for key in ("ours.page_as_of_p50", "ours.page_as_of_p99"):
             figures[key] = NotMeasured(key, _fig(figures, key).label,
@@ -252,12 +259,15 @@ def measure_lag(stack: Stack, base: str, plan: Plan, figures: Figures, log: Log)
     count = int(plan.lag_seconds * LAG_RATE)
     runs: list[list[float]] = []
     accepted: list[int] = []
+    rewrites: list[dict[str, Any]] = []
     with stack.worker():
         loop.run(_wait_projected(stack.url))
         for run in range(plan.runs):
             fresh = gen.generate(count, seed=100 + run, run=f"lag{run}-")
             bodies = [gen.body(b) for b in gen.batches(fresh, LAG_BATCH)]
-            result = loop.run(lag.lag(base, stack.url, bodies, batches_per_second))
+            with stack.rewrites() as seen:
+                result = loop.run(lag.lag(base, stack.url, bodies, batches_per_second))
+            rewrites.append(asdict(seen))
             if result["errors"]:
                 raise RuntimeError(f"publishing for the lag test failed: {len(result['errors'])} "
                                    f"errors, e.g. {result['errors'][:2]}")
@@ -267,12 +277,13 @@ def measure_lag(stack: Stack, base: str, plan: Plan, figures: Figures, log: Log)
             accepted.append(round(count / result["seconds"]))
             log(f"lag run {run + 1}: p50 {percentile(result['lags'], 50):.1f} ms, "
                 f"p99 {percentile(result['lags'], 99):.1f} ms; {accepted[-1]:,} events/s "
-                f"acknowledged of {LAG_RATE:,} offered")
+                f"acknowledged of {LAG_RATE:,} offered{seen.note()}")
     _latency_pair(figures, "ours.lag", runs, {"offered_events_per_s": LAG_RATE,
                                              "acknowledged_events_per_s": accepted,
                                              "events_per_request": LAG_BATCH,
                                              "seconds": plan.lag_seconds,
-                                             "poll_interval_ms": lag.POLL_SECONDS * 1000})
+                                             "poll_interval_ms": lag.POLL_SECONDS * 1000,
+                                             "aof_rewrites": rewrites})
 
 
 def measure_publish(stack: Stack, base: str, plan: Plan, events: list[dict[str, Any]],
@@ -289,22 +300,25 @@ def measure_publish(stack: Stack, base: str, plan: Plan, events: list[dict[str, 
 
     latency_runs, late, errors, samples = [], [], 0, []
     achieved: list[int] = []
+    rewrites: list[dict[str, Any]] = []
     for run in range(plan.runs):
         count = int(SINGLE_RATE * plan.single_seconds)
         fresh = gen.generate(count, seed=200 + run, run=f"single{run}-")
-        result = loop.run(publish_http.open_loop(
-            base, publish_http.single_requests(fresh), SINGLE_RATE))
+        with stack.rewrites() as seen:
+            result = loop.run(publish_http.open_loop(
+                base, publish_http.single_requests(fresh), SINGLE_RATE))
+        rewrites.append(asdict(seen))
         latency_runs.append(result["latencies"])
         late.append(round(result["late_ms_max"], 2))
         achieved.append(round(result["achieved_rate"]))
         errors += len(result["errors"])
         samples += result["errors"][:2]
         log(f"HTTP single run {run + 1}: p50 {percentile(result['latencies'], 50):.2f} ms, "
-            f"p99 {percentile(result['latencies'], 99):.2f} ms")
+            f"p99 {percentile(result['latencies'], 99):.2f} ms{seen.note()}")
     _latency_pair(figures, "ours.http_single", latency_runs,
                   {"offered_req_per_s": SINGLE_RATE, "completed_req_per_s": achieved,
                    "errors": errors, "error_samples": samples,
-                   "sender_late_ms_max": late})
+                   "sender_late_ms_max": late, "aof_rewrites": rewrites})
 
     sustained = _fig(figures, "ours.http_single_max_rate")
     p99s, errors, samples = [], 0, []

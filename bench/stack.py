@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,27 @@ from services.redis.embedded import EmbeddedServer, die_with_parent, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTITIONS = 8
+
+
+@dataclass
+class Rewrites:
+    """What the server's AOF rewrites did during one measured run.
+
+    A rewrite forks the server, and the fork stops it for ~30 ms per GiB it holds
+    (~100 ms at 1M events here); the child then competes for the two cores for
+    seconds. A latency figure's tail is read knowing which of its runs met one."""
+
+    running_at_start: bool
+    forks: int = 0
+    last_fork_ms: float = 0.0
+
+    def note(self) -> str:
+        """For the run's log line: "" when no rewrite touched the run."""
+        parts = ["an AOF rewrite was running at the start"] if self.running_at_start else []
+        if self.forks:
+            parts.append(f"{self.forks} AOF rewrite fork{'s' if self.forks > 1 else ''} "
+                         f"(the last stopped the server {self.last_fork_ms:.1f} ms)")
+        return "; " + ", ".join(parts) if parts else ""
 
 
 class Stack:
@@ -74,6 +96,17 @@ class Stack:
             if not info.get("lazyfree_pending_objects") or time.monotonic() > deadline:
                 return info
             time.sleep(0.05)
+
+    @contextlib.contextmanager
+    def rewrites(self) -> Iterator[Rewrites]:
+        """Record the AOF rewrites that run during the block (filled in when it ends)."""
+        before = int(self.redis.info("stats")["total_forks"])
+        seen = Rewrites(bool(self.redis.info("persistence")["aof_rewrite_in_progress"]))
+        yield seen
+        stats = self.redis.info("stats")
+        seen.forks = int(stats["total_forks"]) - before
+        if seen.forks:
+            seen.last_fork_ms = int(stats["latest_fork_usec"]) / 1000
 
     def reset_read_model(self) -> None:
         """Forget every projection: read model, consumer groups, leases, workers."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,33 @@ def test_amendments_are_valid_and_target_the_hot_entity() -> None:
     for fix in fixes:
         validate_event(fix, today="2026-01-01")
         assert fix["subject"] == gen.HOT and fix["data"]["target"] in hot
+
+
+def test_latency_figures_say_which_runs_met_an_aof_rewrite(results: dict[str, object]) -> None:
+    figures = results["figures"]
+    assert isinstance(figures, dict)
+    for key in ("ours.lag_p99", "ours.page_p99", "ours.page_as_of_p99", "ours.http_single_p99"):
+        (run,) = figures[key]["aof_rewrites"]
+        assert set(run) == {"running_at_start", "forks", "last_fork_ms"}, key
+
+
+def test_a_run_records_the_aof_rewrite_that_forked_the_server(tmp_path: Path) -> None:
+    from bench.stack import Stack
+
+    def rewriting(stack: Stack) -> bool:
+        state = stack.redis.info("persistence")
+        return bool(state["aof_rewrite_in_progress"] or state["aof_rewrite_scheduled"])
+
+    with Stack(tmp_path) as stack:
+        stack.redis.set("key", "value" * 1000)
+        while rewriting(stack):  # a fresh server may still be writing its first base
+            time.sleep(0.01)
+        with stack.rewrites() as quiet:
+            stack.redis.get("key")
+        with stack.rewrites() as rewritten:
+            stack.redis.bgrewriteaof()
+            while rewriting(stack):
+                time.sleep(0.01)
+    assert (quiet.running_at_start, quiet.forks, quiet.note()) == (False, 0, "")
+    assert rewritten.forks == 1 and rewritten.last_fork_ms > 0
+    assert "1 AOF rewrite fork (the last stopped the server" in rewritten.note()
