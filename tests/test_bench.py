@@ -124,20 +124,29 @@ def test_latency_figures_say_which_runs_met_an_aof_rewrite(results: dict[str, ob
 def test_a_run_records_the_aof_rewrite_that_forked_the_server(tmp_path: Path) -> None:
     from bench.stack import Stack
 
-    def rewriting(stack: Stack) -> bool:
-        state = stack.redis.info("persistence")
-        return bool(state["aof_rewrite_in_progress"] or state["aof_rewrite_scheduled"])
-
     with Stack(tmp_path) as stack:
         stack.redis.set("key", "value" * 1000)
-        while rewriting(stack):  # a fresh server may still be writing its first base
+        while stack.rewriting():  # a fresh server may still be writing its first base
             time.sleep(0.01)
         with stack.rewrites() as quiet:
             stack.redis.get("key")
         with stack.rewrites() as rewritten:
             stack.redis.bgrewriteaof()
-            while rewriting(stack):
+            while stack.rewriting():
                 time.sleep(0.01)
     assert (quiet.running_at_start, quiet.forks, quiet.note()) == (False, 0, "")
     assert rewritten.forks == 1 and rewritten.last_fork_ms > 0
     assert "1 AOF rewrite fork (the last stopped the server" in rewritten.note()
+
+
+def test_settling_waits_out_an_aof_rewrite(tmp_path: Path) -> None:
+    from bench.stack import Stack
+
+    with Stack(tmp_path) as stack:
+        # ~30 MB: a rewrite that cannot finish before the next command arrives
+        stack.redis.eval("for i = 1, 200000 do redis.call('SET', 'k' .. i, "
+                         "string.rep('x', 100)) end", 0)
+        stack.redis.bgrewriteaof()
+        assert stack.rewriting()
+        stack.settle()
+        assert not stack.rewriting()
