@@ -12,6 +12,7 @@ Each node has its own directory and AOF; nodes are stopped by pid.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -57,6 +58,22 @@ class Node:
 
     def client(self) -> redis.Redis:
         return redis.Redis(port=self.port, socket_timeout=5, decode_responses=True)
+
+    def wait_answering(self, attempts: int = 5) -> None:
+        """Wait until the node answers. `free_port` cannot reserve a port: when another
+        socket takes one before the server binds it, the server exits, and the node
+        starts again on new ports (it has served nothing yet)."""
+        for _ in range(attempts):
+            assert self.process is not None
+            _wait(lambda: self.process is None or self.process.poll() is not None
+                  or self.client().ping(), f"node {self.port} to answer")
+            if self.process.poll() is None:
+                return
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.port, self.bus_port = free_port(), free_port()
+            self.start()
+        raise RuntimeError(f"local cluster: a node exited on {attempts} sets of ports "
+                           f"(see {self.dir / 'server.log'})")
 
     def kill(self) -> None:
         """SIGKILL: a crash, not a shutdown (the failover case)."""
@@ -106,7 +123,7 @@ class LocalCluster:
         for node in self.nodes:
             node.start()
         for node in self.nodes:
-            _wait(lambda n=node: n.client().ping(), f"node {node.port} to answer")
+            node.wait_answering()
         first = self.masters[0].client()
         for node in self.nodes[1:]:
             first.execute_command("CLUSTER", "MEET", "127.0.0.1", node.port, node.bus_port)
