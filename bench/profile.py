@@ -5,7 +5,9 @@ py-spy (sampling CPU only: time spent waiting for Redis is not in it) and
 prints, for the process doing the work: its CPU seconds, the server's CPU
 seconds and per-command cost (INFO commandstats), and the functions that
 take the most samples, by their own time and with their callees. `memory`
-instead splits the server's memory per event by key family.
+instead splits the server's memory per event by key family, and `aof` what
+the bench's lag workload (5,000 events/s) writes to the AOF per event, by
+command and key family.
 """
 
 from __future__ import annotations
@@ -125,9 +127,53 @@ def memory(scale: int) -> None:
             print(f"  {size / scale:>8,.0f}  {counts[name]:>7,} keys  {name}")
 
 
-def run(what: str, scale: int) -> None:
+def aof(scale: int, seconds: float = 20.0) -> None:
+    """AOF bytes per event of the lag workload against a store of `scale` events."""
+    from bench import lag
+    from bench.aof import tally
+    from bench.measure import _wait_projected
+    from bench.plan import LAG_BATCH, LAG_RATE
+
+    events = gen.generate(scale)
+    with tempfile.TemporaryDirectory(prefix="timeline-profile-") as tmp, Stack(Path(tmp)) as st:
+        loop.run(ours.append(st.url, events))
+        ours.project(st)
+        with st.api() as base, st.worker():
+            loop.run(_wait_projected(st.url))
+            # One increment file for the whole run: a rewrite now, none during it.
+            st.redis.config_set("auto-aof-rewrite-percentage", 0)
+            st.settle()  # one the projection set off would refuse ours
+            st.redis.bgrewriteaof()
+            st.settle()
+            fresh = gen.generate(int(seconds * LAG_RATE), seed=100, run="aof-")
+            bodies = [gen.body(b) for b in gen.batches(fresh, LAG_BATCH)]
+            result = loop.run(lag.lag(base, st.url, bodies, LAG_RATE / LAG_BATCH))
+            if result["errors"]:
+                raise SystemExit(f"publishing failed: {result['errors'][:2]}")
+        # A write held behind the background fsync of `everysec` waits up to 2 s.
+        time.sleep(2.5)
+        increments = sorted((st.server.data_dir / "appendonlydir").glob("*.incr.aof"),
+                            key=lambda f: int(f.name.split(".")[-3]))
+        if not increments:
+            raise SystemExit("the server wrote no AOF increment file")
+        sizes, calls = tally(increments[-1].read_bytes(), family)
+    appended = calls["XADD", "timeline:{p*}:log"]  # the events the log took
+    if not appended:
+        raise SystemExit("the increment file holds no XADD to the log")
+    print(f"AOF per event at {LAG_RATE:,} events/s offered against {scale:,}: "
+          f"{sum(sizes.values()) / appended:,.0f} bytes, {appended:,} events appended "
+          f"({increments[-1].name})")
+    for (name, key), size in sizes.most_common(20):
+        print(f"  {size / appended:>7,.0f} bytes  {calls[name, key] / appended:5.2f} calls"
+              f"  {name} {key}")
+
+
+def run(what: str, scale: int, seconds: float = 20.0) -> None:
     if what == "memory":
         memory(scale)
+        return
+    if what == "aof":
+        aof(scale, seconds)
         return
     events = gen.generate(scale)
     with tempfile.TemporaryDirectory(prefix="timeline-profile-") as tmp, Stack(Path(tmp)) as st:
@@ -223,10 +269,12 @@ def main() -> None:
                          "pip install py-spy (it is in the dev extra)")
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument("what", choices=["worker", "append", "http-batch", "replay", "verify",
-                                         "pages", "memory"])
+                                         "pages", "memory", "aof"])
     parser.add_argument("--scale", type=int, default=50_000)
+    parser.add_argument("--seconds", type=float, default=20.0,
+                        help="how long `aof` runs the lag workload")
     args = parser.parse_args()
-    run(args.what, args.scale)
+    run(args.what, args.scale, args.seconds)
 
 
 if __name__ == "__main__":

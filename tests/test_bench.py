@@ -143,10 +143,47 @@ def test_settling_waits_out_an_aof_rewrite(tmp_path: Path) -> None:
     from bench.stack import Stack
 
     with Stack(tmp_path) as stack:
-        # ~30 MB: a rewrite that cannot finish before the next command arrives
         stack.redis.eval("for i = 1, 200000 do redis.call('SET', 'k' .. i, "
                          "string.rep('x', 100)) end", 0)
         stack.redis.bgrewriteaof()
+        # the server marks the rewrite done only when its timer collects the child
         assert stack.rewriting()
+        with stack.rewrites() as started_before:
+            pass
         stack.settle()
         assert not stack.rewriting()
+    assert started_before.running_at_start
+    assert started_before.note() == "; an AOF rewrite was running at the start"
+
+
+def test_an_aof_file_reads_back_as_its_commands_and_their_bytes() -> None:
+    from bench.aof import commands, tally
+
+    set_k = b"*3\r\n$3\r\nSET\r\n$8\r\nstore:k1\r\n$2\r\nv1\r\n"
+    xadd = b"*5\r\n$4\r\nxadd\r\n$8\r\nstore:k2\r\n$3\r\n1-0\r\n$1\r\nf\r\n$0\r\n\r\n"
+    data = b"#TS:1700000000\r\n" + set_k + xadd + set_k
+    assert list(commands(data)) == [([b"SET", b"store:k1", b"v1"], len(set_k)),
+                                    ([b"xadd", b"store:k2", b"1-0", b"f", b""], len(xadd)),
+                                    ([b"SET", b"store:k1", b"v1"], len(set_k))]
+    sizes, calls = tally(data, lambda key: key.split(":")[0] + ":*")
+    assert sizes == {("SET", "store:*"): 2 * len(set_k), ("XADD", "store:*"): len(xadd)}
+    assert calls == {("SET", "store:*"): 2, ("XADD", "store:*"): 1}
+    with pytest.raises(ValueError, match="no RESP array at byte 0"):
+        list(commands(b"$3\r\nSET\r\n"))
+    with pytest.raises(ValueError, match="bulk string at byte 13 ends early"):
+        list(commands(b"*2\r\n$3\r\nDEL\r\n$10\r\nabc"))  # cut off mid-command
+    with pytest.raises(ValueError, match="no bulk string at byte 4"):
+        list(commands(b"*1\r\n:1\r\n"))
+
+
+def test_the_aof_profile_counts_what_each_published_event_writes() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.profile", "aof", "--scale", "2000", "--seconds", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert run.returncode == 0, run.stderr[-3000:]
+    # the 5,000 events offered in one second, every one in the log
+    assert "5,000 events appended" in run.stdout, run.stdout
+    lines = run.stdout.splitlines()
+    live = next(line for line in lines if "XADD timeline:live" in line)
+    assert "1.00 calls" in live, run.stdout  # each applied entry goes out on the live feed
+    assert any("ZADD timeline:{rm}:blue:tl:entity:*" in line for line in lines), run.stdout
