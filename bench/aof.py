@@ -6,44 +6,38 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator
 
+import hiredis
+
+from bench.resp import pack
+
 Tally = Counter[tuple[str, str]]
 # Where a command's key is, where it is not the first argument (none: no key).
 KEY_AT = {"XGROUP": 2, "SELECT": None, "MULTI": None, "EXEC": None}
 
 
 def commands(data: bytes) -> Iterator[tuple[list[bytes], int]]:
-    """Each command of an AOF file (RESP arrays of bulk strings, back to back) with the
-    bytes it takes there; `#` annotation lines (aof-timestamp-enabled) are skipped.
-    ValueError, naming the byte, where the file is not that (or ends mid-command)."""
-    at = 0
-    while at < len(data):
-        start = at
-        if data.startswith(b"#", at):
-            at = _line_end(data, at)
-            continue
-        if not data.startswith(b"*", at):
-            raise ValueError(f"no RESP array at byte {at}: {data[at:at + 20]!r}")
-        at = _line_end(data, at)
-        args = []
-        for _ in range(int(data[start + 1:at - 2])):
-            if not data.startswith(b"$", at):
-                raise ValueError(f"no bulk string at byte {at}: {data[at:at + 20]!r}")
-            head = at
-            at = _line_end(data, at)
-            size = int(data[head + 1:at - 2])
-            if data[at + size:at + size + 2] != b"\r\n":
-                raise ValueError(f"the bulk string at byte {head} ends early or runs on")
-            args.append(data[at:at + size])
-            at += size + 2
-        yield args, at - start
-
-
-def _line_end(data: bytes, at: int) -> int:
-    """Where the line starting at `at` ends, past its CRLF."""
-    end = data.find(b"\r\n", at)
-    if end < 0:
-        raise ValueError(f"the line at byte {at} has no end")
-    return end + 2
+    """Each command of an AOF file (RESP arrays of bulk strings, back to back, as the
+    server writes them) with the bytes it takes there: its RESP encoding, which the
+    whole file must add up to. ValueError where it is not that: an annotation line
+    (aof-timestamp-enabled, which the service never sets), a value that is not a
+    command, bytes that are not whole commands (a file cut off mid-command)."""
+    reader = hiredis.Reader()
+    reader.feed(data)
+    read = 0
+    while True:
+        try:
+            command = reader.gets()
+        except hiredis.ProtocolError as exc:
+            raise ValueError(f"not RESP after byte {read}: {exc}") from None
+        if command is False:
+            break
+        if not isinstance(command, list) or not all(isinstance(a, bytes) for a in command):
+            raise ValueError(f"not a command after byte {read}: {command!r:.60}")
+        size = len(pack(*command))
+        read += size
+        yield command, size
+    if read != len(data):
+        raise ValueError(f"{len(data) - read} bytes after byte {read} are not whole commands")
 
 
 def tally(data: bytes, family: Callable[[str], str]) -> tuple[Tally, Tally]:

@@ -240,7 +240,7 @@ def measure_audit(stack: Stack, plan: Plan, figures: Figures, log: Log) -> None:
             log(f"{key} run {run + 1}: {result['rate']:,.0f} events/s")
 
 
-async def _wait_projected(url: str, within: float = 600) -> None:
+async def wait_projected(url: str, within: float = 600) -> None:
     settings = config.load({"TIMELINE_REDIS_URL": url, "TIMELINE_PARTITIONS": str(PARTITIONS)})
     services = await bootstrap.connect(settings, url)
     try:
@@ -263,7 +263,7 @@ def measure_lag(stack: Stack, base: str, plan: Plan, figures: Figures, log: Log)
     # Only the rewrites the runs' own writes set off: not one left by an earlier group.
     stack.settle()
     with stack.worker():
-        loop.run(_wait_projected(stack.url))
+        loop.run(wait_projected(stack.url))
         for run in range(plan.runs):
             fresh = gen.generate(count, seed=100 + run, run=f"lag{run}-")
             bodies = [gen.body(b) for b in gen.batches(fresh, LAG_BATCH)]

@@ -131,7 +131,7 @@ def aof(scale: int, seconds: float = 20.0) -> None:
     """AOF bytes per event of the lag workload against a store of `scale` events."""
     from bench import lag
     from bench.aof import tally
-    from bench.measure import _wait_projected
+    from bench.measure import wait_projected
     from bench.plan import LAG_BATCH, LAG_RATE
 
     events = gen.generate(scale)
@@ -139,7 +139,7 @@ def aof(scale: int, seconds: float = 20.0) -> None:
         loop.run(ours.append(st.url, events))
         ours.project(st)
         with st.api() as base, st.worker():
-            loop.run(_wait_projected(st.url))
+            loop.run(wait_projected(st.url))
             # One increment file for the whole run: a rewrite now, none during it.
             st.redis.config_set("auto-aof-rewrite-percentage", 0)
             st.settle()  # one the projection set off would refuse ours
