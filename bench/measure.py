@@ -10,7 +10,7 @@ from dataclasses import asdict
 from typing import Any
 from urllib.parse import quote
 
-from bench import audit, lag, limits, ours, pages, peer, publish_http
+from bench import audit, lag, layout, limits, ours, pages, peer, publish_http
 from bench import events as gen
 from bench.plan import (
     HTTP_BATCH,
@@ -44,6 +44,10 @@ def declare(figures: Figures) -> None:
         ("limit.consume_resp", "raw XREADGROUP+decode, bare RESP", "limit", "events/s", True),
         ("limit.consume", "raw consume (better of the two)", "limit", "events/s", True),
         ("limit.stream_memory", "bare stream memory", "limit", "bytes/event", False),
+        ("limit.layout_write", "read-model layout writes, no logic", "limit", "events/s",
+         True),
+        ("limit.layout_memory", "bare stream + read-model layout memory", "limit",
+         "bytes/event", False),
         ("limit.single_rtt_p50", "one XADD round trip p50", "limit", "ms", False),
         ("limit.single_rtt_p99", "one XADD round trip p99", "limit", "ms", False),
         ("limit.page_p50", "XRANGE 100 events p50, 8 clients", "limit", "ms", False),
@@ -101,6 +105,37 @@ def measure_limits(stack: Stack, plan: Plan, events: list[dict[str, Any]], figur
     for key in ("limit.xadd_redis_py", "limit.xadd_resp", "limit.xadd", "limit.consume_redis_py",
                 "limit.consume_resp", "limit.consume", "limit.stream_memory"):
         _fig(figures, key).detail["events"] = len(payloads)
+    _measure_layout(stack, plan, events, figures, log)
+
+
+def _measure_layout(stack: Stack, plan: Plan, events: list[dict[str, Any]], figures: Figures,
+                    log: Log) -> None:
+    """The layout's limit over the whole SCALE, the store size the projection is
+    measured at (a sorted set's insertions slow as it grows). Runs after the
+    stream limits: each run starts from an empty server; the last leaves the
+    layout for `measure_store`'s flush."""
+    started = time.perf_counter()
+    prepared = layout.batches(gen.stored_payloads(events, PARTITIONS))
+    log(f"layout limit: {len(events):,} entries folded and packed in "
+        f"{time.perf_counter() - started:.1f} s")
+    stream = _fig(figures, "limit.stream_memory")
+    writes, memory = _fig(figures, "limit.layout_write"), _fig(figures, "limit.layout_memory")
+    for run in range(plan.runs):
+        stack.flush()
+        before = stack.used_memory()
+        with stack.rewrites() as seen:
+            rate = len(events) / loop.run(layout.write(stack.url, prepared))
+        layout_bytes = (stack.used_memory() - before) / len(events)
+        writes.runs.append(rate)
+        writes.detail.setdefault("aof_rewrites", []).append(asdict(seen))
+        memory.runs.append(stream.runs[run] + layout_bytes)
+        memory.detail.setdefault("layout_only", []).append(round(layout_bytes))
+        log(f"layout limit run {run + 1}: {rate:,.0f} events/s, "
+            f"{layout_bytes:,.0f} bytes/event beside the log{seen.note()}")
+    writes.detail.update(events=len(events), batch=layout.BATCH)
+    memory.detail.update(
+        events=len(events), source="bare stream bytes per event (limit.stream_memory, same run) "
+                                  "+ INFO used_memory delta of the layout / events")
 
 
 def measure_peer(plan: Plan, events: list[dict[str, Any]], figures: Figures, log: Log) -> None:

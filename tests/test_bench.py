@@ -12,12 +12,21 @@ from pathlib import Path
 
 import pytest
 
+from bench import events as gen
+from bench import layout
+from events.stored import stored_decoder
+from projections.runner import Projector
+from projections.store import namespace_key
+from services.bootstrap import Services
+from tests.conftest import is_cluster_url
+
 ROOT = Path(__file__).resolve().parent.parent
 
 MEASURED = [
     "limit.xadd_redis_py", "limit.xadd_resp", "limit.xadd", "limit.consume_redis_py",
-    "limit.consume_resp", "limit.consume", "limit.stream_memory", "limit.single_rtt_p50",
-    "limit.single_rtt_p99", "limit.page_p50", "limit.page_p99",
+    "limit.consume_resp", "limit.consume", "limit.stream_memory", "limit.layout_write",
+    "limit.layout_memory", "limit.single_rtt_p50", "limit.single_rtt_p99", "limit.page_p50",
+    "limit.page_p99",
     "peer.popo_write", "peer.sqlite_write", "peer.projection", "peer.single_save_p50",
     "peer.single_save_p99",
     "ours.append", "ours.http_batch", "ours.http_single_p50", "ours.http_single_p99",
@@ -71,8 +80,9 @@ def test_ours_are_compared_with_the_limit_and_the_peer(results: dict[str, object
     ratios, targets = results["ratios"], results["targets"]
     assert isinstance(ratios, dict) and isinstance(targets, dict)
     assert set(ratios["ours.append"]) == {"limit", "popo_write", "sqlite_write"}
-    assert set(ratios["ours.projection"]) == {"limit", "projection"}
-    assert "limit" in ratios["ours.page_p50"] and "limit" in ratios["ours.memory"]
+    assert set(ratios["ours.projection"]) == {"limit", "layout", "projection"}
+    assert set(ratios["ours.memory"]) == {"limit", "layout"}
+    assert "limit" in ratios["ours.page_p50"]
     for key in ("ours.append", "ours.projection", "ours.lag_p99", "ours.memory"):
         assert isinstance(targets[key]["met"], bool)
         assert targets[key]["target"]
@@ -193,3 +203,44 @@ def test_the_aof_profile_counts_what_each_published_event_writes() -> None:
     live = next(line for line in lines if "XADD timeline:live" in line)
     assert "1.00 calls" in live, run.stdout  # each applied entry goes out on the live feed
     assert any("ZADD timeline:{rm}:blue:tl:entity:*" in line for line in lines), run.stdout
+
+
+def test_the_layout_limit_counts_the_log_beside_the_layout(results: dict[str, object]) -> None:
+    figures = results["figures"]
+    assert isinstance(figures, dict)
+    memory, stream = figures["limit.layout_memory"], figures["limit.stream_memory"]
+    assert memory["median"] == pytest.approx(stream["median"] + memory["layout_only"][0], abs=1)
+    assert memory["layout_only"][0] > 0
+    assert figures["limit.layout_write"]["events"] == 2000
+
+
+async def test_the_layout_limit_writes_what_the_projection_writes(
+        services: Services, redis_url: str) -> None:
+    """The limit is a floor only if it writes the same sorted sets and documents
+    the projection does: both are built from the same events and compared whole."""
+    if is_cluster_url(redis_url):
+        pytest.skip("the bench runs against one server: its layout keys share no slot")
+    stored = gen.stored_payloads(gen.generate(3000), services.partitions)
+    await layout.write(redis_url, layout.batches(stored, size=200))
+    projector = Projector(services.read_model)
+    decoded = [stored_decoder.decode(e) for e, _ in stored]
+    for partition in range(services.partitions):
+        await projector.apply(partition, [e for e in decoded if e.partition == partition])
+    client = services.client
+    namespace = await services.read_model.active()
+
+    async def names(prefix: str) -> set[str]:
+        return {k.decode().removeprefix(prefix)
+                async for k in client.scan_iter(match=prefix + "*", count=1000)}
+
+    timelines = await names("bench:layout:tl:")
+    assert timelines == await names(namespace_key(namespace, "tl:"))
+    assert len(timelines) > 100 and "all" in timelines
+    for name in timelines:
+        assert await client.zrange(f"bench:layout:tl:{name}", 0, -1, withscores=True) == \
+            await client.zrange(namespace_key(namespace, f"tl:{name}"), 0, -1,
+                                withscores=True), name
+    projected = await client.hgetall(namespace_key(namespace, "entries"))
+    assert len(projected) == 3000
+    assert await client.hgetall("bench:layout:entries") == projected
+    assert await client.zcard(namespace_key(namespace, "tl:all")) == 3000
