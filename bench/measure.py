@@ -112,8 +112,9 @@ def _measure_layout(stack: Stack, plan: Plan, events: list[dict[str, Any]], figu
                     log: Log) -> None:
     """The layout's limit over the whole SCALE, the store size the projection is
     measured at (a sorted set's insertions slow as it grows). Runs after the
-    stream limits: each run starts from an empty server; the last leaves the
-    layout for `measure_store`'s flush."""
+    stream limits: each run starts from an empty server, and the last one's
+    layout is dropped and the AOF rewritten, so the groups after it start from
+    an empty base as they did before this limit existed."""
     started = time.perf_counter()
     prepared = layout.batches(gen.stored_payloads(events, PARTITIONS))
     log(f"layout limit: {len(events):,} entries folded and packed in "
@@ -132,10 +133,14 @@ def _measure_layout(stack: Stack, plan: Plan, events: list[dict[str, Any]], figu
         memory.detail.setdefault("layout_only", []).append(round(layout_bytes))
         log(f"layout limit run {run + 1}: {rate:,.0f} events/s, "
             f"{layout_bytes:,.0f} bytes/event beside the log{seen.note()}")
+    stack.flush()
+    stack.redis.bgrewriteaof()
+    stack.settle()
     writes.detail.update(events=len(events), batch=layout.BATCH)
     memory.detail.update(
-        events=len(events), source="bare stream bytes per event (limit.stream_memory, same run) "
-                                  "+ INFO used_memory delta of the layout / events")
+        events=len(events),
+        source="bare stream bytes per event (limit.stream_memory: the same run's first "
+               f"{plan.limit_events:,} events) + INFO used_memory delta of the layout / events")
 
 
 def measure_peer(plan: Plan, events: list[dict[str, Any]], figures: Figures, log: Log) -> None:

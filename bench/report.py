@@ -65,7 +65,7 @@ Entry = Figure | NotMeasured
 
 
 def ratios(key: str, figures: dict[str, Entry]) -> dict[str, float]:
-    """ours / limit and ours / peer, by medians."""
+    """ours / limit, ours / the layout's limit (LAYOUT_OF) and ours / peer, by medians."""
     mine = figures.get(key)
     if not isinstance(mine, Figure):
         return {}
@@ -126,7 +126,9 @@ def write(path: Path, document: dict[str, Any]) -> None:
 
 def _limits(r: dict[str, float]) -> str:
     """The limit column: the limit, then the layout's floor where it applies."""
-    return " / ".join(f"{r[k]:.2f}" for k in ("limit", "layout") if k in r)
+    if "layout" not in r:
+        return f"{r['limit']:.2f}" if "limit" in r else ""
+    return f"{r['limit']:.2f} / {r['layout']:.2f}" if "limit" in r else f"— / {r['layout']:.2f}"
 
 
 def _num(value: float, unit: str) -> str:

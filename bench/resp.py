@@ -33,8 +33,16 @@ class RespConnection:
 
     async def pipeline(self, commands: bytes, replies: int) -> list[Any]:
         """Send already-packed commands at once; return their `replies` replies."""
+        await self.send(commands)
+        return await self.replies(replies)
+
+    async def send(self, commands: bytes) -> None:
+        """Send already-packed commands; their replies are read by `replies`, in order."""
         self.writer.write(commands)
         await self.writer.drain()
+
+    async def replies(self, replies: int) -> list[Any]:
+        """The next `replies` replies; raises the first error among them."""
         got: list[Any] = []
         while len(got) < replies:
             reply = self.parser.gets()

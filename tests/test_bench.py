@@ -233,14 +233,16 @@ async def test_the_layout_limit_writes_what_the_projection_writes(
         return {k.decode().removeprefix(prefix)
                 async for k in client.scan_iter(match=prefix + "*", count=1000)}
 
-    timelines = await names("bench:layout:tl:")
+    prefix = layout.PREFIX.decode()
+    timelines = await names(prefix + "tl:")
     assert timelines == await names(namespace_key(namespace, "tl:"))
     assert len(timelines) > 100 and "all" in timelines
+    assert await names(prefix) == {f"tl:{name}" for name in timelines} | {"entries"}
     for name in timelines:
-        assert await client.zrange(f"bench:layout:tl:{name}", 0, -1, withscores=True) == \
+        assert await client.zrange(f"{prefix}tl:{name}", 0, -1, withscores=True) == \
             await client.zrange(namespace_key(namespace, f"tl:{name}"), 0, -1,
                                 withscores=True), name
     projected = await client.hgetall(namespace_key(namespace, "entries"))
     assert len(projected) == 3000
-    assert await client.hgetall("bench:layout:entries") == projected
+    assert await client.hgetall(prefix + "entries") == projected
     assert await client.zcard(namespace_key(namespace, "tl:all")) == 3000
