@@ -18,16 +18,19 @@ from __future__ import annotations
 import time
 from itertools import zip_longest
 
+import msgspec
+
 from bench.resp import RespConnection, pack
 from events.stored import StoredEvent, stored_decoder
-from projections.entry import entry_encoder, member, timelines
 from projections.fold import fold
+from projections.writes import encode_batch, encode_change
 
 # As long as the read model's "timeline:{rm}:blue:", so keys weigh the same.
 PREFIX = b"bench:layout:limit:"
 BATCH = 500
 
 Batch = tuple[bytes, int]  # packed commands, how many
+_payload = msgspec.msgpack.Decoder()
 
 
 def batches(payloads: list[tuple[bytes, bytes]], size: int = BATCH) -> list[Batch]:
@@ -43,21 +46,15 @@ def batches(payloads: list[tuple[bytes, bytes]], size: int = BATCH) -> list[Batc
 
 
 def _batch(events: list[StoredEvent]) -> Batch:
-    members: dict[str, list[bytes]] = {}
-    docs: list[bytes] = []
-    for event in events:
-        entry = fold(event, None).entry
-        if entry is None:  # an amendment: it writes no new entry
-            continue
-        sort_member = member(entry).encode()
-        for name in timelines(entry):
-            members.setdefault(name, []).append(sort_member)
-        docs += (event.key.encode(), entry_encoder.encode(entry))
+    # The projection's own grouping (projections/writes.py), read back from the
+    # apply script's payload: its new entries' members per timeline and documents.
+    records = [encode_change(event.sequence, fold(event, None)) for event in events]
+    _, _, members, docs, *_ = _payload.decode(encode_batch(records))
     commands = [pack(b"ZADD", PREFIX + b"tl:" + name.encode(),
-                     *(part for m in found for part in (b"0", m)))
-                for name, found in members.items()]
+                     *(part for m in found for part in (b"0", m.encode())))
+                for name, *found in members]
     if docs:
-        commands.append(pack(b"HSET", PREFIX + b"entries", *docs))
+        commands.append(pack(b"HSET", PREFIX + b"entries", *(d.encode() for d in docs)))
     return b"".join(commands), len(commands)
 
 
