@@ -64,7 +64,6 @@ class LiveFeed:
     def __init__(self, client: Any, read_model: ReadModel) -> None:
         self.client = client
         self.read_model = read_model
-        self._publish = client.register_script(_PUBLISH)
 
     async def publish(self, fresh: dict[str, tuple[str, list[str]]], earlier: list[str],
                       events: int, seconds: float,
@@ -88,16 +87,19 @@ class LiveFeed:
         entries = (len(args) - 1) // 2
         pipe = self.client.pipeline(transaction=False)
         refused: list[BaseException] = []
+        # EVAL, not a registered script: in a pipeline redis-py sends SCRIPT EXISTS
+        # first, a round trip of its own per batch, and EVALSHA fails after a restart
+        # (NOSCRIPT). The server caches the compiled body by its digest.
         if entries:
             if isinstance(self.client, RedisCluster):
-                # redis-py only reloads a script after NOSCRIPT outside a cluster
-                # pipeline: on a cluster the call goes on its own.
+                # The live stream and the partition's stream are in different slots:
+                # on a cluster the feed goes in a call of its own, before the ack.
                 try:
-                    await self._publish(keys=[LIVE], args=args)
+                    await self.client.eval(_PUBLISH, 1, LIVE, *args)
                 except ResponseError as exc:
                     refused.append(exc)
             else:
-                await self._publish(keys=[LIVE], args=args, client=pipe)
+                pipe.eval(_PUBLISH, 1, LIVE, *args)
         pipe.hincrby(BATCH_STATS, "count", 1)
         pipe.hincrby(BATCH_STATS, "events", events)
         pipe.hincrbyfloat(BATCH_STATS, "sum", seconds)
