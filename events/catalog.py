@@ -13,7 +13,7 @@ import msgspec
 
 from events.dates import parse_partial_date
 from events.errors import EventValidationError, FieldError, FieldValueError
-from events.refs import EntityRef, Money, Place, ShortText, Slug, whole
+from events.refs import CODE_RULES, EntityRef, Money, Place, ShortText, Slug, whole
 
 EventId = Annotated[str, msgspec.Meta(pattern=whole(r"^[A-Za-z0-9._:/@+-]{1,128}$"))]
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=4000)]
@@ -190,6 +190,7 @@ class VendorData(Common, kw_only=True):
     """What a vendor type's free-form data offers to timelines: nothing is required."""
 
 
+_NOT_ONE_OF = "Invalid enum value "  # msgspec's wording for a value outside a Literal
 _NAMED_FIELD = re.compile(r"^Object (?:missing required|contains unknown) field `(.+)`$")
 
 
@@ -201,7 +202,10 @@ def _field_path(prefix: str, exc: msgspec.ValidationError) -> FieldError:
         message, _, where = message.rpartition(" - at `$")
         path = prefix + where.rstrip("`")
     named = _NAMED_FIELD.match(message)
-    if named:
+    rule = CODE_RULES.get(path.rpartition(".")[2])
+    if rule and message.startswith(_NOT_ONE_OF):
+        message = f"{message.removeprefix(_NOT_ONE_OF)} {rule}"
+    elif named:
         path += "." + named.group(1)
     elif isinstance(exc.__cause__, FieldValueError):
         path += "." + exc.__cause__.field

@@ -357,3 +357,34 @@ def test_all_country_and_currency_codes_shape() -> None:
     assert {"KRW", "USD", "EUR"} <= CURRENCIES
     assert all(len(code) == 2 and code.isupper() for code in COUNTRIES)
     assert all(len(code) == 3 and code.isupper() for code in CURRENCIES)
+
+
+@pytest.mark.parametrize(
+    ("event_type", "change", "path", "message"),
+    [
+        ("mou.signed", {"place": {"country": "ZZ"}}, "data.place.country",
+         "'ZZ' is not an ISO 3166-1 alpha-2 country code (upper case)"),
+        ("mou.signed", {"place": {"country": "kr"}}, "data.place.country",
+         "'kr' is not an ISO 3166-1 alpha-2 country code (upper case)"),
+        ("mou.signed", {"place": {"country": 82}}, "data.place.country",
+         "Expected `str`, got `int`"),
+        ("contract.concluded", {"value": {"amount": 1, "currency": "usd"}}, "data.value.currency",
+         "'usd' is not an ISO 4217 currency code (upper case)"),
+        ("site.visited", {"visitor": {"id": "lg", "kind": "human"}}, "data.visitor.kind",
+         "Invalid enum value 'human'"),
+    ],
+)
+def test_codes_outside_their_list_are_named_with_the_rule(
+    event_type: str, change: dict[str, Any], path: str, message: str
+) -> None:
+    assert _error(event_type, {**VALID[event_type], **change}) == (path, message)
+
+
+def test_every_listed_code_is_accepted() -> None:
+    from events.codes import COUNTRIES, CURRENCIES
+
+    for country in COUNTRIES:
+        decode_data("mou.signed", {**VALID["mou.signed"], "place": {"country": country}})
+    for currency in CURRENCIES:
+        decode_data("contract.concluded",
+                    {**VALID["contract.concluded"], "value": {"amount": 1, "currency": currency}})
