@@ -17,12 +17,12 @@ run: $(STAMP)
 	$(BIN)/timeline serve --demo
 
 test: $(STAMP)
-	$(BIN)/ruff check events projections services tests bench
+	$(BIN)/ruff check events projections services tests bench tools
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check events projections services tests bench
+	$(BIN)/ruff check events projections services tests bench tools
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

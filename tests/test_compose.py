@@ -141,6 +141,14 @@ def test_dockerfile_runs_the_timeline_cli(dockerfile: list[str]) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_the_runtime_image_has_jemalloc_for_the_embedded_server(dockerfile: list[str]) -> None:
+    """embedded.py preloads jemalloc only where ldconfig finds it: the runtime stage
+    (after the last FROM) must install it, not the build stage."""
+    last_from = max(i for i, line in enumerate(dockerfile) if line.upper().startswith("FROM "))
+    runs = [line for line in dockerfile[last_from:] if line.upper().startswith("RUN ")]
+    assert any("apt-get install" in run and "libjemalloc2" in run.split() for run in runs)
+
+
 def test_entrypoint_is_the_project_script() -> None:
     """`timeline` in the image is the console script pyproject.toml installs."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]

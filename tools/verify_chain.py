@@ -19,7 +19,8 @@ def entries(text):
         page = json.loads(line)
         if "entries" in page:  # a /v1/audit/log page
             for e in page["entries"]:
-                yield page["partition"], int(e["id"].split("-")[0]), e.get("event") or "", e.get("hash")
+                sequence = int(e["id"].split("-")[0])
+                yield page["partition"], sequence, e.get("event") or "", e.get("hash")
         else:  # an export line
             event = line[: line.rindex(',"hash":"')] + "}"
             yield page["partition"], page["sequence"], event, page["hash"]
