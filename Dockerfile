@@ -19,8 +19,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TIMELINE_LOG_FORMAT=json \
     TIMELINE_DATA_DIR=/data
 # jemalloc for the embedded server (the image run without TIMELINE_REDIS_URL):
-# services/redis/embedded.py preloads it when installed; on glibc's malloc the server
-# spends a third more CPU per projected event at 1M events (docs/performance.md).
+# services/redis/embedded.py preloads it when installed; at 1M events it takes a third
+# off the server's CPU per projected event (docs/performance.md).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libjemalloc2 \
     && rm -rf /var/lib/apt/lists/*

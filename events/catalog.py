@@ -204,7 +204,8 @@ def _field_path(prefix: str, exc: msgspec.ValidationError) -> FieldError:
     named = _NAMED_FIELD.match(message)
     rule = CODE_RULES.get(path.rpartition(".")[2])
     if rule and message.startswith(_NOT_ONE_OF):
-        message = f"{message.removeprefix(_NOT_ONE_OF)} {rule}"
+        shown = message.removeprefix(_NOT_ONE_OF)  # quoted; a code is 2 or 3 letters
+        message = f"{shown if len(shown) <= 12 else 'the value'} {rule}"
     elif named:
         path += "." + named.group(1)
     elif isinstance(exc.__cause__, FieldValueError):

@@ -88,8 +88,8 @@ class LiveFeed:
         pipe = self.client.pipeline(transaction=False)
         refused: list[BaseException] = []
         # EVAL, not a registered script: in a pipeline redis-py sends SCRIPT EXISTS
-        # first, a round trip of its own per batch, and EVALSHA fails after a restart
-        # (NOSCRIPT). The server caches the compiled body by its digest.
+        # first, a round trip of its own per batch, and after a restart EVALSHA answers
+        # NOSCRIPT and costs a SCRIPT LOAD. The server caches the compiled body by its digest.
         if entries:
             if isinstance(self.client, RedisCluster):
                 # The live stream and the partition's stream are in different slots:

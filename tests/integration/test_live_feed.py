@@ -1,11 +1,13 @@
-"""The worker's side of the live feed (projections/live.py): one round trip per batch."""
+"""The worker's side of the live feed (projections/live.py): a batch's entries go
+out without a script round trip of their own, and a refused feed never holds back
+the batch's acknowledgement."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from redis.asyncio.cluster import RedisCluster
+from structlog.testing import capture_logs
 
 from projections.entry import Entry, entry_encoder
 from projections.live import LIVE, LiveFeed, LiveReader
@@ -43,8 +45,24 @@ async def test_a_batch_is_published_without_a_script_check(services: Services) -
     await feed.publish({"k1": (doc("a"), ["all"]), "k2": (doc("b"), ["all", "entity:lg"])},
                        [], events=2, seconds=0.01)
     assert await script_calls(client) == before
-    messages = await LiveReader(client).read("0-0", block_ms=0)
+    messages = await LiveReader(client).read("0-0", block_ms=1)
     assert [(m.entry.id, m.timelines) for m in messages] == [
         ("a", ["all"]), ("b", ["all", "entity:lg"])]
-    newest = await client.xrevrange(LIVE, count=1)
-    assert msgspec.json.decode(newest[0][1][b"entry"])["id"] == "b"
+
+
+async def test_a_refused_feed_still_acknowledges_the_batch(services: Services) -> None:
+    """The feed is secondary: when the server refuses it (here the live key holds a
+    string), the error is logged and the batch is still acknowledged."""
+    client = services.client
+    stream, group = "timeline:{p0}:test-feed", "projection"
+    await client.xgroup_create(stream, group, id="0", mkstream=True)
+    ident = await client.xadd(stream, {"event": "{}"})
+    await client.xreadgroup(group, "worker-1", {stream: ">"}, count=10)
+    await client.set(LIVE, "not a stream")
+    with capture_logs() as logs:
+        await LiveFeed(client, services.read_model).publish(
+            {"k1": (doc("a"), ["all"])}, [], events=1, seconds=0.01,
+            acknowledge=(stream, group, [ident]))
+    assert (await client.xpending(stream, group))["pending"] == 0
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == [
+        "live feed publish failed"]

@@ -370,6 +370,8 @@ def test_all_country_and_currency_codes_shape() -> None:
          "Expected `str`, got `int`"),
         ("contract.concluded", {"value": {"amount": 1, "currency": "usd"}}, "data.value.currency",
          "'usd' is not an ISO 4217 currency code (upper case)"),
+        ("mou.signed", {"place": {"country": "K" * 5000}}, "data.place.country",
+         "the value is not an ISO 3166-1 alpha-2 country code (upper case)"),
         ("site.visited", {"visitor": {"id": "lg", "kind": "human"}}, "data.visitor.kind",
          "Invalid enum value 'human'"),
     ],
