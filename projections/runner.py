@@ -30,12 +30,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from events.stored import StoredEvent, stored_decoder
 from projections.broker import make_broker
+from projections.deferred import HeldMembers
 from projections.fold import Change, State, fold, target_key
 from projections.lease import Leases
 from projections.live import LiveFeed
 from projections.parking import PARK_ATTEMPTS, park
 from projections.store import ReadModel
-from projections.writes import encode_batch, encode_change, fresh_entries
+from projections.writes import encode_batch, encode_change, fresh_entries, vacated
 
 PROJECTION = "timelines"
 CONSUMER = "projector"  # one name for every owner: a new owner inherits the pending list
@@ -103,10 +104,14 @@ class Projected(msgspec.Struct):
 
 
 class Projector:
-    """Applies decoded log entries of one partition to the read model."""
+    """Applies decoded log entries of one partition to the read model.
 
-    def __init__(self, read_model: ReadModel) -> None:
+    With `held` (a rebuild's), new entries' members are left to it, written
+    sorted later; the caller flushes it when done."""
+
+    def __init__(self, read_model: ReadModel, held: HeldMembers | None = None) -> None:
         self.read_model = read_model
+        self.held = held
 
     async def apply(self, partition: int, events: list[StoredEvent]) -> int:
         """Apply `events` (in log order); return the partition's applied sequence."""
@@ -144,7 +149,7 @@ class Projector:
                 states[change.key] = (change.entry, change.history)
             records.append(encode_change(event.sequence, change))
         if records:
-            outcome, applied = await self.read_model.apply(partition, encode_batch(records))
+            outcome, applied = await self._apply_records(partition, records)
             if outcome == "gap":
                 raise GapError(partition, applied, records[0][0])
             if outcome in ("stale", "done"):  # applied by another since our read: read again
@@ -161,13 +166,26 @@ class Projector:
         if any(e.sequence != first + i for i, e in enumerate(events)):
             return None
         records = [encode_change(e.sequence, self.fold(e, None)) for e in events]
-        outcome, applied = await self.read_model.apply(partition, encode_batch(records),
-                                                       stateless=True)
+        outcome, applied = await self._apply_records(partition, records, stateless=True)
         if outcome == "ok":
             return Projected(applied, fresh_entries(records), [])
         if outcome == "done":  # a redelivery: all applied before, publish what is stored
             return Projected(applied, {}, [e.key for e in events])
         return None
+
+    async def _apply_records(self, partition: int, records: list[list[Any]],
+                             stateless: bool = False) -> tuple[str, int]:
+        if self.held is None:
+            return await self.read_model.apply(partition, encode_batch(records), stateless)
+        members: dict[str, list[str]] = {}
+        payload = encode_batch(records, members)
+        removed = vacated(records)
+        await self.held.write_now(removed)  # so that the removals find them
+        outcome, applied = await self.read_model.apply(partition, payload, stateless)
+        if outcome == "ok":
+            self.held.add(members, removed)
+            await self.held.flush_if_full()
+        return outcome, applied
 
     def fold(self, event: StoredEvent, state: State | None) -> Change:
         """What one event does (a seam: tests put a failing fold here)."""

@@ -56,6 +56,9 @@ SCAN_BUDGET = 20_000
 FENCE_POLL_SECONDS = 0.005
 
 
+_packer = msgspec.msgpack.Encoder()
+
+
 class BadCursor(ValueError):
     pass
 
@@ -105,6 +108,7 @@ class ReadModel:
         self._apply = _script(client, "apply.lua")
         self._page = _script(client, "page.lua")
         self._read = _script(client, "read.lua")
+        self._fill = _script(client, "fill.lua")
         # The namespace each partition's last `state` read from: `apply` refuses a
         # batch folded from a copy that stopped being active in between.
         self._state_from: dict[int, str] = {}
@@ -132,6 +136,15 @@ class ReadModel:
             keys=[ACTIVE, FENCE],
             args=[BASE, self.namespace or "", expected, partition, payload, fenced])
         return _text(reply[0]), int(reply[1])
+
+    async def add_members(self, groups: list[Any]) -> int:
+        """Add members to this (rebuild's) namespace's timelines: [timeline, [member...],
+        timeline, [member...], ...]. Score 0, as `apply` writes them; how many were new."""
+        if self.namespace is None:
+            raise ValueError("only a read model bound to a namespace takes members directly")
+        added = await self._fill(keys=[ACTIVE], args=[BASE, self.namespace,
+                                                     _packer.encode(groups)])
+        return int(added)
 
     async def state(
         self, partition: int, keys: list[str]

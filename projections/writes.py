@@ -26,6 +26,10 @@ from projections.fold import Change
 _history_encoder = msgspec.json.Encoder()
 _packer = msgspec.msgpack.Encoder()
 
+# A rebuild holds back a batch's members of a timeline from this many on: one that gets
+# fewer is small, and its insertions gain nothing from waiting to be sorted.
+HOLD_FROM = 8
+
 # Fields of a record (encode_change), as apply.lua numbers them from 1.
 SEQUENCE, KEY, MEMBER, DOC, TIMELINES, OLD_MEMBER, OLD_TIMELINES, SPAN, HISTORY = range(9)
 NAMES, ALIAS, NAME_STAMP = 9, 10, 11
@@ -90,11 +94,13 @@ def _flat(seen: dict[str, tuple[str, str]]) -> list[str]:
     return [x for ident, (value, at) in seen.items() for x in (ident, value, at)]
 
 
-def encode_batch(records: list[list[Any]]) -> bytes:
+def encode_batch(records: list[list[Any]], held: dict[str, list[str]] | None = None) -> bytes:
     """The apply script's payload for consecutive records of one partition.
 
     {first sequence, last sequence, {{timeline, member...}...}, {key, doc...},
      {amendment record...}, {timeline, span...}, {id, name, stamp...}, {id, kind, stamp...}}
+    With `held` (a rebuild's, projections/deferred.py), the new entries' members of each
+    timeline that gets at least HOLD_FROM of them go there instead of into the payload.
     """
     members: dict[str, list[str]] = {}
     docs: list[str] = []
@@ -115,9 +121,12 @@ def encode_batch(records: list[list[Any]]) -> bytes:
         for ident, name, kind in record[NAMES]:
             _latest(names, ident, name, record[NAME_STAMP])
             _latest(kinds, ident, kind, record[NAME_STAMP])
+    if held is not None:
+        held.update((name, found) for name, found in members.items() if len(found) >= HOLD_FROM)
     return _packer.encode([
         records[0][SEQUENCE], records[-1][SEQUENCE],
-        [[name, *found] for name, found in members.items()], docs, amendments,
+        [[name, *found] for name, found in members.items() if held is None or name not in held],
+        docs, amendments,
         [x for name, span in spans.items() for x in (name, span)],
         _flat(names), _flat(kinds),
     ])
@@ -126,3 +135,8 @@ def encode_batch(records: list[list[Any]]) -> bytes:
 def fresh_entries(records: list[list[Any]]) -> dict[str, tuple[str, list[str]]]:
     """Entry key -> (document, timelines) as the batch left each entry it changed."""
     return {r[KEY]: (r[DOC], r[TIMELINES]) for r in records if r[DOC]}
+
+
+def vacated(records: list[list[Any]]) -> set[tuple[str, str]]:
+    """(timeline, member): the earlier members the records' amendments remove."""
+    return {(name, r[OLD_MEMBER]) for r in records if r[OLD_MEMBER] for name in r[OLD_TIMELINES]}

@@ -32,6 +32,15 @@ local function absent(list, last, other)
   return found
 end
 
+-- The same members in the same order (Lua compares interned strings at once).
+local function identical(ma, mb)
+  if #ma ~= #mb then return false end
+  for i = 1, #ma do
+    if ma[i] ~= mb[i] then return false end
+  end
+  return true
+end
+
 -- One chunk of two sorted sets from `cursor` (lex ranges: every score is 0), up to
 -- the nearer of the two chunks' last members, so that range is complete on both
 -- sides. Positions come from ZLEXCOUNT, never from comparing strings in Lua
@@ -40,6 +49,9 @@ local function zchunk(a, b, cursor, n)
   local ma = redis.call('ZRANGE', a, cursor, '+', 'BYLEX', 'LIMIT', 0, n)
   local mb = redis.call('ZRANGE', b, cursor, '+', 'BYLEX', 'LIMIT', 0, n)
   local na, nb, upto = #ma, #mb, nil
+  if identical(ma, mb) then -- the usual chunk: both ranges end at the same member
+    return {}, {}, na == n and ('(' .. ma[na]) or '', na + nb
+  end
   if na == n and (nb < n or redis.call('ZLEXCOUNT', a, cursor, '[' .. mb[nb]) >= n) then
     upto = ma[na]
     nb = math.min(nb, redis.call('ZLEXCOUNT', b, cursor, '[' .. upto))
