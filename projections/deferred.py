@@ -4,8 +4,8 @@ A live projection inserts each batch's members where they fall in timelines
 that are already large, and at a million events those insertions into sorted
 sets are most of the server's time. A rebuild writes a copy nobody reads
 until it is complete, so it can hold new entries' members here and insert
-them in sorted order, which the server does several times faster (at
-200,000 events, 23.6 -> 4.6 µs of ZADD per event: docs/performance.md).
+them in sorted order, which the server does faster (a replay of 200,000
+events: 26.6 -> 7.2 µs of ZADD per event; docs/performance.md).
 
 The copy ends the same: every timeline member has score 0, so a timeline is
 a set and insertions commute. Only a removal does not commute with a held
@@ -24,7 +24,7 @@ from typing import Any
 from projections.store import ReadModel
 
 HOLD_LIMIT = 1_000_000  # members (~200 MB here) before all are written
-CALL_MEMBERS = 10_000  # per script call: ~10 ms of the server, which keeps serving
+CALL_MEMBERS = 10_000  # about this many per script call: the server keeps serving
 
 
 class HeldMembers:
@@ -81,22 +81,8 @@ class HeldMembers:
             await self.flush()
 
     async def _write(self, taken: dict[str, set[str]]) -> None:
-        sending: asyncio.Future[int] | None = None
-        try:
-            for groups in _calls(taken):
-                if sending is not None:
-                    await sending
-                sending = asyncio.ensure_future(self.read_model.add_members(groups))
-                await asyncio.sleep(0)  # it is sent while the next call is sorted
-            if sending is not None:
-                await sending
-        finally:
-            # Cut short (a failure, a cancel): no write may land after the caller
-            # has given up on the copy and dropped it.
-            if sending is not None and not sending.done():
-                await asyncio.wait([sending])
-                if not sending.cancelled():
-                    sending.exception()
+        for groups in _calls(taken):
+            await self.read_model.add_members(groups)
 
 
 def _calls(taken: dict[str, set[str]]) -> Iterator[list[Any]]:

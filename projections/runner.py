@@ -182,7 +182,9 @@ class Projector:
         removed = vacated(records)
         await self.held.write_now(removed)  # so that the removals find them
         outcome, applied = await self.read_model.apply(partition, payload, stateless)
-        if outcome == "ok":
+        # "done": applied before, by this projector's own call whose reply was lost (the
+        # client retried it): only a rebuild holds members, and it alone writes its copy.
+        if outcome in ("ok", "done"):
             self.held.add(members, removed)
             await self.held.flush_if_full()
         return outcome, applied

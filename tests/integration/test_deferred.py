@@ -115,6 +115,55 @@ async def test_a_member_an_amendment_removes_is_written_before_it_is_removed(
     assert await dump(services, "green") == await dump(services, "blue")
 
 
+class LostReply(ReadModel):
+    """The first batch lands but its reply is lost: the client's retry hears "done"."""
+
+    retried = False
+
+    async def apply(self, partition: int, payload: bytes, stateless: bool = False
+                    ) -> tuple[str, int]:
+        reply = await super().apply(partition, payload, stateless)
+        if self.retried:
+            return reply
+        self.retried = True
+        return await super().apply(partition, payload, stateless)
+
+
+async def test_a_batch_whose_reply_was_lost_still_has_its_members_written(
+    services: Services,
+) -> None:
+    await publish(services, factory.story(400, seed=6))
+    log = await the_log(services)
+    await apply_all(Projector(ReadModel(services.client, "blue")), log)
+
+    rebuilt = LostReply(services.client, "green")
+    held = HeldMembers(rebuilt)
+    await apply_all(Projector(rebuilt, held), log)
+    await held.flush()
+    assert rebuilt.retried
+    assert await dump(services, "green") == await dump(services, "blue")
+
+
+class Slow(ReadModel):
+    """Each fill call takes a while, as a large one does."""
+
+    async def add_members(self, groups: list[Any]) -> int:
+        await asyncio.sleep(0.2)
+        return await super().add_members(groups)
+
+
+async def test_a_member_a_running_flush_has_taken_is_written_before_write_now_returns(
+    services: Services,
+) -> None:
+    held = HeldMembers(Slow(services.client, "green"))
+    held.add({"all": ["m1"]})
+    flushing = asyncio.create_task(held.flush())
+    await asyncio.sleep(0)  # the flush has taken m1 and waits on its call
+    await held.write_now({("all", "m1")})
+    assert await services.client.zrange(namespace_key("green", "tl:all"), 0, -1) == [b"m1"]
+    await flushing
+
+
 async def test_only_a_rebuilds_namespace_takes_members_directly(services: Services) -> None:
     with pytest.raises(ValueError, match="bound to a namespace"):
         await ReadModel(services.client).add_members(["all", ["m"]])
