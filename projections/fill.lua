@@ -1,6 +1,6 @@
 -- Add members to timelines of one named namespace: a rebuild's held-back insertions
--- (projections/deferred.py), sorted, which the server inserts far faster than in
--- log order. Every member has score 0, as apply.lua writes them.
+-- (projections/deferred.py), sorted, which the server inserts faster than in log
+-- order. Every member has score 0, as apply.lua writes them.
 -- KEYS[1]: the active pointer (only to name the read model's slot)
 -- ARGV[1]: key base; ARGV[2]: namespace (never "": only a rebuild's copy is filled);
 -- ARGV[3]: msgpack {timeline, {member...}, timeline, {member...}, ...}

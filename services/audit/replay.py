@@ -5,9 +5,9 @@ compare it with the live one, and optionally promote it (blue/green).
 2. The inactive namespace is emptied and rebuilt from XRANGE pages with the
    projection's own fold and apply script (projections.runner.Projector on a
    ReadModel bound to that namespace), while the live copy keeps serving and
-   the workers keep projecting into it. New entries' timeline members are held
-   back and inserted sorted (projections/deferred.py), which the server does
-   several times faster than in log order.
+   the workers keep projecting into it. New entries' members of large timelines
+   are held back and inserted sorted (projections/deferred.py), which the server
+   does faster than in log order.
 3. Once the live copy has caught up with the log as it was at the start, the
    rebuild is caught up to the live copy's positions and the two are compared
    (services/audit/compare.py). Whatever differs is compared once more under the
