@@ -52,9 +52,7 @@ class HeldMembers:
             held.update(found)
             self._count += len(held) - before
         for name, member in removed:  # write_now took every earlier one: these are new
-            if member in self._held.get(name, ()):
-                self._held[name].remove(member)
-                self._count -= 1
+            self._release(name, member)
 
     async def write_now(self, members: Collection[tuple[str, str]]) -> None:
         """Write these (timeline, member) now if they are held."""
@@ -63,11 +61,8 @@ class HeldMembers:
         async with self._writing:
             taken: dict[str, set[str]] = {}
             for name, member in members:
-                held = self._held.get(name)
-                if held is not None and member in held:
-                    held.remove(member)
+                if self._release(name, member):
                     taken.setdefault(name, set()).add(member)
-                    self._count -= 1
             await self._write(taken)
 
     async def flush(self) -> None:
@@ -75,6 +70,15 @@ class HeldMembers:
         async with self._writing:
             taken, self._held, self._count = self._held, {}, 0
             await self._write(taken)
+
+    def _release(self, name: str, member: str) -> bool:
+        """Stop holding `member` of `name`; whether it was held."""
+        held = self._held.get(name)
+        if held is None or member not in held:
+            return False
+        held.remove(member)
+        self._count -= 1
+        return True
 
     async def flush_if_full(self) -> None:
         if self._count >= self.limit:
@@ -93,7 +97,7 @@ def _calls(taken: dict[str, set[str]]) -> Iterator[list[Any]]:
     for name, held in taken.items():
         found = sorted(held)
         for i in range(0, len(found), CALL_MEMBERS):
-            part = found if len(found) <= CALL_MEMBERS else found[i:i + CALL_MEMBERS]
+            part = found[i:i + CALL_MEMBERS]
             call += (name, part)
             size += len(part)
             if size >= CALL_MEMBERS:

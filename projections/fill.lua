@@ -4,10 +4,8 @@
 -- KEYS[1]: the active pointer (only to name the read model's slot)
 -- ARGV[1]: key base; ARGV[2]: namespace (never "": only a rebuild's copy is filled);
 -- ARGV[3]: msgpack {timeline, {member...}, timeline, {member...}, ...}
--- Reply: how many members were new.
 local prefix = ARGV[1] .. ARGV[2] .. ':tl:'
 local groups = cmsgpack.unpack(ARGV[3])
-local added = 0
 for g = 1, #groups, 2 do
   local key, members = prefix .. groups[g], groups[g + 1]
   -- Slices of 1000 members stay under Lua's unpack() limit.
@@ -17,7 +15,6 @@ for g = 1, #groups, 2 do
       call[#call + 1] = 0
       call[#call + 1] = members[j]
     end
-    added = added + redis.call(unpack(call))
+    redis.call(unpack(call))
   end
 end
-return added

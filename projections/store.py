@@ -137,14 +137,12 @@ class ReadModel:
             args=[BASE, self.namespace or "", expected, partition, payload, fenced])
         return _text(reply[0]), int(reply[1])
 
-    async def add_members(self, groups: list[Any]) -> int:
+    async def add_members(self, groups: list[Any]) -> None:
         """Add members to this (rebuild's) namespace's timelines: [timeline, [member...],
-        timeline, [member...], ...]. Score 0, as `apply` writes them; how many were new."""
+        timeline, [member...], ...]. Score 0, as `apply` writes them."""
         if self.namespace is None:
             raise ValueError("only a read model bound to a namespace takes members directly")
-        added = await self._fill(keys=[ACTIVE], args=[BASE, self.namespace,
-                                                     _packer.encode(groups)])
-        return int(added)
+        await self._fill(keys=[ACTIVE], args=[BASE, self.namespace, _packer.encode(groups)])
 
     async def state(
         self, partition: int, keys: list[str]

@@ -147,9 +147,9 @@ async def test_a_batch_whose_reply_was_lost_still_has_its_members_written(
 class Slow(ReadModel):
     """Each fill call takes a while, as a large one does."""
 
-    async def add_members(self, groups: list[Any]) -> int:
+    async def add_members(self, groups: list[Any]) -> None:
         await asyncio.sleep(0.2)
-        return await super().add_members(groups)
+        await super().add_members(groups)
 
 
 async def test_a_member_a_running_flush_has_taken_is_written_before_write_now_returns(

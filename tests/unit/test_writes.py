@@ -9,20 +9,18 @@ import msgspec
 from projections import writes
 from projections.writes import HOLD_FROM, encode_batch, vacated
 
-# encode_change's record, only the fields encode_batch and vacated read
-RECORD = ["sequence", "key", "member", "doc", "timelines", "old_member", "old_timelines",
-          "span", "history", "names", "alias", "name_stamp"]
-
 
 def record(sequence: int, timelines: list[str], old: str = "",
            old_timelines: list[str] | None = None) -> list[Any]:
-    fields = dict.fromkeys(RECORD, "")
-    fields.update(sequence=sequence, key=f"k{sequence}", member=f"m{sequence}",
-                  doc="{}", timelines=timelines, old_member=old,
-                  old_timelines=old_timelines or [], span=0, names=[])
-    if old:
-        fields["alias"] = f"a{sequence}"
-    return [fields[name] for name in RECORD]
+    """An encode_change record with the fields encode_batch and vacated read."""
+    fields: list[Any] = [""] * (writes.NAME_STAMP + 1)
+    for index, value in ((writes.SEQUENCE, sequence), (writes.KEY, f"k{sequence}"),
+                         (writes.MEMBER, f"m{sequence}"), (writes.DOC, "{}"),
+                         (writes.TIMELINES, timelines), (writes.OLD_MEMBER, old),
+                         (writes.OLD_TIMELINES, old_timelines or []), (writes.SPAN, 0),
+                         (writes.NAMES, []), (writes.ALIAS, f"a{sequence}" if old else "")):
+        fields[index] = value
+    return fields
 
 
 def payload_members(payload: bytes) -> dict[str, list[str]]:
