@@ -11,7 +11,9 @@
 -- ARGV[1] = "zsets": many sorted sets (timelines), each walked in both copies at once.
 --   KEYS[1]: any key of the slot (routing)
 --   ARGV[2]: key prefix of copy a; ARGV[3]: of copy b; ARGV[4]: members per chunk;
---   ARGV[5]: budget (members read per call); then pairs: key suffix, cursor ("-" to start)
+--   ARGV[5]: budget (members read per call); ARGV[6]: msgpack of the pairs, flat:
+--   key suffix, cursor ("-" to start), ... (one argument: thousands of separate ones
+--   cost the client more to pack than the server to walk)
 --   Walks the pairs in order until the budget is spent (at least one pair).
 --   reply: {pairs walked, then for each walked pair that differs or is unfinished:
 --          {its index (1-based), {members only in a}, {members only in b},
@@ -64,23 +66,28 @@ local function zchunk(a, b, cursor, n)
   return only_a, only_b, upto and ('(' .. upto) or '', na + nb
 end
 
--- Whether two sorted sets certainly hold the same members, in O(1) calls: both
--- empty (most as-of indexes do not exist), or small, as large as each other and as
--- their intersection. Anything else is walked.
+-- Whether two sorted sets certainly hold the same members, in one read of each:
+-- both small (most as-of indexes do not exist, most pair timelines hold one or
+-- two members) and identical. Anything else is walked. Also: how many it read.
 local function same(a, b, small)
-  local na, nb = redis.call('ZCARD', a), redis.call('ZCARD', b)
-  if na ~= nb then return false end
-  return na == 0 or (na <= small and redis.call('ZINTERCARD', 2, a, b) == na)
+  local ma = redis.call('ZRANGE', a, 0, small)
+  if #ma > small then return false, #ma end
+  local mb = redis.call('ZRANGE', b, 0, small)
+  return identical(ma, mb), #ma + #mb
 end
 
 if mode == 'zsets' then
   local prefix_a, prefix_b = ARGV[2], ARGV[3]
   local n, budget = tonumber(ARGV[4]), tonumber(ARGV[5])
   local out = {0}
-  local i = 6
-  while i < #ARGV and budget > 0 do
-    local a, b, cursor = prefix_a .. ARGV[i], prefix_b .. ARGV[i], ARGV[i + 1]
-    if cursor == '-' and same(a, b, n) then
+  local pairs_ = cmsgpack.unpack(ARGV[6])
+  local i = 1
+  while i < #pairs_ and budget > 0 do
+    local a, b, cursor = prefix_a .. pairs_[i], prefix_b .. pairs_[i], pairs_[i + 1]
+    local done, seen = false, 0
+    if cursor == '-' then done, seen = same(a, b, n) end
+    budget = budget - seen
+    if done then
       budget = budget - 1
     else
       local only_a, only_b = {}, {}
@@ -91,7 +98,7 @@ if mode == 'zsets' then
         cursor, budget = following, budget - read - 1
       until cursor == '' or budget <= 0
       if #only_a > 0 or #only_b > 0 or cursor ~= '' then
-        out[#out + 1] = {(i - 4) / 2, only_a, only_b, cursor}
+        out[#out + 1] = {(i + 1) / 2, only_a, only_b, cursor}
       end
     end
     out[1] = out[1] + 1

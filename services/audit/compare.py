@@ -54,6 +54,7 @@ class Difference(msgspec.Struct, omit_defaults=True):
 
 
 _json = msgspec.json.Decoder()
+_packer = msgspec.msgpack.Encoder()
 
 
 def _text(value: bytes | str | None) -> str | None:
@@ -202,9 +203,9 @@ class Comparer:
         prefixes = [namespace_key(self.live, ""), namespace_key(self.rebuilt, "")]
         while pending:
             batch = [pending.popleft() for _ in range(min(len(pending), TIMELINES_PER_CALL))]
-            reply = await self._script(
-                keys=[namespace_key(self.live, "entries")],
-                args=["zsets", *prefixes, CHUNK, BUDGET, *itertools.chain(*batch)])
+            walks = _packer.encode(list(itertools.chain(*batch)))
+            reply = await self._script(keys=[namespace_key(self.live, "entries")],
+                                       args=["zsets", *prefixes, CHUNK, BUDGET, walks])
             for index, only_live, only_rebuilt, cursor in reply[1:]:
                 suffix = batch[index - 1][0]
                 extra, missing = found.setdefault(suffix, ([], []))
