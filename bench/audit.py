@@ -47,15 +47,18 @@ async def verify_rate(url: str) -> dict[str, Any]:
     return {"rate": report.entries / elapsed, "events": report.entries}
 
 
-async def replay_rate(url: str, partitions: int) -> dict[str, Any]:
+async def replay_rate(url: str, partitions: int, split: bool = True) -> dict[str, Any]:
     """Events per second for a rebuild into the other namespace and its comparison
-    with the live copy (no promote)."""
+    with the live copy (no promote), as the CLI and the API run it: a large log rebuilt
+    by helper processes unless not `split`."""
+    from services.audit.parallel import Helpers
     from services.audit.replay import replay
 
     client = connection.client(url)
     try:
         started = time.perf_counter()
-        report = await replay(client, partitions, promote=False)
+        helpers = Helpers(url) if split else None
+        report = await replay(client, partitions, promote=False, helpers=helpers)
         elapsed = time.perf_counter() - started
     finally:
         await client.aclose()

@@ -227,7 +227,8 @@ def _workload(what: str, st: Stack, events: list[dict[str, Any]],
         from bench.audit import replay_rate
 
         ours.project(st)
-        step = lambda: loop.run(replay_rate(st.url, 8))  # noqa: E731
+        # in this process, where py-spy sees it, not in helper processes
+        step = lambda: loop.run(replay_rate(st.url, 8, split=False))  # noqa: E731
     elif what == "verify":
         from bench.audit import verify_rate
 

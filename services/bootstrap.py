@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from projections.store import ReadModel
+from services.audit.parallel import Helpers
 from services.config import Settings
 from services.log.append import Appender
 from services.log.meta import ensure_partitions
@@ -28,6 +29,11 @@ class Services:
     read_model: ReadModel
     log: LogReader
     server: EmbeddedServer | None = None
+
+
+def helpers_for(services: Services) -> Helpers:
+    """A replay's helper processes connect where this process does."""
+    return Helpers(services.url, services.settings.redis_cluster)
 
 
 async def connect(settings: Settings, url: str, server: EmbeddedServer | None = None) -> Services:

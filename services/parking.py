@@ -18,7 +18,7 @@ from events.stored import stored_decoder
 from projections.parking import Parked, parked, unpark
 from projections.runner import PROJECTION
 from services.audit.replay import replay
-from services.bootstrap import Services
+from services.bootstrap import Services, helpers_for
 
 
 class UnparkReport(msgspec.Struct):
@@ -47,7 +47,8 @@ async def unpark_all(built: Services) -> UnparkReport:
     before = await list_parked(built)
     if not before:
         return UnparkReport(0, [], [], 0.0)
-    report = await replay(built.client, built.partitions, promote=True)
+    report = await replay(built.client, built.partitions, promote=True,
+                          helpers=helpers_for(built))
     applied, still = [], []
     for entry in before:
         if await is_applied(built, entry):

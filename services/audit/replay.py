@@ -38,6 +38,7 @@ from projections.runner import GapError, Projector, decode_entries
 from projections.store import ACTIVE, BASE, FENCE, ReadModel, namespace_key, other_namespace
 from services import heap
 from services.audit.compare import Comparer, Difference
+from services.audit.parallel import PARALLEL_FROM, Helpers, Unreplayable, deal, rebuild_in_helpers
 from services.log import keys
 from services.log.reader import LogReader
 
@@ -178,11 +179,17 @@ async def fenced(client: Any) -> AsyncIterator[None]:
 
 
 class Replay:
-    def __init__(self, client: Any, partitions: int, on_progress: Progress) -> None:
+    def __init__(self, client: Any, partitions: int, on_progress: Progress,
+                 helpers: Helpers | None = None) -> None:
         self.client = client
         self.partitions = partitions
         self.on_progress = on_progress
+        self.helpers = helpers
         self._failed = False  # one partition failed: the others stop after their page
+        self.stopped = False  # asked to stop: every partition stops after its page
+
+    def stop(self) -> None:
+        self.stopped = True
 
     async def _all(self, *steps: Coroutine[Any, Any, None]) -> None:
         """Run `steps` concurrently; on the first failure let the others finish the
@@ -204,7 +211,7 @@ class Replay:
         the next page while the current one is folded and applied."""
         reading = self._read(partition, applied, upto)
         try:
-            while applied < upto and not self._failed:
+            while applied < upto and not self._failed and not self.stopped:
                 page = await reading
                 last = _sequence(page[-1][0])
                 if last - applied != len(page):  # ids only grow: a hole or a foreign id
@@ -238,6 +245,28 @@ class Replay:
                                   f"{upto}; run `timeline audit verify`")
             return entries
         return asyncio.ensure_future(page())
+
+    async def rebuild(self, rebuilt: ReadModel, heads: dict[int, int]) -> None:
+        """The log of each partition in `heads` through its head, the new members of
+        large timelines held back and written sorted at the end."""
+        held = HeldMembers(rebuilt)
+        bulk = Projector(rebuilt, held)
+        await self._all(*(self.advance(bulk, p, 0, s) for p, s in heads.items()))
+        if not self.stopped:
+            await held.flush()
+
+    async def rebuild_anywhere(self, rebuilt: ReadModel, heads: dict[int, int]) -> None:
+        """`rebuild`, split across helper processes when there are helpers and the log
+        is large enough to repay starting them (services/audit/parallel.py)."""
+        groups = deal(heads, self.helpers.processes) if self.helpers else []
+        if self.helpers is None or len(groups) < 2 or sum(heads.values()) < PARALLEL_FROM:
+            await self.rebuild(rebuilt, heads)
+            return
+        try:
+            await rebuild_in_helpers(self.helpers, rebuilt.namespace or "", groups,
+                                     self.on_progress)
+        except Unreplayable as exc:
+            raise ReplayError(str(exc)) from None
 
     async def catch_up(self, projector: Projector, target: dict[int, int]) -> None:
         applied = await projector.read_model.applied()
@@ -280,10 +309,7 @@ class Replay:
         projector = Projector(rebuilt)
         heads = await LogReader(self.client, self.partitions).heads()
         try:
-            held = HeldMembers(rebuilt)
-            bulk = Projector(rebuilt, held)  # the whole log: members written sorted
-            await self._all(*(self.advance(bulk, p, 0, s) for p, s in heads.items()))
-            await held.flush()
+            await self.rebuild_anywhere(rebuilt, heads)
             behind = await self.wait_for_live(live, heads)
             await self.catch_up(projector, await live.applied())
             comparer = Comparer(self.client, live_ns, rebuilt_ns)
@@ -310,9 +336,11 @@ class Replay:
 async def replay(
     client: Any, partitions: int, promote: bool = False,
     on_total: Progress = lambda n: None, on_progress: Progress = lambda n: None,
+    helpers: Helpers | None = None,
 ) -> ReplayReport:
-    """Rebuild, compare and (with `promote`) switch; ReplayRunning if one is under way."""
+    """Rebuild, compare and (with `promote`) switch; ReplayRunning if one is under way.
+    With `helpers`, a large log is rebuilt by several processes."""
     async with _lock(client):
         on_total(sum((await LogReader(client, partitions).heads()).values()))
         with heap.relaxed():
-            return await Replay(client, partitions, on_progress).run(promote)
+            return await Replay(client, partitions, on_progress, helpers).run(promote)

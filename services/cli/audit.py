@@ -22,6 +22,7 @@ from services.audit import digest as digests
 from services.audit.export import FORMATS, RestoreRefused, export, restore
 from services.audit.replay import ReplayError, ReplayReport, ReplayRunning, replay
 from services.audit.verify import Report, verify
+from services.bootstrap import helpers_for
 from services.cli.common import console, err, json_encoder, load_settings, run
 
 app = typer.Typer(help="Prove the log intact, rebuild and compare projections, show history.",
@@ -177,7 +178,8 @@ def replay_command(
                 return await replay(
                     built.client, built.partitions, promote=promote,
                     on_total=lambda n: bar.update(task, total=n),
-                    on_progress=lambda n: bar.advance(task, n))
+                    on_progress=lambda n: bar.advance(task, n),
+                    helpers=helpers_for(built))
 
     try:
         report = run(main())
@@ -273,7 +275,8 @@ def export_command(
             with Progress(console=err, transient=True) as bar:
                 task = bar.add_task("exporting", total=None)
                 return await export(built.client, built.partitions, handle.write,
-                                    on_progress=lambda n: bar.advance(task, n))
+                                    on_progress=lambda n: bar.advance(task, n),
+                    helpers=helpers_for(built))
 
     try:
         summary = run(main())
@@ -312,7 +315,8 @@ def restore_command(
                 task = bar.add_task("restoring", total=None)
                 return await restore(built.client, file, built.partitions,
                                      settings.partitions is not None,
-                                     on_progress=lambda n: bar.advance(task, n))
+                                     on_progress=lambda n: bar.advance(task, n),
+                    helpers=helpers_for(built))
 
     try:
         restored = run(main())

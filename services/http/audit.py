@@ -14,7 +14,7 @@ from services.audit import digest as digests
 from services.audit import rawlog
 from services.audit.replay import ReplayError, ReplayReport, ReplayRunning, replay
 from services.audit.verify import Report, verify
-from services.bootstrap import Services
+from services.bootstrap import Services, helpers_for
 from services.http.errors import AUTH, ApiError, responses
 
 
@@ -100,7 +100,8 @@ async def raw_log(
 async def replay_log(services: Services, promote: str | None = None) -> ReplayReport:
     switch = _flag("promote", promote)
     try:
-        return await replay(services.client, services.partitions, promote=switch)
+        return await replay(services.client, services.partitions, promote=switch,
+                            helpers=helpers_for(services))
     except ReplayRunning as exc:
         raise ApiError(409, "replay-running", str(exc)) from None
     except ReplayError as exc:

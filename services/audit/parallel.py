@@ -1,0 +1,170 @@
+"""A replay's rebuild split across processes, a few partitions each.
+
+The rebuild's own process is its bottleneck: folding and encoding the log in
+Python takes more CPU than the server spends applying it (docs/performance.md,
+"Changes after 09:58"). Partitions can be rebuilt apart: an amendment names its
+target's subject, so it lives in its target's partition, and every other write
+commutes across partitions (timeline members have score 0; spans keep a
+maximum; names keep the latest stamp), which the live workers rely on already.
+So each helper process rebuilds its own partitions, holding back its own
+members (projections/deferred.py), into the same namespace.
+
+Parent side: `rebuild_in_helpers`. Helper side: `python -m services.audit.parallel`,
+which reads its job as JSON on stdin and answers on stdout, one line each:
+`progress N` (events applied), then `ok`, `replay-error MESSAGE` (the log cannot
+be replayed) or `error MESSAGE`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+import msgspec
+
+PARALLEL_FROM = 50_000  # events: below this, starting a process costs more than it saves
+
+
+class Helpers(msgspec.Struct, frozen=True):
+    """Where helpers connect, and how many to start at most."""
+
+    url: str
+    cluster: bool = False
+    processes: int = os.cpu_count() or 1
+
+
+class Job(msgspec.Struct, frozen=True):
+    url: str
+    cluster: bool
+    namespace: str
+    heads: dict[int, int]  # partition -> last sequence to apply
+
+
+class HelperFailed(RuntimeError):
+    """A helper stopped without rebuilding its partitions (not a fault of the log)."""
+
+
+class Unreplayable(RuntimeError):
+    """A helper found its partitions' log cannot be replayed (a gap, a foreign entry)."""
+
+
+def deal(heads: dict[int, int], groups: int) -> list[dict[int, int]]:
+    """The partitions in at most `groups` groups of about as many events, largest
+    partition first to the group with the fewest; empty partitions are left out."""
+    found: list[dict[int, int]] = [{} for _ in range(max(1, min(groups, len(heads))))]
+    for partition, head in sorted(heads.items(), key=lambda item: -item[1]):
+        if head:
+            min(found, key=lambda group: sum(group.values()))[partition] = head
+    return [group for group in found if group]
+
+
+async def rebuild_in_helpers(
+    helpers: Helpers, namespace: str, groups: list[dict[int, int]],
+    on_progress: Callable[[int], object],
+) -> None:
+    """One helper process per group; on the first failure (or a cancel) the others are
+    asked to stop after the page in hand and waited for, so that no write is on its
+    way once this returns or raises."""
+    processes: list[asyncio.subprocess.Process] = []
+    tasks: list[asyncio.Future[None]] = []
+    try:
+        for group in groups:
+            processes.append(await _start(Job(helpers.url, helpers.cluster, namespace, group)))
+        tasks = [asyncio.ensure_future(_follow(p, on_progress)) for p in processes]
+        await asyncio.gather(*tasks)
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+        if tasks:
+            await asyncio.wait(tasks)
+        for task in tasks:  # the first failure is already raised; the rest are consequences
+            if not task.cancelled():
+                task.exception()
+        for process in processes:
+            if process.returncode is None:  # its reader was cancelled: read to the end
+                await process.communicate()
+
+
+async def _start(job: Job) -> asyncio.subprocess.Process:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.audit.parallel",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    assert process.stdin is not None
+    process.stdin.write(msgspec.json.encode(job))
+    process.stdin.close()
+    return process
+
+
+async def _follow(process: asyncio.subprocess.Process,
+                  on_progress: Callable[[int], object]) -> None:
+    assert process.stdout is not None
+    outcome = ""
+    async for raw in process.stdout:
+        line = raw.decode().rstrip("\n")
+        if line.startswith("progress "):
+            on_progress(int(line.removeprefix("progress ")))
+        else:
+            outcome = line
+    code = await process.wait()
+    kind, _, message = outcome.partition(" ")
+    if kind == "ok" and code == 0:
+        return
+    if kind == "replay-error":
+        raise Unreplayable(message)
+    raise HelperFailed(f"a rebuild helper failed (exit {code}): {message or 'no answer'}")
+
+
+async def _helper(job: Job, out: TextIO) -> None:
+    # Imported here: the parent imports this module from services.audit.replay.
+    from projections.store import ReadModel
+    from services import heap
+    from services.audit.replay import Replay, ReplayError
+    from services.redis import connection
+
+    def progress(count: int) -> None:
+        out.write(f"progress {count}\n")
+        out.flush()
+
+    heap.for_batches()  # as the replaying process does (services/heap.py)
+    client = connection.client(job.url, job.cluster)
+    replay = Replay(client, len(job.heads), progress)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, replay.stop)
+    try:
+        await replay.rebuild(ReadModel(client, job.namespace), job.heads)
+        out.write("ok\n" if not replay.stopped else "error stopped\n")
+    except ReplayError as exc:
+        out.write(f"replay-error {_one_line(exc)}\n")
+    finally:
+        with contextlib.suppress(Exception):
+            await client.aclose()
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def main() -> None:
+    """The helper: its job on stdin, its answers on the stdout it was given; anything
+    else that writes to stdout (a log line) goes to stderr instead."""
+    from services.redis import loop
+
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    job = msgspec.json.decode(sys.stdin.buffer.read(), type=Job)
+    try:
+        loop.run(_helper(job, out))
+    except Exception as exc:  # reported to the parent, which raises it
+        out.write(f"error {type(exc).__name__}: {_one_line(exc)}\n")
+        out.flush()
+        raise SystemExit(1) from None
+    out.flush()
+
+
+if __name__ == "__main__":
+    main()
