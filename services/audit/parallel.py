@@ -10,9 +10,11 @@ So each helper process rebuilds its own partitions, holding back its own
 members (projections/deferred.py), into the same namespace.
 
 Parent side: `rebuild_in_helpers`. Helper side: `python -m services.audit.parallel`,
-which reads its job as JSON on stdin and answers on stdout, one line each:
-`progress N` (events applied), then `ok`, `replay-error MESSAGE` (the log cannot
-be replayed) or `error MESSAGE`.
+which reads its job as one line of JSON on stdin and answers on stdout, one line
+each: `progress N` (events applied), then `ok`, `replay-error MESSAGE` (the log
+cannot be replayed) or `error MESSAGE`. The parent keeps the helper's stdin open:
+when it closes (the parent died), the helper exits at once rather than write into
+a namespace nobody holds the replay lock for any more.
 """
 
 from __future__ import annotations
@@ -22,12 +24,21 @@ import contextlib
 import os
 import signal
 import sys
+import traceback
 from collections.abc import Callable
 from typing import TextIO
 
 import msgspec
 
 PARALLEL_FROM = 50_000  # events: below this, starting a process costs more than it saves
+STOP_GRACE_SECONDS = 60.0  # a helper asked to stop finishes its page (or its flush) first
+MAX_MESSAGE = 2000  # characters of a helper's error line
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a container's share, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
 
 
 class Helpers(msgspec.Struct, frozen=True):
@@ -35,7 +46,7 @@ class Helpers(msgspec.Struct, frozen=True):
 
     url: str
     cluster: bool = False
-    processes: int = os.cpu_count() or 1
+    processes: int = msgspec.field(default_factory=usable_cores)
 
 
 class Job(msgspec.Struct, frozen=True):
@@ -43,10 +54,11 @@ class Job(msgspec.Struct, frozen=True):
     cluster: bool
     namespace: str
     heads: dict[int, int]  # partition -> last sequence to apply
+    hold: int  # members held back before they are written (a share of HOLD_LIMIT)
 
 
 class HelperFailed(RuntimeError):
-    """A helper stopped without rebuilding its partitions (not a fault of the log)."""
+    """A helper ended without rebuilding its partitions; its error is on stderr."""
 
 
 class Unreplayable(RuntimeError):
@@ -70,25 +82,41 @@ async def rebuild_in_helpers(
     """One helper process per group; on the first failure (or a cancel) the others are
     asked to stop after the page in hand and waited for, so that no write is on its
     way once this returns or raises."""
+    from projections.deferred import HOLD_LIMIT
+
+    hold = HOLD_LIMIT // len(groups)  # the memory one replaying process would use, shared
     processes: list[asyncio.subprocess.Process] = []
     tasks: list[asyncio.Future[None]] = []
     try:
         for group in groups:
-            processes.append(await _start(Job(helpers.url, helpers.cluster, namespace, group)))
+            job = Job(helpers.url, helpers.cluster, namespace, group, hold)
+            processes.append(await _start(job))
         tasks = [asyncio.ensure_future(_follow(p, on_progress)) for p in processes]
         await asyncio.gather(*tasks)
     finally:
-        for process in processes:
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-        if tasks:
-            await asyncio.wait(tasks)
-        for task in tasks:  # the first failure is already raised; the rest are consequences
-            if not task.cancelled():
-                task.exception()
-        for process in processes:
-            if process.returncode is None:  # its reader was cancelled: read to the end
-                await process.communicate()
+        await _stop(processes, tasks)
+
+
+async def _stop(processes: list[asyncio.subprocess.Process],
+                tasks: list[asyncio.Future[None]]) -> None:
+    """Every helper ended: asked to stop after its page, then killed if it has not."""
+    for process in processes:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+    if tasks:
+        await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS)
+    for process in processes:
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+    if tasks:
+        await asyncio.wait(tasks)
+    for task in tasks:  # the first failure is raised already; the rest are consequences
+        if not task.cancelled():
+            task.exception()
+    for process in processes:
+        if process.returncode is None:  # its reader was cancelled: read to the end
+            await process.communicate()
 
 
 async def _start(job: Job) -> asyncio.subprocess.Process:
@@ -96,8 +124,7 @@ async def _start(job: Job) -> asyncio.subprocess.Process:
         sys.executable, "-m", "services.audit.parallel",
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
     assert process.stdin is not None
-    process.stdin.write(msgspec.json.encode(job))
-    process.stdin.close()
+    process.stdin.write(msgspec.json.encode(job) + b"\n")  # kept open: see the docstring
     return process
 
 
@@ -106,7 +133,7 @@ async def _follow(process: asyncio.subprocess.Process,
     assert process.stdout is not None
     outcome = ""
     async for raw in process.stdout:
-        line = raw.decode().rstrip("\n")
+        line = raw.decode(errors="replace").rstrip("\n")
         if line.startswith("progress "):
             on_progress(int(line.removeprefix("progress ")))
         else:
@@ -133,10 +160,12 @@ async def _helper(job: Job, out: TextIO) -> None:
 
     heap.for_batches()  # as the replaying process does (services/heap.py)
     client = connection.client(job.url, job.cluster)
-    replay = Replay(client, len(job.heads), progress)
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, replay.stop)
+    replay = Replay(client, 0, progress)  # 0: `rebuild` reads no heads; the job has them
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, replay.stop)
+    loop.add_reader(0, _exit_if_orphaned)
     try:
-        await replay.rebuild(ReadModel(client, job.namespace), job.heads)
+        await replay.rebuild(ReadModel(client, job.namespace), job.heads, job.hold)
         out.write("ok\n" if not replay.stopped else "error stopped\n")
     except ReplayError as exc:
         out.write(f"replay-error {_one_line(exc)}\n")
@@ -145,8 +174,25 @@ async def _helper(job: Job, out: TextIO) -> None:
             await client.aclose()
 
 
+def _exit_if_orphaned() -> None:
+    """stdin readable: the parent closed it, so it is gone."""
+    if not os.read(0, 4096):
+        os._exit(3)
+
+
+def _read_job() -> Job:
+    """The first line of stdin, read without a buffer: the rest of stdin is watched."""
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = os.read(0, 65536)
+        if not chunk:
+            break
+        line += chunk
+    return msgspec.json.decode(line, type=Job)
+
+
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
+    return " ".join(str(exc).split())[:MAX_MESSAGE]
 
 
 def main() -> None:
@@ -154,12 +200,14 @@ def main() -> None:
     else that writes to stdout (a log line) goes to stderr instead."""
     from services.redis import loop
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops us (SIGTERM)
     out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
-    job = msgspec.json.decode(sys.stdin.buffer.read(), type=Job)
+    job = _read_job()
     try:
         loop.run(_helper(job, out))
     except Exception as exc:  # reported to the parent, which raises it
+        traceback.print_exc()
         out.write(f"error {type(exc).__name__}: {_one_line(exc)}\n")
         out.flush()
         raise SystemExit(1) from None

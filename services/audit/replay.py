@@ -33,7 +33,7 @@ from typing import Any
 import msgspec
 from redis.exceptions import ResponseError
 
-from projections.deferred import HeldMembers
+from projections.deferred import HOLD_LIMIT, HeldMembers
 from projections.runner import GapError, Projector, decode_entries
 from projections.store import ACTIVE, BASE, FENCE, ReadModel, namespace_key, other_namespace
 from services import heap
@@ -189,6 +189,7 @@ class Replay:
         self.stopped = False  # asked to stop: every partition stops after its page
 
     def stop(self) -> None:
+        """A helper's SIGTERM (services/audit/parallel.py): stop after the page in hand."""
         self.stopped = True
 
     async def _all(self, *steps: Coroutine[Any, Any, None]) -> None:
@@ -246,10 +247,11 @@ class Replay:
             return entries
         return asyncio.ensure_future(page())
 
-    async def rebuild(self, rebuilt: ReadModel, heads: dict[int, int]) -> None:
+    async def rebuild(self, rebuilt: ReadModel, heads: dict[int, int],
+                      hold: int = HOLD_LIMIT) -> None:
         """The log of each partition in `heads` through its head, the new members of
-        large timelines held back and written sorted at the end."""
-        held = HeldMembers(rebuilt)
+        large timelines held back (up to `hold` at a time) and written sorted."""
+        held = HeldMembers(rebuilt, hold)
         bulk = Projector(rebuilt, held)
         await self._all(*(self.advance(bulk, p, 0, s) for p, s in heads.items()))
         if not self.stopped:
@@ -262,9 +264,10 @@ class Replay:
         if self.helpers is None or len(groups) < 2 or sum(heads.values()) < PARALLEL_FROM:
             await self.rebuild(rebuilt, heads)
             return
+        if rebuilt.namespace is None:  # helpers would write wherever `active` points
+            raise ValueError("a rebuild writes into a named namespace")
         try:
-            await rebuild_in_helpers(self.helpers, rebuilt.namespace or "", groups,
-                                     self.on_progress)
+            await rebuild_in_helpers(self.helpers, rebuilt.namespace, groups, self.on_progress)
         except Unreplayable as exc:
             raise ReplayError(str(exc)) from None
 

@@ -275,8 +275,7 @@ def export_command(
             with Progress(console=err, transient=True) as bar:
                 task = bar.add_task("exporting", total=None)
                 return await export(built.client, built.partitions, handle.write,
-                                    on_progress=lambda n: bar.advance(task, n),
-                    helpers=helpers_for(built))
+                                    on_progress=lambda n: bar.advance(task, n))
 
     try:
         summary = run(main())
@@ -315,8 +314,7 @@ def restore_command(
                 task = bar.add_task("restoring", total=None)
                 return await restore(built.client, file, built.partitions,
                                      settings.partitions is not None,
-                                     on_progress=lambda n: bar.advance(task, n),
-                    helpers=helpers_for(built))
+                                     on_progress=lambda n: bar.advance(task, n))
 
     try:
         restored = run(main())

@@ -4,12 +4,17 @@ event, and a log one of them cannot replay is refused with nothing left behind."
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
+
+import msgspec
 import pytest
 import redis
 
 from projections.store import ReadModel, namespace_key
 from services.audit import replay as replay_module
-from services.audit.parallel import HelperFailed, Helpers
+from services.audit.parallel import HelperFailed, Helpers, Job
 from services.audit.replay import LOCK, ReplayError, replay
 from services.bootstrap import Services
 from services.log import keys
@@ -87,3 +92,21 @@ async def test_a_helper_that_cannot_connect_fails_the_replay_cleanly(
 
     assert await keys_of(services, "green") == []
     assert not await services.client.exists(LOCK)
+
+
+async def test_a_helper_whose_parent_is_gone_exits_without_writing(services: Services) -> None:
+    await publish(services, factory.story(200, seed=7))
+    await wait_projected(services)
+    heads = await ReadModel(services.client, "blue").applied()
+    job = Job(services.url, services.settings.redis_cluster, "green", heads, 1000)
+
+    helper = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.audit.parallel", stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # stdin closed right after the job: what a helper sees when its parent has died
+    out, err = await asyncio.wait_for(
+        helper.communicate(msgspec.json.encode(job) + b"\n"), 120)
+
+    assert helper.returncode == 3, err.decode()
+    assert b"ok" not in out
+    assert await ReadModel(services.client, "green").applied() == {}
