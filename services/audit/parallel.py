@@ -30,6 +30,8 @@ from typing import TextIO
 
 import msgspec
 
+from projections.deferred import HOLD_LIMIT
+
 PARALLEL_FROM = 50_000  # events: below this, starting a process costs more than it saves
 STOP_GRACE_SECONDS = 60.0  # a helper asked to stop finishes its page (or its flush) first
 MAX_MESSAGE = 2000  # characters of a helper's error line
@@ -82,8 +84,6 @@ async def rebuild_in_helpers(
     """One helper process per group; on the first failure (or a cancel) the others are
     asked to stop after the page in hand and waited for, so that no write is on its
     way once this returns or raises."""
-    from projections.deferred import HOLD_LIMIT
-
     hold = HOLD_LIMIT // len(groups)  # the memory one replaying process would use, shared
     processes: list[asyncio.subprocess.Process] = []
     tasks: list[asyncio.Future[None]] = []

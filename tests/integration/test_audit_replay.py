@@ -18,6 +18,8 @@ import redis
 from events.stored import event_key
 from projections.fold import Query
 from projections.store import ReadModel, namespace_key
+from services.audit import replay as replay_module
+from services.audit.parallel import Helpers
 from services.audit.replay import LOCK, ReplayError, ReplayRunning, replay
 from services.bootstrap import Services
 from services.log import keys
@@ -191,9 +193,14 @@ async def test_cli_replay_reports_a_missing_timeline_member_and_promote_repairs_
     assert cli(["audit", "replay"], redis_url).returncode == 0
 
 
+@pytest.mark.parametrize("processes", [None, 2], ids=["here", "in-helpers"])
 async def test_a_log_with_a_hole_is_refused_and_leaves_no_rebuild_behind(
-    services: Services, sync_redis: redis.Redis
+    services: Services, sync_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch,
+    processes: int | None,
 ) -> None:
+    monkeypatch.setattr(replay_module, "PARALLEL_FROM", 0)  # however short the log
+    helpers = Helpers(services.url, services.settings.redis_cluster, processes) if (
+        processes) else None
     await publish(services, factory.story(3000, seed=5))
     await wait_projected(services)
     live_keys = sorted(await sync_redis_keys(services, "blue"))
@@ -204,9 +211,10 @@ async def test_a_log_with_a_hole_is_refused_and_leaves_no_rebuild_behind(
 
     with pytest.raises(ReplayError, match=f"partition {partition}: the log has a gap after "
                                           f"{hole - 1};"):
-        await replay(services.client, services.partitions)
+        await replay(services.client, services.partitions, helpers=helpers)
 
-    assert await sync_redis_keys(services, "green") == []  # the rebuild is dropped
+    # the rebuild is dropped (once every helper has stopped)
+    assert await sync_redis_keys(services, "green") == []
     assert not await services.client.exists(LOCK)
     assert sorted(await sync_redis_keys(services, "blue")) == live_keys  # live untouched
     assert await ReadModel(services.client, "blue").applied() == live_applied
