@@ -80,10 +80,10 @@ if mode == 'zsets' then
   local prefix_a, prefix_b = ARGV[2], ARGV[3]
   local n, budget = tonumber(ARGV[4]), tonumber(ARGV[5])
   local out = {0}
-  local pairs_ = cmsgpack.unpack(ARGV[6])
+  local walks = cmsgpack.unpack(ARGV[6])
   local i = 1
-  while i < #pairs_ and budget > 0 do
-    local a, b, cursor = prefix_a .. pairs_[i], prefix_b .. pairs_[i], pairs_[i + 1]
+  while i < #walks and budget > 0 do
+    local a, b, cursor = prefix_a .. walks[i], prefix_b .. walks[i], walks[i + 1]
     local done, seen = false, 0
     if cursor == '-' then done, seen = same(a, b, n) end
     budget = budget - seen

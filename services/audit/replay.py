@@ -260,8 +260,10 @@ class Replay:
     async def rebuild_anywhere(self, rebuilt: ReadModel, heads: dict[int, int]) -> None:
         """`rebuild`, split across helper processes when there are helpers and the log
         is large enough to repay starting them (services/audit/parallel.py)."""
-        groups = deal(heads, self.helpers.processes) if self.helpers else []
-        if self.helpers is None or len(groups) < 2 or sum(heads.values()) < PARALLEL_FROM:
+        groups: list[dict[int, int]] = []
+        if self.helpers is not None and sum(heads.values()) >= PARALLEL_FROM:
+            groups = deal(heads, self.helpers.processes)
+        if self.helpers is None or len(groups) < 2:
             await self.rebuild(rebuilt, heads)
             return
         if rebuilt.namespace is None:  # helpers would write wherever `active` points

@@ -199,8 +199,9 @@ async def test_a_log_with_a_hole_is_refused_and_leaves_no_rebuild_behind(
     processes: int | None,
 ) -> None:
     monkeypatch.setattr(replay_module, "PARALLEL_FROM", 0)  # however short the log
-    helpers = Helpers(services.url, services.settings.redis_cluster, processes) if (
-        processes) else None
+    helpers = None
+    if processes:
+        helpers = Helpers(services.url, services.settings.redis_cluster, processes)
     await publish(services, factory.story(3000, seed=5))
     await wait_projected(services)
     live_keys = sorted(await sync_redis_keys(services, "blue"))
