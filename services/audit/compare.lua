@@ -8,6 +8,8 @@
 --            | "missing" (fields of a absent from b); ARGV[3]: HSCAN cursor; ARGV[4]: count
 --   reply: {next cursor, {field, a value, b value | nil}...}
 --
+-- ARGV[1] = "lengths": the field counts of the hashes KEYS[1] and KEYS[2], read at once.
+--
 -- ARGV[1] = "zsets": many sorted sets (timelines), each walked in both copies at once.
 --   KEYS[1]: any key of the slot (routing)
 --   ARGV[2]: key prefix of copy a; ARGV[3]: of copy b; ARGV[4]: members per chunk;
@@ -105,6 +107,10 @@ if mode == 'zsets' then
     i = i + 2
   end
   return out
+end
+
+if mode == 'lengths' then
+  return {redis.call('HLEN', KEYS[1]), redis.call('HLEN', KEYS[2])}
 end
 
 local a, b, walk, cursor, count = KEYS[1], KEYS[2], ARGV[2], ARGV[3], tonumber(ARGV[4])

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -157,25 +157,38 @@ class Comparer:
         return found
 
     async def hash(self, name: str, scope: str) -> list[Difference]:
+        """The rebuilt copy's fields checked in the live one; then, unless that proved
+        the two hold the same fields, the live copy's looked for in the rebuilt one.
+
+        The proof: the rebuilt copy does not change while it is compared, and live
+        hashes only ever gain fields (nothing deletes one but dropping a namespace), so
+        once every rebuilt field has been found in the live copy, equal lengths mean no
+        live field is extra. That second walk was half of the comparison's hashes."""
         live, rebuilt = namespace_key(self.live, name), namespace_key(self.rebuilt, name)
         found: dict[str, Difference] = {}  # HSCAN may return a field twice
-        for a, b, mode in ((live, rebuilt, "differs"), (rebuilt, live, "missing")):
-            cursor = "0"
-            while True:
-                reply = await self._script(keys=[a, b], args=["hash", mode, cursor, CHUNK])
-                for item in reply[1]:
-                    field = _text(item[0]) or ""
-                    if mode == "missing":
-                        found[field] = describe_hash(scope, field, "missing-live", None,
-                                                     _text(item[1]))
-                    else:
-                        other = _text(item[2]) if len(item) > 2 else None
-                        problem = "differs" if other is not None else "extra-live"
-                        found[field] = describe_hash(scope, field, problem, _text(item[1]), other)
-                cursor = _text(reply[0]) or "0"
-                if cursor == "0":
-                    break
+        async for field, rebuilt_value, live_value in self._walk(rebuilt, live, "differs"):
+            problem = "differs" if live_value is not None else "missing-live"
+            found[field] = describe_hash(scope, field, problem, live_value, rebuilt_value)
+        lengths = await self._script(keys=[live, rebuilt], args=["lengths"])
+        if lengths[0] == lengths[1] and not any(
+                d.problem == "missing-live" for d in found.values()):
+            return list(found.values())
+        async for field, live_value, _ in self._walk(live, rebuilt, "missing"):
+            found[field] = describe_hash(scope, field, "extra-live", live_value, None)
         return list(found.values())
+
+    async def _walk(self, a: str, b: str, mode: str
+                    ) -> AsyncIterator[tuple[str, str | None, str | None]]:
+        """(field, value in a, value in b) for what compare.lua's `mode` reports of a."""
+        cursor = "0"
+        while True:
+            reply = await self._script(keys=[a, b], args=["hash", mode, cursor, CHUNK])
+            for item in reply[1]:
+                yield (_text(item[0]) or "", _text(item[1]),
+                       _text(item[2]) if len(item) > 2 else None)
+            cursor = _text(reply[0]) or "0"
+            if cursor == "0":
+                return
 
     async def fields(self, name: str, scope: str, fields: Iterable[str]) -> list[Difference]:
         """Only these fields of one hash (a re-check of earlier differences)."""

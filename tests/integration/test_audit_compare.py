@@ -135,26 +135,65 @@ async def test_identical_copies_have_no_differences(
     assert await Comparer(services.client, LIVE, REBUILT).everything() == []
 
 
+def amended(rng: random.Random, rebuilt: dict[str, str], changed: int, dropped: int,
+            extra: int) -> dict[str, str]:
+    """A live copy of `rebuilt`: values changed, fields dropped, fields of its own."""
+    live = dict(rebuilt)
+    for field in rng.sample(sorted(rebuilt), changed):
+        live[field] = live[field].replace('"version":1', '"version":2')
+    for field in rng.sample(sorted(rebuilt), dropped):
+        live.pop(field)
+    live.update({f"urn:t\x1fx-{i}": "{}" for i in range(extra)})
+    return live
+
+
 @pytest.mark.usefixtures("tiny")
+@pytest.mark.parametrize(("dropped", "extra"), [(20, 10), (0, 10), (10, 10)],
+                         ids=["fewer-live", "more-live", "as-many-but-others"])
 async def test_hashes_report_differing_extra_and_missing_fields(
-    services: Services, sync_redis: redis.Redis
+    services: Services, sync_redis: redis.Redis, dropped: int, extra: int
 ) -> None:
     rng = random.Random(5)
-    # over 128 fields: a real hash table, walked by HSCAN in many calls
-    rebuilt = {f"urn:t\x1fe-{i}": f'{{"headline":"h{i}","version":1}}' for i in range(500)}
-    live = dict(rebuilt)
-    for field in rng.sample(sorted(rebuilt), 30):
-        live[field] = live[field].replace('"version":1', '"version":2')
-    for field in rng.sample(sorted(rebuilt), 20):
-        live.pop(field)
-    live.update({f"urn:t\x1fx-{i}": "{}" for i in range(10)})
+    # over 512 fields (hash-max-listpack-entries): a real hash table, walked by HSCAN
+    # in many calls
+    rebuilt = {f"urn:t\x1fe-{i}": f'{{"headline":"h{i}","version":1}}' for i in range(700)}
+    live = amended(rng, rebuilt, 30, dropped, extra)
     write_hash(sync_redis, namespace_key(LIVE, "entries"), live)
     write_hash(sync_redis, namespace_key(REBUILT, "entries"), rebuilt)
 
     got = await Comparer(services.client, LIVE, REBUILT).hash("entries", "entry")
 
     want = expected_hash("entry", live, rebuilt)
-    assert len(want) > 50
+    assert len(want) >= 35
     assert sorted(map(msgspec.json.encode, got)) == sorted(map(msgspec.json.encode, want))
     recheck = await Comparer(services.client, LIVE, REBUILT).recheck(got)
     assert sorted(map(msgspec.json.encode, recheck)) == sorted(map(msgspec.json.encode, want))
+
+
+@pytest.mark.usefixtures("tiny")
+@pytest.mark.parametrize(("dropped", "extra", "walks_live"),
+                         [(0, 0, False), (0, 1, True), (1, 1, True)],
+                         ids=["same-fields", "one-more-live", "one-other-live"])
+async def test_the_live_copy_is_walked_only_when_it_may_hold_extra_fields(
+    services: Services, sync_redis: redis.Redis, dropped: int, extra: int, walks_live: bool
+) -> None:
+    """Every rebuilt field found live and the lengths equal: no live field can be extra."""
+    rebuilt = {f"urn:t\x1fe-{i}": f'{{"headline":"h{i}","version":1}}' for i in range(700)}
+    live = amended(random.Random(3), rebuilt, 5, dropped, extra)
+    write_hash(sync_redis, namespace_key(LIVE, "entries"), live)
+    write_hash(sync_redis, namespace_key(REBUILT, "entries"), rebuilt)
+    comparer = Comparer(services.client, LIVE, REBUILT)
+    modes: list[str] = []
+    script = comparer._script
+
+    async def counted(keys: list[str], args: list[Any]) -> Any:
+        modes.append(args[0] if args[0] != "hash" else args[1])
+        return await script(keys=keys, args=args)
+
+    comparer._script = counted
+    got = await comparer.hash("entries", "entry")
+
+    want = expected_hash("entry", live, rebuilt)
+    assert sorted(map(msgspec.json.encode, got)) == sorted(map(msgspec.json.encode, want))
+    assert ("missing" in modes) is walks_live
+    assert modes.count("differs") > 1  # the rebuilt copy is always walked, in many calls
