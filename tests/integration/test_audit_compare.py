@@ -105,6 +105,9 @@ async def test_timelines_report_exactly_the_members_one_copy_lacks(
             zsets["ever:" + name] = zset_pair(rng, rng.choice([1, 9, 40]), 0.2, ever=True)
     zsets["tl:only-live"] = ({member(5, "x-1"), member(6, "x-2")}, set())
     zsets["tl:only-rebuilt"] = (set(), {member(5, "y-1")})
+    # an as-of index in one copy only (most pairs of them exist in neither)
+    zsets["ever:only-live"] = ({ever_member(5, "x-1", 3)}, set())
+    zsets["ever:only-rebuilt"] = (set(), {ever_member(5, "y-1", 4)})
     # as many members on both sides, but not the same ones
     zsets["tl:swapped"] = ({member(1, "s-1"), member(2, "s-2")},
                            {member(1, "s-1"), member(3, "s-3")})
