@@ -25,8 +25,8 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable
-from typing import TextIO
+from collections.abc import Callable, Coroutine
+from typing import Any, TextIO
 
 import msgspec
 
@@ -92,9 +92,30 @@ async def rebuild_in_helpers(
             job = Job(helpers.url, helpers.cluster, namespace, group, hold)
             processes.append(await _start(job))
         tasks = [asyncio.ensure_future(_follow(p, on_progress)) for p in processes]
-        await asyncio.gather(*tasks)
+        # Not gather: a cancel would cancel the readers too, and the helpers would be
+        # killed at once instead of finishing their page.
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if (failure := task.exception()) is not None:
+                raise failure
     finally:
-        await _stop(processes, tasks)
+        await _to_the_end(_stop(processes, tasks))
+
+
+async def _to_the_end(step: Coroutine[Any, Any, None]) -> None:
+    """Await `step` even through further cancels (raised once it is over): a second
+    cancel (a server shutting down while a replay it runs is already stopping, say)
+    must not drop the rebuild while a helper may still write a page into it."""
+    task = asyncio.ensure_future(step)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    task.result()
 
 
 async def _stop(processes: list[asyncio.subprocess.Process],
@@ -115,7 +136,7 @@ async def _stop(processes: list[asyncio.subprocess.Process],
         if not task.cancelled():
             task.exception()
     for process in processes:
-        if process.returncode is None:  # its reader was cancelled: read to the end
+        if process.returncode is None:  # no reader yet (a later start failed)
             await process.communicate()
 
 

@@ -13,14 +13,13 @@ import msgspec
 import pytest
 
 from projections.store import ReadModel, namespace_key
+from services.audit import parallel
 from services.audit import replay as replay_module
 from services.audit.parallel import HelperFailed, Helpers, Job
 from services.audit.replay import LOCK, replay
 from services.bootstrap import Services
 from tests import factory
 from tests.integration.projection_helpers import publish, wait_projected
-
-pytestmark = pytest.mark.usefixtures("worker")
 
 
 @pytest.fixture(autouse=True)
@@ -36,6 +35,7 @@ async def keys_of(services: Services, namespace: str) -> list[bytes]:
     return [k async for k in services.client.scan_iter(match=namespace_key(namespace, "*"))]
 
 
+@pytest.mark.usefixtures("worker")
 async def test_helpers_rebuild_every_event_and_the_promoted_copy_is_identical(
     services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -59,6 +59,7 @@ async def test_helpers_rebuild_every_event_and_the_promoted_copy_is_identical(
     assert await keys_of(services, "blue") == []  # the old copy is dropped
 
 
+@pytest.mark.usefixtures("worker")
 async def test_a_helper_that_cannot_connect_fails_the_replay_cleanly(
     services: Services,
 ) -> None:
@@ -73,6 +74,7 @@ async def test_a_helper_that_cannot_connect_fails_the_replay_cleanly(
     assert not await services.client.exists(LOCK)
 
 
+@pytest.mark.usefixtures("worker")
 async def test_a_helper_whose_parent_is_gone_exits_without_writing(services: Services) -> None:
     await publish(services, factory.story(200, seed=7))
     await wait_projected(services)
@@ -89,3 +91,46 @@ async def test_a_helper_whose_parent_is_gone_exits_without_writing(services: Ser
     assert helper.returncode == 3, err.decode()
     assert b"ok" not in out
     assert await ReadModel(services.client, "green").applied() == {}
+
+
+# A helper busy with a page when asked to stop: it says it is ready, and takes a
+# second to end after SIGTERM (a real helper finishes its page, then exits).
+SLOW_TO_STOP = """
+import signal, sys, time
+signal.signal(signal.SIGTERM, lambda *args: (time.sleep(1.0), sys.exit(0)))
+print("progress 1", flush=True)
+time.sleep(120)
+"""
+
+
+async def test_a_second_cancel_still_waits_for_every_helper_to_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    started: list[asyncio.subprocess.Process] = []
+
+    async def slow_to_stop(job: Job) -> asyncio.subprocess.Process:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", SLOW_TO_STOP, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        started.append(process)
+        return process
+
+    monkeypatch.setattr(parallel, "_start", slow_to_stop)
+    ready: list[int] = []
+    both_ready = asyncio.Event()
+
+    def on_progress(count: int) -> None:
+        ready.append(count)
+        if len(ready) == 2:
+            both_ready.set()
+
+    task = asyncio.ensure_future(parallel.rebuild_in_helpers(
+        Helpers("redis://127.0.0.1:1"), "green", [{0: 5}, {1: 5}], on_progress))
+    await asyncio.wait_for(both_ready.wait(), 60)
+
+    task.cancel()
+    await asyncio.sleep(0.2)  # the helpers are asked to stop, and take a second
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    assert [p.returncode for p in started] == [0, 0]
