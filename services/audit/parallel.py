@@ -141,9 +141,11 @@ async def _stop(processes: list[asyncio.subprocess.Process],
 
 
 async def _start(job: Job) -> asyncio.subprocess.Process:
+    # A session of its own: a Ctrl-C at the terminal reaches the parent only, which
+    # stops its helpers itself (they cannot ignore SIGINT until they are imported).
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "services.audit.parallel",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, start_new_session=True)
     assert process.stdin is not None
     process.stdin.write(msgspec.json.encode(job) + b"\n")  # kept open: see the docstring
     return process

@@ -6,6 +6,9 @@ helper cannot replay: test_audit_replay.py, whose hole test runs both ways.)"""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 
@@ -134,3 +137,75 @@ async def test_a_second_cancel_still_waits_for_every_helper_to_end(
         await task
 
     assert [p.returncode for p in started] == [0, 0]
+
+
+# A helper that does not stop when asked (stuck on a call that never returns).
+DEAF_TO_STOP = """
+import signal, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+print("progress 1", flush=True)
+time.sleep(120)
+"""
+
+
+async def test_a_helper_that_does_not_stop_is_killed_after_the_grace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    started: list[asyncio.subprocess.Process] = []
+
+    async def deaf_to_stop(job: Job) -> asyncio.subprocess.Process:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", DEAF_TO_STOP, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        started.append(process)
+        return process
+
+    monkeypatch.setattr(parallel, "_start", deaf_to_stop)
+    monkeypatch.setattr(parallel, "STOP_GRACE_SECONDS", 0.5)
+    ready = asyncio.Event()
+    task = asyncio.ensure_future(parallel.rebuild_in_helpers(
+        Helpers("redis://127.0.0.1:1"), "green", [{0: 5}], lambda count: ready.set()))
+    await asyncio.wait_for(ready.wait(), 60)
+
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 60)
+
+    assert [p.returncode for p in started] == [-signal.SIGKILL]
+
+
+# The replaying process, run in a session of its own as a terminal would run it: it
+# survives Ctrl-C (a handler, not SIG_IGN, which its helper would inherit), starts
+# one real helper with nothing to rebuild, and says whether the helper answered ok.
+PARENT = """
+import asyncio, os, signal, sys
+import msgspec
+from services.audit import parallel
+signal.signal(signal.SIGINT, lambda *args: None)
+print("ready", flush=True)
+async def main() -> None:
+    helper = await parallel._start(msgspec.json.decode(sys.argv[1], type=parallel.Job))
+    await parallel._follow(helper, lambda count: None)
+asyncio.run(main())
+print("helper ok", flush=True)
+os._exit(0)  # at once: a Ctrl-C during the interpreter's shutdown would end it
+"""
+
+
+async def test_a_ctrl_c_at_the_terminal_does_not_reach_the_helpers(services: Services) -> None:
+    job = Job(services.url, services.settings.redis_cluster, "green", {}, 1000)
+    parent = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", PARENT, msgspec.json.encode(job).decode(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    assert parent.stdout is not None
+    assert await asyncio.wait_for(parent.stdout.readline(), 60) == b"ready\n"
+
+    # Ctrl-C, again and again, to the terminal's foreground group (the parent's)
+    # while the helper starts: a helper in that group dies before it can ignore it.
+    while parent.returncode is None:
+        with contextlib.suppress(ProcessLookupError):  # it has just ended
+            os.killpg(parent.pid, signal.SIGINT)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(parent.wait(), 0.005)
+    out, err = await parent.communicate()
+
+    assert (parent.returncode, out) == (0, b"helper ok\n"), err.decode()
