@@ -99,10 +99,10 @@ async def rebuild_in_helpers(
             if (failure := task.exception()) is not None:
                 raise failure
     finally:
-        await _to_the_end(_stop(processes, tasks))
+        await to_the_end(_stop(processes, tasks))
 
 
-async def _to_the_end(step: Coroutine[Any, Any, None]) -> None:
+async def to_the_end(step: Coroutine[Any, Any, None]) -> None:
     """Await `step` even through further cancels (raised once it is over): a second
     cancel (a server shutting down while a replay it runs is already stopping, say)
     must not drop the rebuild while a helper may still write a page into it."""

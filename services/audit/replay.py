@@ -38,7 +38,14 @@ from projections.runner import GapError, Projector, decode_entries
 from projections.store import ACTIVE, BASE, FENCE, ReadModel, namespace_key, other_namespace
 from services import heap
 from services.audit.compare import Comparer, Difference
-from services.audit.parallel import PARALLEL_FROM, Helpers, Unreplayable, deal, rebuild_in_helpers
+from services.audit.parallel import (
+    PARALLEL_FROM,
+    Helpers,
+    Unreplayable,
+    deal,
+    rebuild_in_helpers,
+    to_the_end,
+)
 from services.log import keys
 from services.log.reader import LogReader
 
@@ -185,7 +192,7 @@ class Replay:
         self.partitions = partitions
         self.on_progress = on_progress
         self.helpers = helpers
-        self._failed = False  # one partition failed: the others stop after their page
+        self._ending = False  # a step failed or `_all` was cancelled: each stops after its page
         self.stopped = False  # asked to stop: every partition stops after its page
 
     def stop(self) -> None:
@@ -193,18 +200,29 @@ class Replay:
         self.stopped = True
 
     async def _all(self, *steps: Coroutine[Any, Any, None]) -> None:
-        """Run `steps` concurrently; on the first failure let the others finish the
-        page in hand and stop (so no write is still on its way when the rebuild is
-        dropped), then raise it."""
+        """Run `steps` concurrently; on the first failure, or a cancel, let the others
+        finish the page in hand and stop (so no write is still on its way when the
+        rebuild is dropped), then raise it."""
         tasks = [asyncio.ensure_future(step) for step in steps]
+        if not tasks:
+            return
+        done: set[asyncio.Future[None]] = set()
         try:
-            await asyncio.gather(*tasks)
-        except Exception:
-            self._failed = True
-            await asyncio.wait(tasks)
-            raise
+            # Not gather: a cancel would cancel the steps mid-call, and a script the
+            # server has been sent would still write, perhaps after the drop.
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         finally:
-            self._failed = False
+            self._ending = True
+            try:
+                await to_the_end(asyncio.wait(tasks))
+            finally:
+                self._ending = False
+        # Every outcome read (none is logged as never retrieved); the first failure is
+        # raised, the others are its consequences.
+        failures = {task: task.exception() for task in tasks}
+        for task in done:
+            if (failure := failures[task]) is not None:
+                raise failure
 
     async def advance(self, projector: Projector, partition: int, applied: int,
                       upto: int, count: bool = True) -> None:
@@ -212,7 +230,7 @@ class Replay:
         the next page while the current one is folded and applied."""
         reading = self._read(partition, applied, upto)
         try:
-            while applied < upto and not self._failed and not self.stopped:
+            while applied < upto and not self._ending and not self.stopped:
                 page = await reading
                 last = _sequence(page[-1][0])
                 if last - applied != len(page):  # ids only grow: a hole or a foreign id
@@ -255,7 +273,7 @@ class Replay:
         bulk = Projector(rebuilt, held)
         await self._all(*(self.advance(bulk, p, 0, s) for p, s in heads.items()))
         if not self.stopped:
-            await held.flush()
+            await to_the_end(held.flush())  # a cancel must not cut a write in flight
 
     async def rebuild_anywhere(self, rebuilt: ReadModel, heads: dict[int, int]) -> None:
         """`rebuild`, split across helper processes when there are helpers and the log

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +20,7 @@ import redis
 
 from events.stored import event_key
 from projections.fold import Query
+from projections.runner import Projector
 from projections.store import ReadModel, namespace_key
 from services.audit import replay as replay_module
 from services.audit.parallel import Helpers
@@ -26,6 +30,7 @@ from services.log import keys
 from tests import factory
 from tests.integration.audit_helpers import cli
 from tests.integration.projection_helpers import publish, read_all, wait_projected
+from tests.processes import ROOT, env_for
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -219,3 +224,63 @@ async def test_a_log_with_a_hole_is_refused_and_leaves_no_rebuild_behind(
     assert not await services.client.exists(LOCK)
     assert sorted(await sync_redis_keys(services, "blue")) == live_keys  # live untouched
     assert await ReadModel(services.client, "blue").applied() == live_applied
+
+
+@pytest.mark.parametrize("call", [(Projector, "apply"), (ReadModel, "add_members")],
+                         ids=["a-page", "the-held-members"])
+async def test_a_cancelled_replay_drops_the_rebuild_only_once_no_write_is_in_flight(
+    services: Services, monkeypatch: pytest.MonkeyPatch, call: tuple[type, str],
+) -> None:
+    await publish(services, factory.story(3000, seed=9))
+    await wait_projected(services)
+    owner, name = call
+    real = getattr(owner, name)
+    sent: list[asyncio.Future[Any]] = []
+    first_sent = asyncio.Event()
+
+    async def slow_reply(*args: Any) -> Any:
+        async def on_the_server() -> Any:
+            await asyncio.sleep(0.3)
+            return await real(*args)
+        # Shielded: once sent, a script runs whether or not its caller still waits.
+        sent.append(asyncio.ensure_future(on_the_server()))
+        first_sent.set()
+        return await asyncio.shield(sent[-1])
+
+    monkeypatch.setattr(owner, name, slow_reply)
+    task = asyncio.ensure_future(replay(services.client, services.partitions))
+    await asyncio.wait_for(first_sent.wait(), 60)
+
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.gather(*sent)  # whatever was sent has run
+
+    assert sent
+    assert await sync_redis_keys(services, "green") == []
+    assert not await services.client.exists(LOCK)
+
+
+async def test_an_interrupted_cli_replay_exits_130_and_leaves_no_rebuild(
+    services: Services, redis_url: str,
+) -> None:
+    await publish(services, factory.story(10_000, seed=10))
+    await wait_projected(services)
+    replaying = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.cli", "audit", "replay", env=env_for(redis_url),
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        while not await sync_redis_keys(services, "green"):  # until the rebuild is under way
+            assert replaying.returncode is None, await replaying.communicate()
+            await asyncio.sleep(0.01)
+        replaying.send_signal(signal.SIGINT)  # Ctrl-C
+        _, err = await asyncio.wait_for(replaying.communicate(), 60)
+    finally:
+        if replaying.returncode is None:
+            replaying.kill()
+            await replaying.wait()
+
+    assert replaying.returncode == 130, err.decode()
+    assert await sync_redis_keys(services, "green") == []
+    assert not await services.client.exists(LOCK)
+    assert await ReadModel(services.client).active() == "blue"
