@@ -96,39 +96,47 @@ async def test_a_helper_whose_parent_is_gone_exits_without_writing(services: Ser
     assert await ReadModel(services.client, "green").applied() == {}
 
 
-# A helper busy with a page when asked to stop: it says it is ready, and takes a
-# second to end after SIGTERM (a real helper finishes its page, then exits).
-SLOW_TO_STOP = """
-import signal, sys, time
-signal.signal(signal.SIGTERM, lambda *args: (time.sleep(1.0), sys.exit(0)))
-print("progress 1", flush=True)
-time.sleep(120)
-"""
+def stand_ins(monkeypatch: pytest.MonkeyPatch,
+              on_sigterm: str) -> list[asyncio.subprocess.Process]:
+    """Helpers replaced by processes that report progress at once (as if busy with a
+    page), then sleep, and do `on_sigterm` when asked to stop; the list fills as they
+    start."""
+    script = (f"import signal, sys, time\nsignal.signal(signal.SIGTERM, {on_sigterm})\n"
+              "print('progress 1', flush=True)\ntime.sleep(120)\n")
+    started: list[asyncio.subprocess.Process] = []
+
+    async def start(job: Job) -> asyncio.subprocess.Process:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", script, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        started.append(process)
+        return process
+
+    monkeypatch.setattr(parallel, "_start", start)
+    return started
+
+
+async def rebuilding(groups: list[dict[int, int]]) -> asyncio.Future[None]:
+    """A rebuild by (stand-in) helpers, once each has reported progress: under way."""
+    ready: list[int] = []
+    all_ready = asyncio.Event()
+
+    def on_progress(count: int) -> None:
+        ready.append(count)
+        if len(ready) == len(groups):
+            all_ready.set()
+
+    task = asyncio.ensure_future(parallel.rebuild_in_helpers(
+        Helpers("redis://127.0.0.1:1"), "green", groups, on_progress))
+    await asyncio.wait_for(all_ready.wait(), 60)
+    return task
 
 
 async def test_a_second_cancel_still_waits_for_every_helper_to_end(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    started: list[asyncio.subprocess.Process] = []
-
-    async def slow_to_stop(job: Job) -> asyncio.subprocess.Process:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", SLOW_TO_STOP, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        started.append(process)
-        return process
-
-    monkeypatch.setattr(parallel, "_start", slow_to_stop)
-    ready: list[int] = []
-    both_ready = asyncio.Event()
-
-    def on_progress(count: int) -> None:
-        ready.append(count)
-        if len(ready) == 2:
-            both_ready.set()
-
-    task = asyncio.ensure_future(parallel.rebuild_in_helpers(
-        Helpers("redis://127.0.0.1:1"), "green", [{0: 5}, {1: 5}], on_progress))
-    await asyncio.wait_for(both_ready.wait(), 60)
+    # A second to end after SIGTERM, as a real helper finishes its page, then exits.
+    started = stand_ins(monkeypatch, "lambda *args: (time.sleep(1.0), sys.exit(0))")
+    task = await rebuilding([{0: 5}, {1: 5}])
 
     task.cancel()
     await asyncio.sleep(0.2)  # the helpers are asked to stop, and take a second
@@ -139,32 +147,13 @@ async def test_a_second_cancel_still_waits_for_every_helper_to_end(
     assert [p.returncode for p in started] == [0, 0]
 
 
-# A helper that does not stop when asked (stuck on a call that never returns).
-DEAF_TO_STOP = """
-import signal, time
-signal.signal(signal.SIGTERM, signal.SIG_IGN)
-print("progress 1", flush=True)
-time.sleep(120)
-"""
-
-
 async def test_a_helper_that_does_not_stop_is_killed_after_the_grace(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    started: list[asyncio.subprocess.Process] = []
-
-    async def deaf_to_stop(job: Job) -> asyncio.subprocess.Process:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", DEAF_TO_STOP, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        started.append(process)
-        return process
-
-    monkeypatch.setattr(parallel, "_start", deaf_to_stop)
+    # Deaf to SIGTERM, as a helper stuck on a call that never returns.
+    started = stand_ins(monkeypatch, "signal.SIG_IGN")
     monkeypatch.setattr(parallel, "STOP_GRACE_SECONDS", 0.5)
-    ready = asyncio.Event()
-    task = asyncio.ensure_future(parallel.rebuild_in_helpers(
-        Helpers("redis://127.0.0.1:1"), "green", [{0: 5}], lambda count: ready.set()))
-    await asyncio.wait_for(ready.wait(), 60)
+    task = await rebuilding([{0: 5}])
 
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
