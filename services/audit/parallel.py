@@ -103,9 +103,9 @@ async def rebuild_in_helpers(
 
 
 async def to_the_end(step: Coroutine[Any, Any, None]) -> None:
-    """Await `step` even through further cancels (raised once it is over): a second
-    cancel (a server shutting down while a replay it runs is already stopping, say)
-    must not drop the rebuild while a helper may still write a page into it."""
+    """Await `step` even through cancels (raised once it is over): stopping must not be
+    cut short (by a server shutting down while a replay it runs is already stopping,
+    say), or the rebuild would be dropped while a write into it is still on its way."""
     task = asyncio.ensure_future(step)
     cancelled = False
     while not task.done():
