@@ -20,6 +20,7 @@ from rich.table import Table
 from services import bootstrap
 from services.audit import digest as digests
 from services.audit.export import FORMATS, RestoreRefused, export, restore
+from services.audit.parallel import HelperFailed
 from services.audit.replay import ReplayError, ReplayReport, ReplayRunning, replay
 from services.audit.verify import Report, verify
 from services.bootstrap import helpers_for
@@ -182,13 +183,16 @@ def replay_command(
                     helpers=helpers_for(built))
 
     try:
-        report = run(main())
+        report = run(main(), raises=(ReplayRunning, ReplayError, HelperFailed))
     except ReplayRunning as exc:
         err.print(f"[red]refused:[/red] {exc}")
         raise typer.Exit(2) from None
     except ReplayError as exc:
         err.print(f"[red]the log cannot be replayed:[/red] {exc}")
         raise typer.Exit(1) from None
+    except HelperFailed as exc:  # it lost the server, or was killed
+        err.print(f"[red]the replay failed, nothing was changed:[/red] {exc}")
+        raise typer.Exit(2) from None
     if as_json:
         _print_json(report)
     else:

@@ -31,11 +31,15 @@ def load_settings() -> config.Settings:
     return settings
 
 
-def run(coro: Any) -> Any:
+def run(coro: Any, raises: tuple[type[Exception], ...] = ()) -> Any:
+    """Run `coro`; an unreachable server exits 2. `raises`: errors the caller reports
+    itself (a replay's are RuntimeErrors too, and must not read as an unreachable server)."""
     try:
         return loop.run(coro)  # uvloop (services/redis/loop.py)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+    except raises:
+        raise
     except (RedisError, OSError, RuntimeError) as exc:  # unreachable, or no embedded server
         err.print(f"[red]cannot reach the server:[/red] {exc}")
         raise typer.Exit(2) from None

@@ -55,6 +55,7 @@ def unpark_command() -> None:
     Examples:
       [bold]timeline audit unpark[/bold]
     """
+    from services.audit.parallel import HelperFailed
     from services.audit.replay import ReplayError, ReplayRunning
     from services.parking import unpark_all
 
@@ -65,7 +66,7 @@ def unpark_command() -> None:
             return await unpark_all(built)
 
     try:
-        report = run(main())
+        report = run(main(), raises=(ReplayRunning, ReplayError, HelperFailed))
     except ReplayRunning as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None

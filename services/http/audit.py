@@ -12,6 +12,7 @@ from litestar.openapi.spec import OpenAPIMediaType, Operation, Reference, Reques
 
 from services.audit import digest as digests
 from services.audit import rawlog
+from services.audit.parallel import HelperFailed
 from services.audit.replay import ReplayError, ReplayReport, ReplayRunning, replay
 from services.audit.verify import Report, verify
 from services.bootstrap import Services, helpers_for
@@ -95,8 +96,9 @@ async def raw_log(
 @post("/v1/audit/replay", status_code=200,
       summary="Rebuild the projections from the log into a shadow copy and compare; "
               "promote=true switches reads to the rebuild",
-      responses=responses(400, *AUTH, 409, s409="a replay is already running, or the log "
-                          "cannot be replayed"))
+      responses=responses(400, *AUTH, 409, 503, s409="a replay is already running, or the "
+                          "log cannot be replayed", s503="a rebuild helper process failed (it "
+                          "lost the server, or was killed): nothing was changed"))
 async def replay_log(services: Services, promote: str | None = None) -> ReplayReport:
     switch = _flag("promote", promote)
     try:
@@ -106,6 +108,9 @@ async def replay_log(services: Services, promote: str | None = None) -> ReplayRe
         raise ApiError(409, "replay-running", str(exc)) from None
     except ReplayError as exc:
         raise ApiError(409, "log-not-replayable", str(exc)) from None
+    except HelperFailed as exc:
+        raise ApiError(503, "replay-failed", f"{exc}; the rebuild was dropped and nothing "
+                       "was changed: run the replay again") from None
 
 
 ROUTES = [verify_log, verify_against_digest, digest, raw_log, replay_log]

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +25,7 @@ from projections.fold import Query
 from projections.runner import Projector
 from projections.store import ReadModel, namespace_key
 from services.audit import replay as replay_module
-from services.audit.parallel import Helpers
+from services.audit.parallel import PARALLEL_FROM, Helpers, usable_cores
 from services.audit.replay import LOCK, ReplayError, ReplayRunning, replay
 from services.bootstrap import Services
 from services.log import keys
@@ -284,3 +286,66 @@ async def test_an_interrupted_cli_replay_exits_130_and_leaves_no_rebuild(
     assert await sync_redis_keys(services, "green") == []
     assert not await services.client.exists(LOCK)
     assert await ReadModel(services.client).active() == "blue"
+
+
+async def test_the_cli_says_why_a_replay_was_refused(
+    services: Services, sync_redis: redis.Redis, redis_url: str,
+) -> None:
+    await publish(services, factory.story(300, seed=11))
+    await wait_projected(services)
+    sync_redis.set(LOCK, "another replay")
+    busy = cli(["audit", "replay"], redis_url)
+    sync_redis.delete(LOCK)
+    applied = await ReadModel(services.client, "blue").applied()
+    partition = max(applied, key=lambda p: applied[p])
+    hole = applied[partition] // 2
+    sync_redis.xdel(keys.log(partition), f"{hole}-0")
+    gap = cli(["audit", "replay"], redis_url)
+
+    # Not "cannot reach the server", as both said when the CLI took every RuntimeError
+    # for an unreachable server.
+    assert busy.returncode == 2, busy.stderr
+    assert "refused: a replay is already running" in busy.stderr
+    assert gap.returncode == 1, gap.stderr
+    assert (f"the log cannot be replayed: partition {partition}: the log has a gap after "
+            f"{hole - 1}") in gap.stderr
+
+
+def helper_of(parent: int) -> int | None:
+    """The pid of a rebuild helper `parent` started, if one is running."""
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes()
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):  # not a process, or it has just ended
+            continue
+        if ppid == parent and b"services.audit.parallel" in command:
+            return int(entry.name)
+    return None
+
+
+async def test_a_helper_killed_mid_rebuild_fails_the_api_replay_and_changes_nothing(
+    services: Services, api_process: Any,
+) -> None:
+    if usable_cores() < 2:
+        pytest.skip("one core: the replay is not split, so there is no helper to kill")
+    await publish(services, factory.story(PARALLEL_FROM, seed=12))  # the least it splits
+    await wait_projected(services)
+    live_keys = sorted(await sync_redis_keys(services, "blue"))
+
+    async with httpx.AsyncClient(base_url=api_process.base, timeout=300) as client:
+        answer = asyncio.ensure_future(client.post("/v1/audit/replay"))
+        while (helper := helper_of(api_process.process.pid)) is None:
+            assert not answer.done(), answer.result().text
+            await asyncio.sleep(0.005)
+        os.kill(helper, signal.SIGKILL)  # as the kernel's OOM killer would
+        response = await answer
+
+    assert response.status_code == 503, response.text
+    body = response.json()
+    assert body["error"] == "replay-failed"
+    assert "a rebuild helper failed (exit -9)" in body["message"]
+    assert await sync_redis_keys(services, "green") == []
+    assert not await services.client.exists(LOCK)
+    assert await ReadModel(services.client).active() == "blue"
+    assert sorted(await sync_redis_keys(services, "blue")) == live_keys
