@@ -14,6 +14,7 @@ from rich.console import Console
 from services import config
 from services import logging as service_logging
 from services.redis import loop
+from services.redis.embedded import ServerUnavailable
 
 console = Console()
 err = Console(stderr=True)
@@ -32,14 +33,17 @@ def load_settings() -> config.Settings:
 
 
 def run(coro: Any, raises: tuple[type[Exception], ...] = ()) -> Any:
-    """Run `coro`; an unreachable server exits 2. `raises`: errors the caller reports
-    itself (a replay's are RuntimeErrors too, and must not read as an unreachable server)."""
+    """Run `coro`; an unreachable server, or a refusal the caller does not report
+    itself, exits 2. `raises`: the errors the caller reports itself."""
     try:
         return loop.run(coro)  # uvloop (services/redis/loop.py)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
-    except raises:
+    except (typer.Exit, *raises):  # typer.Exit is a RuntimeError too
         raise
-    except (RedisError, OSError, RuntimeError) as exc:  # unreachable, or no embedded server
+    except (RedisError, OSError, ServerUnavailable) as exc:
         err.print(f"[red]cannot reach the server:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except RuntimeError as exc:  # the service refused (a partition count, contention): as it said
+        err.print(f"[red]refused:[/red] {exc}")
         raise typer.Exit(2) from None

@@ -21,6 +21,7 @@ import redis
 
 from services import subprocesses
 from services.redis.embedded import (
+    ServerUnavailable,
     binary_path,
     die_with_parent,
     free_port,
@@ -72,7 +73,7 @@ class Node:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.port, self.bus_port = free_port(), free_port()
             self.start()
-        raise RuntimeError(f"local cluster: a node exited on {attempts} sets of ports "
+        raise ServerUnavailable(f"local cluster: a node exited on {attempts} sets of ports "
                            f"(see {self.dir / 'server.log'})")
 
     def kill(self) -> None:
@@ -93,7 +94,7 @@ def _wait(predicate: object, what: str, timeout: float = 30.0) -> None:
             if predicate():  # type: ignore[operator]
                 return
         if time.monotonic() > deadline:
-            raise RuntimeError(f"local cluster: timed out waiting for {what}")
+            raise ServerUnavailable(f"local cluster: timed out waiting for {what}")
         time.sleep(0.05)
 
 

@@ -12,7 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.config import Settings
-from services.redis.embedded import EmbeddedServer, running_url, start_lock
+from services.redis.embedded import EmbeddedServer, ServerUnavailable, running_url, start_lock
 
 CLUSTER_SCHEME = "redis+cluster://"
 
@@ -57,6 +57,6 @@ def resolve_url(settings: Settings, start: bool = True) -> tuple[str, EmbeddedSe
         if url:
             return url, None
         if not start:
-            raise RuntimeError(f"no server is running for {settings.data_dir}")
+            raise ServerUnavailable(f"no server is running for {settings.data_dir}")
         server = EmbeddedServer(settings.data_dir, settings.fsync)
         return server.start(), server

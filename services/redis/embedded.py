@@ -103,6 +103,10 @@ def _ping(url: str, timeout: float = 0.5) -> bool:
         return False
 
 
+class ServerUnavailable(RuntimeError):
+    """No server to talk to: none running for the data dir, or ours did not start."""
+
+
 class EmbeddedServer:
     """A Valkey process owned by this process; `stop()` or our death ends it."""
 
@@ -135,7 +139,7 @@ class EmbeddedServer:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 log = (self.data_dir / "server.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"embedded server did not start:\n{log}")
+                raise ServerUnavailable(f"embedded server did not start:\n{log}")
             time.sleep(0.05)
         self._wait_for_aof_load(deadline)
         (self.data_dir / URL_FILE).write_text(self.url)

@@ -108,6 +108,16 @@ def test_config_error_exits_2(tmp_path: Path) -> None:
     assert "TIMELINE_PARTITIONS" in done.stderr
 
 
+def test_a_log_of_another_partition_count_is_refused_as_such(
+    env: dict[str, str], redis_url: str, tmp_path: Path,
+) -> None:
+    assert cli(["show", "entity", "anyone"], env, tmp_path).returncode == 0  # an 8-partition log
+    done = cli(["show", "entity", "anyone"], {**env, "TIMELINE_PARTITIONS": "4"}, tmp_path)
+    assert done.returncode == 2
+    # Not "cannot reach the server", as the CLI said of every RuntimeError before.
+    assert "refused: the log has 8 partitions but TIMELINE_PARTITIONS is 4" in done.stderr
+
+
 # -- publish and import -------------------------------------------------------------------
 
 @pytest.mark.parametrize("command", [["publish"], ["import", "--format", "jsonl"]])
