@@ -92,14 +92,21 @@ async def rebuild_in_helpers(
             job = Job(helpers.url, helpers.cluster, namespace, group, hold)
             processes.append(await _start(job))
         tasks = [asyncio.ensure_future(_follow(p, on_progress)) for p in processes]
-        # Not gather: a cancel would cancel the readers too, and the helpers would be
-        # killed at once instead of finishing their page.
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in done:
-            if (failure := task.exception()) is not None:
-                raise failure
+        await until_first_failure(tasks)
     finally:
         await to_the_end(_stop(processes, tasks))
+
+
+async def until_first_failure(tasks: list[asyncio.Future[None]]) -> None:
+    """Wait for every task, or for the first to fail, and raise its failure.
+
+    Not gather: on a cancel, gather cancels the tasks too, and the caller could then
+    not let them finish the page in hand (or a helper its page) before it drops the
+    rebuild."""
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    for task in done:
+        if (failure := task.exception()) is not None:
+            raise failure
 
 
 async def to_the_end(step: Coroutine[Any, Any, None]) -> None:

@@ -45,6 +45,7 @@ from services.audit.parallel import (
     deal,
     rebuild_in_helpers,
     to_the_end,
+    until_first_failure,
 )
 from services.log import keys
 from services.log.reader import LogReader
@@ -206,23 +207,16 @@ class Replay:
         tasks = [asyncio.ensure_future(step) for step in steps]
         if not tasks:
             return
-        done: set[asyncio.Future[None]] = set()
         try:
-            # Not gather: a cancel would cancel the steps mid-call, and a script the
-            # server has been sent would still write, perhaps after the drop.
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            await until_first_failure(tasks)
         finally:
             self._ending = True
             try:
                 await to_the_end(asyncio.wait(tasks))
             finally:
                 self._ending = False
-        # Every outcome read (none is logged as never retrieved); the first failure is
-        # raised, the others are its consequences.
-        failures = {task: task.exception() for task in tasks}
-        for task in done:
-            if (failure := failures[task]) is not None:
-                raise failure
+                for task in tasks:  # the first failure is raised; the rest are its consequences
+                    task.exception()
 
     async def advance(self, projector: Projector, partition: int, applied: int,
                       upto: int, count: bool = True) -> None:
