@@ -25,8 +25,8 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Coroutine
-from typing import Any, TextIO
+from collections.abc import Awaitable, Callable
+from typing import TextIO, TypeVar
 
 import msgspec
 
@@ -35,6 +35,8 @@ from projections.deferred import HOLD_LIMIT
 PARALLEL_FROM = 50_000  # events: below this, starting a process costs more than it saves
 STOP_GRACE_SECONDS = 60.0  # a helper asked to stop finishes its page (or its flush) first
 MAX_MESSAGE = 2000  # characters of a helper's error line
+
+T = TypeVar("T")
 
 
 def usable_cores() -> int:
@@ -109,7 +111,7 @@ async def until_first_failure(tasks: list[asyncio.Future[None]]) -> None:
             raise failure
 
 
-async def to_the_end(step: Coroutine[Any, Any, None]) -> None:
+async def to_the_end(step: Awaitable[T]) -> T:
     """Await `step` even through cancels (raised once it is over): stopping must not be
     cut short (by a server shutting down while a replay it runs is already stopping,
     say), or the rebuild would be dropped while a write into it is still on its way."""
@@ -122,7 +124,7 @@ async def to_the_end(step: Coroutine[Any, Any, None]) -> None:
             cancelled = True
     if cancelled:
         raise asyncio.CancelledError
-    task.result()
+    return task.result()
 
 
 async def _stop(processes: list[asyncio.subprocess.Process],

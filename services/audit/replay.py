@@ -137,6 +137,17 @@ def _decoded(partition: int, applied: int, page: Any) -> list[Any]:
                           f"our layout ({exc}); run `timeline audit verify`") from None
 
 
+async def flip(client: Any, live_ns: str, rebuilt_ns: str) -> list[Any]:
+    """Make the rebuild active if it is not behind the live copy (the FLIP script)."""
+    reply: list[Any] = await client.register_script(FLIP)(
+        keys=[ACTIVE, FENCE], args=[BASE, live_ns, rebuilt_ns])
+    return reply
+
+
+async def _inactive(client: Any) -> str:
+    return other_namespace(await ReadModel(client).active())
+
+
 async def drop_namespace(client: Any, namespace: str) -> int:
     """Delete every key of an inactive namespace; refuses the active one."""
     if namespace == await ReadModel(client).active():
@@ -301,12 +312,13 @@ class Replay:
             await asyncio.sleep(0.05)
 
     async def promote(self, projector: Projector, live_ns: str, rebuilt_ns: str) -> None:
-        flip = self.client.register_script(FLIP)
         live = ReadModel(self.client, live_ns)
         async with fenced(self.client):
             for _ in range(PROMOTE_ATTEMPTS):
                 await self.catch_up(projector, await live.applied())
-                reply = await flip(keys=[ACTIVE, FENCE], args=[BASE, live_ns, rebuilt_ns])
+                # Once sent, the flip runs whether or not we wait: a cancel must not
+                # leave us guessing which copy is active when we drop the other.
+                reply = await to_the_end(flip(self.client, live_ns, rebuilt_ns))
                 outcome = _text(reply[0])
                 if outcome == "ok":
                     return
@@ -338,8 +350,9 @@ class Replay:
             if promote:
                 await self.promote(projector, live_ns, rebuilt_ns)
         except BaseException:
+            # The rebuild, or the old copy if a cancel came once the flip had run.
             with contextlib.suppress(ResponseError, ValueError):
-                await drop_namespace(self.client, rebuilt_ns)
+                await drop_namespace(self.client, await _inactive(self.client))
             raise
         await drop_namespace(self.client, live_ns if promote else rebuilt_ns)
         return ReplayReport(

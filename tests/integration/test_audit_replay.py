@@ -263,6 +263,41 @@ async def test_a_cancelled_replay_drops_the_rebuild_only_once_no_write_is_in_fli
     assert not await services.client.exists(LOCK)
 
 
+async def test_a_cancel_while_the_flip_is_on_its_way_keeps_the_copy_it_made_active(
+    services: Services, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await publish(services, factory.story(3000, seed=11))
+    await wait_projected(services)
+    live_keys = sorted(k.replace(b"blue", b"green") for k in
+                       await sync_redis_keys(services, "blue"))
+    real = replay_module.flip
+    sent: list[asyncio.Future[Any]] = []
+    flip_sent = asyncio.Event()
+
+    async def slow_flip(*args: Any) -> Any:
+        async def on_the_server() -> Any:
+            await asyncio.sleep(0.3)
+            return await real(*args)
+        sent.append(asyncio.ensure_future(on_the_server()))  # runs whether we wait or not
+        flip_sent.set()
+        return await asyncio.shield(sent[-1])
+
+    monkeypatch.setattr(replay_module, "flip", slow_flip)
+    task = asyncio.ensure_future(replay(services.client, services.partitions, promote=True))
+    await asyncio.wait_for(flip_sent.wait(), 60)
+
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.gather(*sent)
+
+    # The flip ran: the copy it made active is whole, and the old one is dropped.
+    assert await ReadModel(services.client).active() == "green"
+    assert sorted(await sync_redis_keys(services, "green")) == live_keys
+    assert await sync_redis_keys(services, "blue") == []
+    assert not await services.client.exists(LOCK)
+
+
 async def test_an_interrupted_cli_replay_exits_130_and_leaves_no_rebuild(
     services: Services, redis_url: str,
 ) -> None:
