@@ -152,13 +152,10 @@ class Appender:
         self, partition: int, batch: list[NewEvent], recordedby: str, claim: bool
     ) -> list[AppendResult]:
         async with self._locks[partition]:
-            # Stamped under the lock, so a partition's recordedtimes never go backwards
-            # within this process (as_of depends on it).
-            return await self._append_locked(partition, batch, recordedby, now_rfc3339(), claim)
+            return await self._append_locked(partition, batch, recordedby, claim)
 
     async def _append_locked(
-        self, partition: int, batch: list[NewEvent], recordedby: str, recorded: str,
-        claim: bool,
+        self, partition: int, batch: list[NewEvent], recordedby: str, claim: bool
     ) -> list[AppendResult]:
         results: dict[int, AppendResult] = {}
         pending = _first_of_each_key(batch)
@@ -168,8 +165,11 @@ class Appender:
                 raise ContentionError(f"partition {partition}: head kept moving")
             attempts += 1
             head = self._heads.get(partition, "0|" + "00" * 32)
+            # Stamped under the lock and again on every attempt, so a partition's
+            # recordedtimes never go backwards (as_of depends on it): a retry follows
+            # whatever another process appended, stamped before its write went in.
             entries, sequence = _chain(partition, [batch[i] for i in pending], head,
-                                       recordedby, recorded)
+                                       recordedby, now_rfc3339())
             reply = await self._write(partition, [head, _packer.encode(entries)], claim)
             kind = _text(reply[0])
             if kind == "head":

@@ -82,6 +82,35 @@ async def test_concurrent_expected_version_race_has_one_winner(services: Service
     assert await services.log.total() == 1
 
 
+async def test_a_retry_after_another_process_appended_is_stamped_after_it(
+    services: Services,
+) -> None:
+    from services.log.append import Appender
+
+    late = Appender(services.client, services.partitions)  # the rival: services.appender
+    await append(services, mou("first"))  # the rival knows the head; `late` does not yet
+    rival_done = asyncio.Event()
+    write = late._write
+
+    async def write_once_rival_is_in(*args: Any) -> Any:
+        await rival_done.wait()  # stamped before the rival's append, sent after it
+        return await write(*args)
+
+    late._write = write_once_rival_is_in  # type: ignore[method-assign]
+    slow = asyncio.ensure_future(late.append([validate_event(mou("late"))]))
+    await asyncio.sleep(0.05)
+    await append(services, mou("rival"))
+    rival_done.set()
+    await slow
+
+    partition = keys.partition_of("lg", services.partitions)
+    stored = [decode(fields[b"event"]) for _, fields in
+              await services.client.xrange(keys.log(partition))]
+    assert [e["id"] for e in stored] == ["first", "rival", "late"]
+    recorded = [e["recordedtime"] for e in stored]
+    assert recorded == sorted(recorded)
+
+
 async def test_correction_needs_an_existing_target_of_the_same_subject(services: Services) -> None:
     await append(services, mou("a"))
     base = {"specversion": "1.0", "source": "urn:test", "type": "event.corrected"}
