@@ -10,6 +10,7 @@ from typing import Any
 
 from faststream.redis import RedisBroker, RedisClusterBroker
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ResponseError
 
 _CLUSTER_SCHEME = "redis+cluster://"
 
@@ -21,3 +22,13 @@ def make_broker(client: Any, url: str, **options: Any) -> RedisBroker:
             url = "redis://" + url[len(_CLUSTER_SCHEME):]
         return RedisClusterBroker(url, **options)
     return RedisBroker(url, **options)
+
+
+async def create_group(client: Any, stream: str, group: str) -> None:
+    """The consumer group at the stream's start, unless it exists: FastStream would
+    create it at `$`, and skip what was written before its first consumer started."""
+    try:
+        await client.xgroup_create(stream, group, id="0", mkstream=True)
+    except ResponseError as exc:
+        if not str(exc).startswith("BUSYGROUP"):  # an out-of-memory server, say
+            raise

@@ -24,16 +24,14 @@ from faststream.redis import StreamSub
 from faststream.redis.annotations import RedisBatchStreamMessage
 from faststream.redis.message import FAKE_CONSUMER
 from faststream.redis.message import RedisBatchStreamMessage as BatchMessage
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from events.stored import StoredEvent, stored_decoder
-from projections.broker import make_broker
+from projections.broker import create_group, make_broker
 from projections.deferred import HeldMembers
 from projections.fold import Change, State, fold, target_key
 from projections.lease import Leases
 from projections.live import LiveFeed
+from projections.outages import worth_waiting
 from projections.parking import PARK_ATTEMPTS, park
 from projections.store import ReadModel
 from projections.writes import encode_batch, encode_change, fresh_entries, vacated
@@ -45,8 +43,6 @@ LEASE_TTL_MS = 6000
 TICK_SECONDS = 1.0
 GRACE_SECONDS = 10.0  # how long a stop waits for the batch in hand
 STALE_ATTEMPTS = 5
-# Worth waiting out: the server restarting or failing over.
-TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
 
 log = structlog.get_logger("projection")
 
@@ -233,8 +229,10 @@ class Worker:
             while not self._stopping.is_set():
                 try:
                     await self._rebalance()
-                except TRANSIENT as exc:  # the leases expire meanwhile; correctness holds
-                    log.warning("server unreachable, retrying", error=str(exc))
+                except Exception as exc:  # the leases expire meanwhile; correctness holds
+                    if not worth_waiting(exc):
+                        raise
+                    log.warning("server unavailable, retrying", error=str(exc))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), TICK_SECONDS)
         finally:
@@ -245,13 +243,16 @@ class Worker:
             outcomes = await asyncio.gather(*(self._give_up(p) for p in owned),
                                             return_exceptions=True)
             for partition, outcome in zip(owned, outcomes, strict=True):
-                if isinstance(outcome, TRANSIENT):
+                if isinstance(outcome, Exception) and worth_waiting(outcome):
                     log.warning("could not finish a partition on stop; its lease will expire",
                                 partition=partition, error=str(outcome))
                 elif isinstance(outcome, BaseException):
                     raise outcome
-            with contextlib.suppress(*TRANSIENT):
+            try:
                 await self.leases.leave()
+            except Exception as exc:  # the leases expire instead
+                if not worth_waiting(exc):
+                    raise
             await self.broker.stop()
 
     def stop(self) -> None:
@@ -274,8 +275,7 @@ class Worker:
 
     async def _take(self, partition: int) -> None:
         stream = log_key(partition)
-        with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists already
-            await self.client.xgroup_create(stream, PROJECTION, id="0", mkstream=True)
+        await create_group(self.client, stream, PROJECTION)
         await self.drain_pending(partition)
         subscriber = self.broker.subscriber(
             stream=StreamSub(stream, group=PROJECTION, consumer=CONSUMER, batch=True,
@@ -329,11 +329,12 @@ class Worker:
         while True:
             try:
                 return await self._apply(partition, decode_entries(entries))
-            except TRANSIENT as exc:
-                await self._wait_out(exc)
             except GapError:  # the log itself has a hole: `audit verify`, not parking
                 raise
             except Exception as exc:
+                if worth_waiting(exc):
+                    await self._wait_out(exc)
+                    continue
                 failures += 1
                 if failures >= PARK_ATTEMPTS:
                     break
@@ -354,11 +355,12 @@ class Worker:
         while failures < PARK_ATTEMPTS:
             try:
                 return await self._apply(partition, decode_entries([entry]))
-            except TRANSIENT as exc:
-                await self._wait_out(exc)
             except GapError:
                 raise
             except Exception as exc:
+                if worth_waiting(exc):
+                    await self._wait_out(exc)
+                    continue
                 failures, error = failures + 1, exc
                 await asyncio.sleep(0.05 * failures)
         assert error is not None
@@ -372,7 +374,7 @@ class Worker:
     async def _wait_out(self, exc: BaseException) -> None:
         if self._stopping.is_set():
             raise exc
-        log.warning("server unreachable, retrying", error=str(exc))
+        log.warning("server unavailable, retrying", error=str(exc))
         await asyncio.sleep(TICK_SECONDS)
 
     async def _apply(self, partition: int, events: list[StoredEvent]) -> Projected:

@@ -32,9 +32,11 @@ PARTITIONS = 8
 
 # Every integration module runs on the cluster too (a cross-slot script, MULTI or
 # command anywhere fails it), except those about one server itself (the embedded
-# server, its AOF, TLS, the demo it serves) and the cluster's own modules.
+# server, its AOF, TLS, the demo it serves, its refusing writes) and the cluster's
+# own modules.
 SINGLE_SERVER_MODULES = {"test_embedded", "test_durability", "test_tls", "test_serve_demo",
-                         "test_cluster", "test_cluster_failover", "test_cluster_rebalance"}
+                         "test_outages", "test_cluster", "test_cluster_failover",
+                         "test_cluster_rebalance"}
 CLUSTER_MODULES = {
     path.stem for path in (Path(__file__).parent / "integration").glob("test_*.py")
     if path.stem not in SINGLE_SERVER_MODULES

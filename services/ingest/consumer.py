@@ -28,13 +28,11 @@ from faststream import AckPolicy
 from faststream.redis import StreamSub
 from faststream.redis.annotations import RedisBatchStreamMessage
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from events.envelope import NewEvent, validate_event
 from events.errors import EventValidationError, FieldError
-from projections.broker import make_broker
+from projections.broker import create_group, make_broker
+from projections.outages import worth_waiting
 from projections.runner import GRACE_SECONDS, stop_subscriber
 from services.ingest.entries import decode_entry, rejected_copy
 from services.log.append import Appender, BatchRejected, ContentionError, now_rfc3339
@@ -49,8 +47,12 @@ BATCH = 500
 ATTEMPTS = 3  # of a batch that fails for another reason than an outage
 LEASE_TTL_MS = 6000
 TICK_SECONDS = 1.0
-# Worth waiting out: the server restarting, a failover, the chain head moving under us.
-TRANSIENT = (RedisConnectionError, RedisTimeoutError, ContentionError, OSError)
+
+
+def worth_retrying(exc: BaseException) -> bool:
+    """The server unavailable for a while, or the chain head moving under us."""
+    return isinstance(exc, ContentionError) or worth_waiting(exc)
+
 
 Entries = list[tuple[bytes, dict[bytes, bytes]]]
 log = structlog.get_logger("ingest")
@@ -88,8 +90,10 @@ class IngestConsumer:
             while not self._stopping.is_set():
                 try:
                     await self._tick()
-                except TRANSIENT as exc:
-                    log.warning("ingest: server unreachable, retrying", error=str(exc))
+                except Exception as exc:
+                    if not worth_retrying(exc):
+                        raise
+                    log.warning("ingest: server unavailable, retrying", error=str(exc))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), TICK_SECONDS)
         finally:
@@ -108,10 +112,7 @@ class IngestConsumer:
             await self._take()
 
     async def _take(self) -> None:
-        # Created by us at 0: FastStream would create it at `$` and skip what
-        # was written before the first consumer started.
-        with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists already
-            await self.client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+        await create_group(self.client, STREAM, GROUP)
         await self.drain_pending()
         subscriber = self.broker.subscriber(
             stream=StreamSub(STREAM, group=GROUP, consumer=CONSUMER, batch=True,
@@ -132,7 +133,9 @@ class IngestConsumer:
             try:
                 await self.drain_pending()  # what was read but not yet handled
                 await self._release(keys=[LEASE], args=[self.name])
-            except TRANSIENT as exc:
+            except Exception as exc:
+                if not worth_retrying(exc):
+                    raise
                 log.warning("ingest: could not finish on stop; the next owner will",
                             error=str(exc))
         log.info("ingest stream released", worker=self.name)
@@ -170,13 +173,14 @@ class IngestConsumer:
             try:
                 await self.process(entries)
                 return True
-            except TRANSIENT as exc:
-                if self._stopping.is_set():
-                    raise
-                log.warning("ingest batch delayed", error=str(exc), retry_in=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
             except Exception as exc:
+                if worth_retrying(exc):
+                    if self._stopping.is_set():
+                        raise
+                    log.warning("ingest batch delayed", error=str(exc), retry_in=delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                    continue
                 failures += 1
                 log.exception("ingest batch failed", entries=len(entries), attempt=failures)
                 if failures < ATTEMPTS:
