@@ -23,6 +23,7 @@ from redis.exceptions import ResponseError
 
 from projections.entry import Entry, entry_decoder, entry_encoder, timelines
 from projections.store import ReadModel
+from projections.writes import Fresh
 
 LIVE = "timeline:live"
 MAXLEN = 10_000
@@ -33,12 +34,18 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 # One call for the whole batch: per-command client CPU, not Redis, is the cost
 # that matters on this path (DESIGN 2). Touches only the live stream's key.
+# ARGV: maxlen, then per entry: document, timelines, timelines left ("" for none).
 _PUBLISH = """
-for i = 2, #ARGV, 2 do
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
-             'entry', ARGV[i], 'timelines', ARGV[i + 1])
+for i = 2, #ARGV, 3 do
+  if ARGV[i + 2] == '' then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
+               'entry', ARGV[i], 'timelines', ARGV[i + 1])
+  else
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
+               'entry', ARGV[i], 'timelines', ARGV[i + 1], 'left', ARGV[i + 2])
+  end
 end
-return (#ARGV - 1) / 2
+return (#ARGV - 1) / 3
 """
 _STREAM_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 _names_encoder = msgspec.json.Encoder()
@@ -47,11 +54,13 @@ log = structlog.get_logger("projection")
 
 
 class LiveMessage(msgspec.Struct):
-    """One entry as the live stream carries it; `id` is its stream id."""
+    """One entry as the live stream carries it; `id` is its stream id. `left`: the
+    timelines a correction has just taken it off (none on a redelivery)."""
 
     id: str
     entry: Entry
     timelines: list[str]
+    left: list[str] = msgspec.field(default_factory=list)
 
 
 def bucket_of(seconds: float) -> str:
@@ -65,13 +74,13 @@ class LiveFeed:
         self.client = client
         self.read_model = read_model
 
-    async def publish(self, fresh: dict[str, tuple[str, list[str]]], earlier: list[str],
+    async def publish(self, fresh: dict[str, Fresh], earlier: list[str],
                       events: int, seconds: float,
                       acknowledge: tuple[str, str, list[bytes]] | None = None) -> None:
         """Publish the current entry of everything a batch touched; record the batch.
 
-        `fresh` holds the entries the apply has just written (key -> (document,
-        timelines)), so a correction is published as the entry it produced, and an
+        `fresh` holds the entries the apply has just written, so a correction is
+        published as the entry it produced (with the timelines it left), and an
         entry changed twice in one batch once. `earlier` names entries of events a
         previous delivery applied (it crashed before acknowledging): those are read
         back from the read model, so a redelivered batch is published again.
@@ -79,12 +88,14 @@ class LiveFeed:
         after the feed is written (one connection runs a pipeline in order).
         """
         args: list[Any] = [MAXLEN]
-        for doc, names in fresh.values():
-            args += [doc, _names_encoder.encode(names)]
+        for changed in fresh.values():
+            left = changed.left
+            args += [changed.doc, _names_encoder.encode(changed.timelines),
+                     _names_encoder.encode(left) if left else ""]
         missing = [k for k in dict.fromkeys(earlier) if k not in fresh]
         for entry in await self.read_model.entries_of(missing) if missing else []:
-            args += [entry_encoder.encode(entry), _names_encoder.encode(timelines(entry))]
-        entries = (len(args) - 1) // 2
+            args += [entry_encoder.encode(entry), _names_encoder.encode(timelines(entry)), ""]
+        entries = (len(args) - 1) // 3
         pipe = self.client.pipeline(transaction=False)
         refused: list[BaseException] = []
         # EVAL, not a registered script: in a pipeline redis-py sends SCRIPT EXISTS
@@ -122,8 +133,10 @@ def is_stream_id(text: str) -> bool:
     return bool(_STREAM_ID.match(text))
 
 
-def matches(names: list[str], entity: str | None = None, topic: str | None = None) -> bool:
-    """Whether an entry on timelines `names` passes the entity and topic filters."""
+def matches(message: LiveMessage, entity: str | None = None, topic: str | None = None) -> bool:
+    """Whether the entry is, or was until this change, on a timeline the filters name:
+    a client following that timeline also learns that an entry left it."""
+    names = [*message.timelines, *message.left]
     if entity and f"entity:{entity}" not in names:
         return False
     return not (topic and f"topic:{topic}" not in names)
@@ -171,7 +184,8 @@ class LiveReader:
         _, rows = reply[0]
         return [
             LiveMessage(_text(ident), entry_decoder.decode(fields[b"entry"]),
-                        _names_decoder.decode(fields[b"timelines"]))
+                        _names_decoder.decode(fields[b"timelines"]),
+                        _names_decoder.decode(fields.get(b"left", b"[]")))
             for ident, fields in rows
         ]
 

@@ -34,7 +34,14 @@ from projections.live import LiveFeed
 from projections.outages import worth_waiting
 from projections.parking import PARK_ATTEMPTS, park
 from projections.store import ReadModel
-from projections.writes import encode_batch, encode_change, fresh_entries, vacated
+from projections.writes import (
+    Fresh,
+    encode_batch,
+    encode_change,
+    fresh_entries,
+    merge_fresh,
+    vacated,
+)
 
 PROJECTION = "timelines"
 CONSUMER = "projector"  # one name for every owner: a new owner inherits the pending list
@@ -91,11 +98,11 @@ async def stop_subscriber(subscriber: Any) -> None:
 
 class Projected(msgspec.Struct):
     """What applying a batch did: the partition's applied sequence, the entries this
-    call changed (key -> (document, timelines)), and the keys of events an earlier
-    call had already applied (a redelivery: their entries are whatever the store holds)."""
+    call changed, and the keys of events an earlier call had already applied (a
+    redelivery: their entries are whatever the store holds)."""
 
     applied: int
-    fresh: dict[str, tuple[str, list[str]]]
+    fresh: dict[str, Fresh]
     earlier: list[str]
 
 
@@ -344,7 +351,7 @@ class Worker:
         for entry in entries:
             projected = await self._apply_or_park(partition, entry)
             merged.applied = projected.applied
-            merged.fresh.update(projected.fresh)
+            merge_fresh(merged.fresh, projected.fresh)
             merged.earlier += projected.earlier
         return merged
 

@@ -14,7 +14,7 @@ Pure: no I/O.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -132,9 +132,31 @@ def encode_batch(records: list[list[Any]], held: dict[str, list[str]] | None = N
     ])
 
 
-def fresh_entries(records: list[list[Any]]) -> dict[str, tuple[str, list[str]]]:
-    """Entry key -> (document, timelines) as the batch left each entry it changed."""
-    return {r[KEY]: (r[DOC], r[TIMELINES]) for r in records if r[DOC]}
+class Fresh(NamedTuple):
+    """An entry as a batch left it, for the live feed."""
+
+    doc: str
+    timelines: list[str]
+    was: list[str]  # the timelines it was on before the batch
+
+    @property
+    def left(self) -> list[str]:
+        """The timelines it was on before the batch, and is not any more."""
+        return [name for name in self.was if name not in self.timelines]
+
+
+def fresh_entries(records: list[list[Any]]) -> dict[str, Fresh]:
+    """Entry key -> the entry as the batch left it, for every entry the batch changed."""
+    was: dict[str, list[str]] = {}
+    for r in records:  # an entry's first record holds where it was before the batch
+        was.setdefault(r[KEY], r[OLD_TIMELINES])
+    return {r[KEY]: Fresh(r[DOC], r[TIMELINES], was[r[KEY]]) for r in records if r[DOC]}
+
+
+def merge_fresh(into: dict[str, Fresh], later: dict[str, Fresh]) -> None:
+    """Add the entries a later batch left, where each was before the earlier one."""
+    for key, now in later.items():
+        into[key] = now._replace(was=into[key].was) if key in into else now
 
 
 def vacated(records: list[list[Any]]) -> set[tuple[str, str]]:

@@ -125,7 +125,10 @@ def schemas() -> dict[str, Any]:
             "timelines": {"type": "array", "items": {"type": "string"},
                           "description": "Every timeline the entry is on, as kind:key "
                                          "(all, entity:ID, pair:A:B, place:CC[:city], "
-                                         "topic:SLUG)"}}},
+                                         "topic:SLUG)"},
+            "left": {"type": "array", "items": {"type": "string"},
+                     "description": "The timelines a correction has just taken the entry "
+                                    "off (absent: none)"}}},
     }
 
 
@@ -143,8 +146,9 @@ def document(partitions: int | None = None) -> dict[str, Any]:
     messages["liveEntry"] = {
         "name": "liveEntry", "title": "Applied timeline entry", "contentType": "application/json",
         "summary": "An entry as the projection applied it",
-        "description": "Stream fields `entry` and `timelines`, each a JSON text. At least "
-                       "once: a redelivered batch publishes its entries again.",
+        "description": "Stream fields `entry`, `timelines` and, when not empty, `left`, "
+                       "each a JSON text. At least once: a redelivered batch publishes its "
+                       "entries again (without `left`).",
         "payload": _ref("LiveEntry")}
     ingest = {name: {"$ref": MESSAGES + name} for name in types}
     partition_note = (f"0 to {partitions - 1}" if partitions else "0 to N-1 (N fixed when "

@@ -61,7 +61,7 @@ async def follow(
                     return True
                 for message in reading.result():
                     after = message.id
-                    if not matches(message.timelines, entity, topic):
+                    if not matches(message, entity, topic):
                         continue
                     if as_json:
                         sys.stdout.write(_json.encode(message).decode() + "\n")

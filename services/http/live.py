@@ -1,10 +1,12 @@
 """GET /v1/live: timeline entries as the projection applies them (Server-Sent Events).
 
 Each event is `event: entry`, `id:` the live stream id, `data:` the JSON
-`{"entry": ..., "timelines": [...]}`. A client that reconnects sends the last
-id it saw as `Last-Event-ID` (browsers do it by themselves) and first gets
-everything it missed. If what it missed was already trimmed from the capped
-stream, it gets one `event: reset` and should reload the timeline.
+`{"entry": ..., "timelines": [...], "left": [...]}` (`left`: the timelines a
+correction has just taken the entry off; a filter matches those too). A client
+that reconnects sends the last id it saw as `Last-Event-ID` (browsers do it by
+themselves) and first gets everything it missed. If what it missed was already
+trimmed from the capped stream, it gets one `event: reset` and should reload the
+timeline.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ def _check(entity: str | None, topic: str | None, last_id: str | None) -> None:
 
 
 def _event(message: LiveMessage) -> ServerSentEventMessage:
-    body = _json.encode({"entry": message.entry, "timelines": message.timelines})
+    body = _json.encode({"entry": message.entry, "timelines": message.timelines,
+                         "left": message.left})
     return ServerSentEventMessage(data=body.decode(), event="entry", id=message.id)
 
 
@@ -72,7 +75,7 @@ async def _stream(
         sent = False
         for message in messages:
             after = message.id
-            if matches(message.timelines, entity, topic):
+            if matches(message, entity, topic):
                 sent = True
                 yield _event(message)
         if sent:

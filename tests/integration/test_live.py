@@ -151,6 +151,22 @@ def test_a_correction_arrives_as_the_corrected_entry(http: httpx.Client) -> None
     assert corrected["occurred"] == "2024-05"
 
 
+def test_a_correction_that_takes_an_entry_off_a_timeline_reaches_its_followers(
+    http: httpx.Client,
+) -> None:
+    with live(http, {"entity": "org-n"}) as stream:
+        publish(http, mou("wrong-party", "org-m", "org-n"))
+        assert entry_of(stream.entries(1)[0])["entry"]["id"] == "wrong-party"
+        publish(http, {"specversion": "1.0", "id": "fix-party", "source": SOURCE,
+                       "type": "event.corrected", "subject": "org-m", "occurred": "2024-04-01",
+                       "data": {"target": "wrong-party", "reason": "org-o signed, not org-n",
+                                "data": mou("x", "org-m", "org-o")["data"]}})
+        moved = entry_of(stream.entries(1)[0])
+    assert (moved["entry"]["id"], moved["entry"]["status"]) == ("wrong-party", "corrected")
+    assert "entity:org-n" not in moved["timelines"] and "entity:org-o" in moved["timelines"]
+    assert set(moved["left"]) == {"entity:org-n", "pair:org-m:org-n"}
+
+
 def test_keep_alive_comments_carry_the_position(http: httpx.Client) -> None:
     with live(http, {"entity": "nobody"}) as stream:
         wait_applied(http, publish(http, mou("skipped", "org-a", "org-b")))

@@ -11,6 +11,7 @@ from structlog.testing import capture_logs
 
 from projections.entry import Entry, entry_encoder
 from projections.live import LIVE, LiveFeed, LiveReader
+from projections.writes import Fresh
 from services.bootstrap import Services
 
 
@@ -42,12 +43,13 @@ async def test_a_batch_is_published_without_a_script_check(services: Services) -
     feed = LiveFeed(client, services.read_model)
     await client.script_flush()  # as after a server restart: nothing cached
     before = await script_calls(client)
-    await feed.publish({"k1": (doc("a"), ["all"]), "k2": (doc("b"), ["all", "entity:lg"])},
+    await feed.publish({"k1": Fresh(doc("a"), ["all"], []),
+                        "k2": Fresh(doc("b"), ["all", "entity:lg"], ["all", "entity:jax"])},
                        [], events=2, seconds=0.01)
     assert await script_calls(client) == before
     messages = await LiveReader(client).read("0-0", block_ms=1)
-    assert [(m.entry.id, m.timelines) for m in messages] == [
-        ("a", ["all"]), ("b", ["all", "entity:lg"])]
+    assert [(m.entry.id, m.timelines, m.left) for m in messages] == [
+        ("a", ["all"], []), ("b", ["all", "entity:lg"], ["entity:jax"])]
 
 
 async def test_a_refused_feed_still_acknowledges_the_batch(services: Services) -> None:
@@ -61,7 +63,7 @@ async def test_a_refused_feed_still_acknowledges_the_batch(services: Services) -
     await client.set(LIVE, "not a stream")
     with capture_logs() as logs:
         await LiveFeed(client, services.read_model).publish(
-            {"k1": (doc("a"), ["all"])}, [], events=1, seconds=0.01,
+            {"k1": Fresh(doc("a"), ["all"], [])}, [], events=1, seconds=0.01,
             acknowledge=(stream, group, [ident]))
     assert (await client.xpending(stream, group))["pending"] == 0
     assert [e["event"] for e in logs if e["log_level"] == "error"] == [

@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 
 from projections import writes
-from projections.writes import HOLD_FROM, encode_batch, vacated
+from projections.writes import HOLD_FROM, Fresh, encode_batch, fresh_entries, merge_fresh, vacated
 
 
 def record(sequence: int, timelines: list[str], old: str = "",
@@ -47,3 +47,18 @@ def test_vacated_names_each_earlier_member_an_amendment_removes() -> None:
     batch = [record(1, ["all"]), record(2, ["all", "topic:ai"], old="m0",
                                         old_timelines=["all", "topic:bio"])]
     assert vacated(batch) == {("all", "m0"), ("topic:bio", "m0")}
+
+
+def test_the_feed_learns_which_timelines_a_batch_took_an_entry_off() -> None:
+    moved = record(2, ["all", "entity:b"], old="m0", old_timelines=["all", "entity:a"])
+    moved_again = record(3, ["all", "entity:c"], old="m2", old_timelines=["all", "entity:b"])
+    moved_again[writes.KEY] = moved[writes.KEY]
+    fresh = fresh_entries([record(1, ["all"]), moved])
+    assert (fresh["k1"].left, fresh["k2"].left) == ([], ["entity:a"])
+    # Moved twice in one batch, or in two applied one after the other and published
+    # together: its followers only ever saw it where it was before the first.
+    assert fresh_entries([moved, moved_again])["k2"].left == ["entity:a"]
+    merged = fresh_entries([moved])
+    merge_fresh(merged, fresh_entries([moved_again]))
+    assert merged["k2"] == Fresh("{}", ["all", "entity:c"], ["all", "entity:a"])
+    assert merged["k2"].left == ["entity:a"]
