@@ -265,5 +265,8 @@ def _conflict(reason: str | None) -> FieldError:
     if reason == "version":
         return FieldError("expectedversion", "conflict: the subject has another number of "
                                              "events than expectedversion says")
+    if reason == "target-missing":
+        return FieldError("data.target", "conflict: the target, sent earlier in the same "
+                                         "batch, was not appended (target-missing)")
     return FieldError("id", "conflict: this (source, id) was already used for other content "
                             "(id-reused)")

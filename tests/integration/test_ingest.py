@@ -158,6 +158,26 @@ class BrokenAppender(Appender):
         return await super().append(events, recordedby)
 
 
+async def test_an_amendment_of_a_target_refused_in_the_same_batch_names_its_target(
+    services: Services,
+) -> None:
+    client = services.client
+    await client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    await client.xadd(STREAM, {"event": encoded(mou("miscounted", expectedversion=5))})
+    await client.xadd(STREAM, {"event": encoded({
+        **mou("fix-it"), "type": "event.retracted",
+        "data": {"target": "miscounted", "reason": "x"}})})
+    [(_, entries)] = await client.xreadgroup(GROUP, "ingest", {STREAM: ">"}, count=10)
+    assert len(entries) == 2  # one batch: the target passes the check, then is refused
+    await IngestConsumer(client, "redis://unused", services.appender).process_with_retry(entries)
+    errors = {msgspec.json.decode(f[b"event"])["id"]: msgspec.json.decode(f[b"errors"])[0]
+              for _, f in await client.xrange(REJECTED)}
+    assert errors["miscounted"]["path"] == "expectedversion"
+    assert errors["fix-it"]["path"] == "data.target"
+    assert "target-missing" in errors["fix-it"]["message"]
+    assert await stored(services) == {}
+
+
 async def test_an_entry_that_keeps_failing_is_rejected_not_blocking(services: Services) -> None:
     client = services.client
     await client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
