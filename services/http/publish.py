@@ -17,7 +17,7 @@ from litestar.openapi.spec import (
     RequestBody,
     Schema,
 )
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from events.envelope import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, NewEvent, validate_event
 from events.errors import EventValidationError
@@ -165,8 +165,10 @@ async def publish(request: Request[Any, Any, Any]) -> Response[PublishResponse]:
         raise ApiError(422, "validation", "nothing was written", errors=[
             {"index": i, "id": ident, "path": e.path, "message": e.message}
             for i, ident, e in exc.errors]) from None
-    except (ContentionError, RedisError) as exc:
-        # Some partitions may be written: a retry answers those with `duplicate`.
+    except (ContentionError, RedisError, RedisClusterException) as exc:
+        # Some partitions may be written: a retry answers those with `duplicate`. (A
+        # cluster's slot map without a node for a partition's slot, mid-failover, is a
+        # RedisClusterException, not a RedisError.)
         raise ApiError(503, "unavailable", f"the log could not be written now ({exc}); "
                        "retrying the same request is safe", retry_after=1) from None
     count_appended(request.app, events, results)
