@@ -392,13 +392,18 @@ class Worker:
             return await self.projector.project(partition, events)
 
     async def catch_up(self, partition: int, applied: int, upto: int) -> None:
-        """Apply the log from `applied`+1 through `upto` straight from XRANGE."""
+        """Apply the log from `applied`+1 through `upto` straight from XRANGE, and
+        publish each page to the live feed (no acknowledgement: this consumer never
+        read these entries, another did and left them)."""
         while applied < upto:
             page = await self.client.xrange(
                 log_key(partition), f"{applied + 1}-0", f"{upto}-0", count=BATCH)
             if not page:
                 return
-            await self.apply_entries(partition, page)
+            started = time.perf_counter()
+            projected = await self.apply_entries(partition, page)
+            await self.live.publish(projected.fresh, projected.earlier, len(page),
+                                    time.perf_counter() - started)
             applied = _sequence(page[-1][0])
 
     async def drain_pending(self, partition: int) -> None:

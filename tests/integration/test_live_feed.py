@@ -1,18 +1,25 @@
 """The worker's side of the live feed (projections/live.py): a batch's entries go
-out without a script round trip of their own, and a refused feed never holds back
-the batch's acknowledgement."""
+out without a script round trip of their own, a refused feed never holds back
+the batch's acknowledgement, and entries applied outside a batch go out too."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 from structlog.testing import capture_logs
 
+from projections.broker import create_group
 from projections.entry import Entry, entry_encoder
 from projections.live import LIVE, LiveFeed, LiveReader
+from projections.runner import PROJECTION
 from projections.writes import Fresh
 from services.bootstrap import Services
+from services.log import keys
+from tests import processes
+from tests.integration.projection_helpers import publish, wait_projected
+from tests.integration.test_append import mou
 
 
 def doc(ident: str) -> str:
@@ -68,3 +75,23 @@ async def test_a_refused_feed_still_acknowledges_the_batch(services: Services) -
     assert (await client.xpending(stream, group))["pending"] == 0
     assert [e["event"] for e in logs if e["log_level"] == "error"] == [
         "live feed publish failed"]
+
+
+async def test_entries_another_consumer_left_pending_reach_the_feed_when_caught_up(
+    services: Services, redis_url: str, logs_dir: Path,
+) -> None:
+    """Entries a vanished consumer (another name than ours) read and never applied are
+    applied from the log when the next batch finds the gap; they go to the feed too."""
+    await publish(services, [mou("left-1"), mou("left-2")])
+    partition = keys.partition_of("lg", services.partitions)
+    stream = keys.log(partition)
+    await create_group(services.client, stream, PROJECTION)
+    await services.client.xreadgroup(PROJECTION, "vanished", {stream: ">"}, count=10)
+    await publish(services, [mou("after")])
+    worker = processes.start(["worker"], processes.env_for(redis_url), logs_dir / "worker.log")
+    try:
+        await wait_projected(services)
+    finally:
+        processes.stop(worker)
+    messages = await LiveReader(services.client).read("0-0", block_ms=1)
+    assert sorted(m.entry.id for m in messages) == ["after", "left-1", "left-2"]
