@@ -149,7 +149,12 @@ def parse_as_of(text: str) -> str:
     """An `as_of` instant (RFC 3339, any offset) written like `recordedtime` (UTC)."""
     if re.search(r" [0-9]{2}:[0-9]{2}$", text):  # an unencoded "+" in a URL arrives as a space
         text = text[:-6] + "+" + text[-5:]
-    return utc_text(parse_timestamp(text, "as_of"))
+    moment = parse_timestamp(text, "as_of")
+    try:
+        return utc_text(moment)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is in year 0 in UTC
+        raise EventValidationError.one(
+            "as_of", "must be an instant from year 1 to 9999 in UTC") from None
 
 
 async def projection_lag(log: LogReader, read_model: ReadModel) -> dict[int, int]:

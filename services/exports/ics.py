@@ -94,14 +94,23 @@ def uid(entry: Entry) -> str:
     return entry_hash(entry) + "@timeline"
 
 
+def _end(entry: Entry) -> str:
+    """DTEND, the day after the last (exclusive); DURATION where that day is past year
+    9999, which a DATE value cannot write."""
+    last = dt.date.fromisoformat(entry.occurred_end)
+    if last < dt.date.max:
+        return f"DTEND;VALUE=DATE:{_day((last + dt.timedelta(days=1)).isoformat())}"
+    days = (last - dt.date.fromisoformat(entry.occurred_start)).days + 1
+    return f"DURATION:P{days}D"
+
+
 def vevent(entry: Entry) -> list[str]:
-    end = dt.date.fromisoformat(entry.occurred_end) + dt.timedelta(days=1)
     lines = [
         "BEGIN:VEVENT",
         f"UID:{uid(entry)}",
         f"DTSTAMP:{_stamp(entry.recordedtime)}",
         f"DTSTART;VALUE=DATE:{_day(entry.occurred_start)}",
-        f"DTEND;VALUE=DATE:{end.strftime('%Y%m%d')}",
+        _end(entry),
         f"SUMMARY:{escape(entry.headline)}",
         f"DESCRIPTION:{escape(_description(entry))}",
         f"CATEGORIES:{','.join(escape(c) for c in [entry.type, *entry.topics])}",

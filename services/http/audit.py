@@ -25,7 +25,7 @@ def _int_param(name: str, raw: str | None, default: int | None, low: int, high: 
             raise ApiError(400, "bad-request", f"{name} is required",
                            errors=[{"path": name, "message": "required"}])
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         message = f"must be an integer from {low} to {high}"
         raise ApiError(400, "bad-request", f"{name} {message}",
                        errors=[{"path": name, "message": message}])

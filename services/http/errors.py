@@ -70,8 +70,12 @@ _CODES = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-f
 def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     code = _CODES.get(exc.status_code, "error")
     if isinstance(exc, ValidationException):
+        # Litestar names each parameter it refused, and why, in `extra`.
+        named = [{"path": str(e["key"]), "message": str(e.get("message", "invalid"))}
+                 for e in exc.extra if isinstance(e, dict) and "key" in e] if isinstance(
+                     exc.extra, list) else []
         return error_response(400, "bad-request", "invalid request parameters",
-                              errors=[{"message": str(exc.detail)}])
+                              errors=named or [{"message": str(exc.detail)}])
     return error_response(exc.status_code, code, str(exc.detail))
 
 

@@ -136,7 +136,12 @@ def negotiate(request: Request[Any, Any, Any], requested: str | None) -> str:
     accept = request.headers.get("accept")
     if accept is None or accept.strip() in _PLAIN_ACCEPT:
         return "json"  # what nearly every client sends, without parsing it
-    best = request.accept.best_match(list(NEGOTIABLE), default="application/json")
+    try:
+        best = request.accept.best_match(list(NEGOTIABLE), default="application/json")
+    except (OverflowError, ValueError):  # Litestar lets q=inf through as OverflowError
+        message = "a q value must be a number from 0 to 1"
+        raise ApiError(400, "bad-request", f"Accept: {message}",
+                       errors=[{"path": "Accept", "message": message}]) from None
     return NEGOTIABLE[best]
 
 

@@ -124,6 +124,24 @@ def test_bad_parameters_are_400_naming_the_field(http: httpx.Client) -> None:
     assert http.get("/v1/timelines/place/us").status_code == 400
 
 
+@pytest.mark.parametrize(("path", "params", "headers", "field"), [
+    ("/v1/timelines/all", {"as_of": "0001-01-01T00:00:00+01:00"}, {}, "as_of"),
+    ("/v1/timelines/all", {"as_of": "9999-12-31T23:59:59-01:00"}, {}, "as_of"),
+    ("/v1/events", {"source": "urn:x", "id": "y", "as_of": "0001-01-01T00:00:00+01:00"}, {},
+     "as_of"),
+    ("/v1/timelines/all", {}, {"Accept": "text/csv;q=inf"}, "Accept"),
+    ("/v1/entities", {"limit": "abc"}, {}, "limit"),
+    ("/v1/audit/log", {"partition": "\u00b2"}, {}, "partition"),
+], ids=["as_of-year-0", "as_of-year-10000", "event-as_of", "accept-q-inf", "entities-limit",
+        "superscript-partition"])
+def test_edge_inputs_are_400_naming_the_field_not_500(
+    http: httpx.Client, path: str, params: dict[str, str], headers: dict[str, str], field: str,
+) -> None:
+    response = http.get(path, params=params, headers=headers)
+    assert response.status_code == 400, response.text
+    assert field in {e.get("path") for e in response.json()["errors"]}
+
+
 def test_min_position_not_reached_is_503_with_retry_after(http: httpx.Client) -> None:
     response = http.get("/v1/timelines/all", params={"min_position": "0-999999"})
     assert response.status_code == 503

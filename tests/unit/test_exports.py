@@ -186,6 +186,17 @@ def test_ics_spans_cover_partial_dates_with_exclusive_ends() -> None:
     assert str(calendar["X-WR-CALNAME"]) == "Entity timeline: LG AI Research (lgai)"
 
 
+def test_ics_spans_reach_the_ends_of_the_calendar() -> None:
+    events = _events(ics.render("entity", "lgai", [entry("last", "9999"),
+                                                   entry("early", "0900-03-04")], None))
+    last, early = events[_uid("last")], events[_uid("early")]
+    # no DTEND past 9999-12-31: the year's length instead
+    assert last.decoded("DTSTART") == dt.date(9999, 1, 1) and "DTEND" not in last
+    assert last.decoded("DURATION") == dt.timedelta(days=365)
+    assert (early.decoded("DTSTART"), early.decoded("DTEND")) == (
+        dt.date(900, 3, 4), dt.date(900, 3, 5))
+
+
 def test_ics_escapes_and_folds_long_lines() -> None:
     body = ics.render("entity", "lgai", [TRICKY_ENTRY, MOU], None)
     assert body.endswith(b"\r\n")
