@@ -183,11 +183,11 @@ class ReadModel:
         # span, in the same call (and namespace) as the walk.
         low, high = "" if q.start else "-", _upper_bound(q.end)
         if cursor:
-            after = decode_cursor(cursor, tag)
+            past = past_entry(decode_cursor(cursor, tag), q.descending)
             if q.descending:
-                high = "(" + after
+                high = past
             else:
-                low = "(" + after
+                low = past
         types = "|" + "|".join(q.types) + "|" if q.types else ""
         reply = await self._page(
             keys=[ACTIVE],
@@ -283,6 +283,20 @@ def decode_cursor(cursor: str, order: str) -> str:
     if not sep or kind != order:
         raise BadCursor("cursor does not belong to this query's order")
     return last
+
+
+def past_entry(member: str, descending: bool) -> str:
+    """The exclusive lex bound just past every member of `member`'s entry, whatever its
+    tail (latest day, status, type) is now: an entry amended between two pages (a
+    correction turns its status flag from a to c) must not come back on the next one.
+
+    Members order by their head, up to `source\x1fid`; each tail starts with a digit
+    after one more \x1f, so `head\x1f` is below all of them and `head\x1f\x7f` above."""
+    cut = member.find("\x1f", member.find("\x1f", 29) + 1)
+    if cut < 0:  # not a member this server wrote: as it is
+        return "(" + member
+    head = member[:cut + 1]
+    return "(" + head if descending else "(" + head + "\x7f"
 
 
 def key_of_member(m: str) -> str:

@@ -142,6 +142,21 @@ def test_edge_inputs_are_400_naming_the_field_not_500(
     assert field in {e.get("path") for e in response.json()["errors"]}
 
 
+def test_an_entry_amended_between_two_pages_is_not_repeated(http: httpx.Client) -> None:
+    pact = {"parties": [ref("pg", "PG"), ref("jax", "JAX")]}
+    pos = publish(http, [event(f"m{n}", "mou.signed", "pg", f"2023-0{n}", pact)
+                         for n in (1, 2, 3)])
+    first = http.get("/v1/timelines/entity/pg", params={"limit": 2, "min_position": pos})
+    assert ids(first) == ["m1", "m2"]
+    # corrected (same date): its member's tail changes, a -> c, and sorts after the cursor
+    pos = publish(http, [event("fix-m2", "event.corrected", "pg", "2024-01-01",
+                               {"target": "m2", "reason": "other parties",
+                                "data": {"parties": [ref("pg", "PG"), ref("acme", "ACME")]}})])
+    second = http.get("/v1/timelines/entity/pg", params={
+        "limit": 2, "cursor": first.json()["next_cursor"], "min_position": pos})
+    assert ids(second) == ["m3"]
+
+
 def test_min_position_not_reached_is_503_with_retry_after(http: httpx.Client) -> None:
     response = http.get("/v1/timelines/all", params={"min_position": "0-999999"})
     assert response.status_code == 503
