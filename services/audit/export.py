@@ -30,8 +30,8 @@ import msgspec
 
 from events.codec import GENESIS, canonical_bytes, content_digest
 from events.stored import event_key
-from services.audit.chain import PartitionChain, Problem
-from services.audit.verify import PAGE, log_partitions
+from services.audit.chain import Problem
+from services.audit.verify import beyond_count, check_partition, log_partitions
 from services.log import keys
 from services.log.reader import RawRange
 from services.redis import scripts
@@ -58,25 +58,21 @@ async def export(
     client: Any, partitions: int, write: Callable[[bytes], object],
     on_progress: Callable[[int], object] = lambda n: None,
 ) -> ExportSummary:
-    """Write every stored event; the chain is checked on the way and any problem
-    returned (entries not in our layout are left out of the file)."""
+    """Write every stored event; the chain, each stored head and the partition count
+    are checked on the way, as `verify` checks them, and any problem returned (entries
+    not in our layout are left out of the file)."""
     summary = ExportSummary()
-    xrange = RawRange(client)  # unparsed pages, checked as `verify` checks them
+    xrange = RawRange(client)  # unparsed pages
+
+    def lines(linked: list[tuple[bytes, bytes]]) -> None:
+        write(b"".join([export_line(event, hash_hex) for event, hash_hex in linked]))
+        summary.events += len(linked)
+        on_progress(len(linked))
+
     for partition in range(partitions):
-        chain = PartitionChain(partition)
-        start = b"-"
-        while True:
-            page = await xrange(keys.log(partition), start, b"+", PAGE)
-            linked: list[tuple[bytes, bytes]] = []
-            chain.feed_page(page, linked)
-            if linked:
-                write(b"".join([export_line(event, hash_hex) for event, hash_hex in linked]))
-            summary.events += len(page)
-            on_progress(len(page))
-            if len(page) < PAGE:
-                break
-            start = b"(" + page[-1][0]
+        chain = await check_partition(client, partition, xrange=xrange, write=lines)
         summary.problems += chain.problems
+    summary.problems += beyond_count(await log_partitions(client), partitions)
     return summary
 
 

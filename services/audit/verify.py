@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import msgspec
+from redis.exceptions import ResponseError
 
 from services.audit import digest as digests
 from services.audit.chain import PartitionChain, Problem
@@ -29,6 +31,7 @@ from services.log.reader import RawRange
 # itself (measured holding 200,000 generated events, as the benchmark does: 7.6 µs
 # of CPU per entry with pages of 5,000, 2.3 with 300).
 PAGE = 300
+Linked = Callable[[list[tuple[bytes, bytes]]], object]  # (event, hash) pairs that chain
 _LOG_KEY = re.compile(r"^timeline:\{p(\d+)\}:log$")
 
 
@@ -59,6 +62,16 @@ async def stored_partitions(client: Any) -> int:
     return int(await client.hget(keys.META, "partitions") or 0)
 
 
+async def _partition_count(client: Any) -> tuple[int, list[Problem]]:
+    """The log's partition count, or 0 and the problem when what is stored is not one."""
+    try:
+        return await stored_partitions(client), []
+    except ValueError:
+        stored = await client.hget(keys.META, "partitions")
+        return 0, [Problem(kind="partition-count", message=(
+            f"the log's stored partition count is not a number ({stored[:40]!r})"))]
+
+
 async def log_partitions(client: Any) -> set[int]:
     """The partition number of every log stream that exists."""
     found = set()
@@ -69,36 +82,57 @@ async def log_partitions(client: Any) -> set[int]:
     return found
 
 
-async def _head(client: Any, partition: int) -> tuple[int | None, str | None]:
+class Head(NamedTuple):
+    sequence: int | None
+    hash: str | None
+    unreadable: str = ""  # why the stored head is not one (tampered with)
+
+
+async def read_head(client: Any, partition: int) -> Head:
     seq, value = await client.hmget(keys.head(partition), "sequence", "hash")
-    return (int(seq) if seq is not None else None), (value.decode() if value else None)
+    text = seq.decode(errors="replace") if isinstance(seq, bytes) else seq
+    if text is not None and not (text.isascii() and text.isdigit()):
+        return Head(None, None, f"the stored head's sequence is not a number ({text[:40]!r})")
+    return Head(int(text) if text is not None else None, value.decode() if value else None)
 
 
 async def check_partition(
     client: Any, partition: int, wanted: frozenset[int] = frozenset(),
-    xrange: RawRange | None = None,
+    xrange: RawRange | None = None, write: Linked | None = None,
 ) -> PartitionChain:
+    """Check one partition's chain and head; with `write`, hand it each page's linked
+    (event, hash) pairs as they are checked (the export)."""
     xrange = xrange or RawRange(client)
-    before_seq, before_hash = await _head(client, partition)
-    chain = PartitionChain(partition, wanted | {before_seq or 0})
+    before = await read_head(client, partition)
+    chain = PartitionChain(partition, wanted | {before.sequence or 0})
     start = b"-"
     while True:
-        page = await xrange(keys.log(partition), start, b"+", PAGE)
-        chain.feed_page(page)
+        try:
+            page = await xrange(keys.log(partition), start, b"+", PAGE)
+        except ResponseError as exc:
+            if not str(exc).startswith("WRONGTYPE"):
+                raise
+            chain.report("foreign-entry", "the log's key holds another type than a stream")
+            return chain
+        good: list[tuple[bytes, bytes]] = []
+        chain.feed_page(page, good if write else None)
+        if write and good:
+            write(good)
         if len(page) < PAGE:
             break
         start = b"(" + page[-1][0]
         del page  # not held across the next wait: see PAGE
-    after_seq, _ = await _head(client, partition)
-    _check_head(chain, before_seq, before_hash, after_seq)
+    _check_head(chain, before, await read_head(client, partition))
     return chain
 
 
-def _check_head(
-    chain: PartitionChain, seq: int | None, value: str | None, seq_after: int | None
-) -> None:
+def _check_head(chain: PartitionChain, before: Head, after: Head) -> None:
     """The head read before the scan must be in the log; nothing may lie beyond the
     head read after it (appends in between move both, so they pass)."""
+    if before.unreadable or after.unreadable:
+        chain.report("head-mismatch", before.unreadable or after.unreadable)
+        return
+    seq, value, seq_after = before.sequence, before.hash, after.sequence
     if seq is None and seq_after is None:
         chain.finish(None, None)
         return
@@ -112,20 +146,22 @@ def _check_head(
                      f"{chain.last_sequence}, beyond its stored head {seq_after}", seq_after)
 
 
+def beyond_count(streams: set[int], partitions: int) -> list[Problem]:
+    return [Problem(kind="partition-count", partition=extra, message=(
+        f"a log stream exists for partition {extra}, but the log has {partitions} "
+        "partitions")) for extra in sorted(streams - set(range(partitions)))]
+
+
 async def verify(client: Any, digest: digests.Digest | None = None,
                  signature: str = "unsigned") -> Report:
     started = time.perf_counter()
-    partitions = await stored_partitions(client)
+    partitions, problems = await _partition_count(client)
     wanted = digests.wanted(digest) if digest else {}
     xrange = RawRange(client)
     chains = await asyncio.gather(*(
         check_partition(client, p, wanted.get(p, frozenset()), xrange)
         for p in range(partitions)))
-    problems = []
-    for extra in sorted((await log_partitions(client)) - set(range(partitions))):
-        problems.append(Problem(kind="partition-count", partition=extra, message=(
-            f"a log stream exists for partition {extra}, but the log has {partitions} "
-            "partitions")))
+    problems += beyond_count(await log_partitions(client), partitions)
     if digest is not None:
         for problem in digests.extension_problems(
             digest, partitions, {c.partition: c.last_sequence for c in chains},

@@ -111,6 +111,17 @@ async def test_export_of_a_broken_log_says_so(
     assert "sequence-gap partition 1 sequence 3" in done.stderr
 
 
+async def test_export_of_a_log_whose_tail_was_deleted_says_so(
+    services: Services, sync_redis: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    await publish(services, factory.story(100, seed=2))
+    last = sync_redis.xrevrange(keys.log(1), count=1)[0][0].decode()
+    sync_redis.xdel(keys.log(1), last)  # what the chain alone cannot show: the head can
+    done = cli(["export", "--output", str(tmp_path / "x.jsonl")], redis_url)
+    assert done.returncode == 1
+    assert "head-mismatch partition 1" in done.stderr
+
+
 async def test_restore_takes_the_files_partition_count_into_an_empty_log(
     services: Services, tmp_path: Path
 ) -> None:

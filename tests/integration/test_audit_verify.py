@@ -91,6 +91,22 @@ async def test_a_naively_truncated_tail_is_a_head_mismatch(logged: Services,
     assert problems(await verify(logged.client)) == [("head-mismatch", p, last)]
 
 
+async def test_a_tampered_head_or_key_is_reported_not_a_crash(logged: Services,
+                                                              sync_redis: redis.Redis) -> None:
+    p = busiest(sync_redis)
+    sync_redis.hset(keys.head(p), "sequence", "abc")
+    q = next(n for n in range(logged.partitions) if n != p)
+    sync_redis.delete(keys.log(q))
+    sync_redis.set(keys.log(q), "not a stream")
+    report = await verify(logged.client)
+    assert sorted(problems(report)) == sorted([("head-mismatch", p, None),
+                                               ("foreign-entry", q, None)])
+    sync_redis.hset(keys.META, "partitions", "eight")
+    report = await verify(logged.client)
+    assert not report.ok
+    assert ("partition-count", None, None) in problems(report)
+
+
 def truncate_consistently(client: redis.Redis, p: int, drop: int) -> int:
     entries = read(client, p)[:-drop]
     rewrite(client, p, entries)
