@@ -28,12 +28,16 @@ MEDIA_TYPE = "text/calendar; charset=utf-8"
 PRODID = "-//timeline-service//timeline exports//EN"
 FOLD_OCTETS = 75
 _URL = re.compile(r"https?://[^\s\x00-\x1f\x7f]+")
+# RFC 5545 3.3.11 allows no control character in TEXT but HTAB (newlines are escaped).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def escape(text: str) -> str:
-    """A TEXT value (RFC 5545 3.3.11): backslash, semicolon, comma and newlines escaped."""
+    """A TEXT value (RFC 5545 3.3.11): backslash, semicolon, comma and newlines escaped,
+    other control characters (which a publisher's free text may hold) left out."""
     text = text.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,")
-    return text.replace("\r\n", "\\n").replace("\r", "\\n").replace("\n", "\\n")
+    text = text.replace("\r\n", "\\n").replace("\r", "\\n").replace("\n", "\\n")
+    return _CONTROL.sub("", text)
 
 
 def fold(line: str) -> str:

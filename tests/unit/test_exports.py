@@ -197,6 +197,11 @@ def test_ics_spans_reach_the_ends_of_the_calendar() -> None:
         dt.date(900, 3, 4), dt.date(900, 3, 5))
 
 
+def test_ics_leaves_out_control_characters_text_may_not_hold() -> None:
+    body = ics.escape("a\x00b\x07c\x0bd\te\nf\x7f")
+    assert body == "abcd\te\\nf"
+
+
 def test_ics_escapes_and_folds_long_lines() -> None:
     body = ics.render("entity", "lgai", [TRICKY_ENTRY, MOU], None)
     assert body.endswith(b"\r\n")
