@@ -28,8 +28,12 @@ from typing import Any
 
 import msgspec
 
+from events import catalog
 from events.codec import GENESIS, canonical_bytes, content_digest
-from events.stored import event_key
+from events.dates import parse_partial_date
+from events.errors import EventValidationError
+from events.stored import event_key, stored_decoder
+from events.upcast import upcast
 from services.audit.chain import Problem
 from services.audit.verify import beyond_count, check_partition, log_partitions
 from services.log import keys
@@ -40,6 +44,7 @@ FORMATS = ("cloudevents-jsonl",)
 WRITE_BATCH = 1000
 MAX_PARTITIONS = 1024
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_RECORDED = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?Z$")
 _packer = msgspec.msgpack.Encoder()
 
 
@@ -120,11 +125,29 @@ def parse_line(number: int, text: bytes | str) -> Line:
     if not _HEX64.match(raw["hash"]):
         raise RestoreRefused(f"line {number}: `hash` is not 64 lowercase hex digits")
     body = canonical_bytes(raw)
+    _check_event(number, body)
     return Line(
         sequence=raw["sequence"], partition=raw["partition"], hash=raw["hash"], event=body,
         key=event_key(raw["source"], raw["id"]), subject=raw["subject"],
         ids_value=f"{raw['sequence']}|{content_digest(raw)}|{raw['type']}|{raw['subject']}",
     )
+
+
+def _check_event(number: int, body: bytes) -> None:
+    """Refuse what the service would never have stored, and its projection could not
+    read: a hash chain proves only that nobody changed the file after it was written."""
+    try:
+        event = stored_decoder.decode(body)
+        catalog.decode_data(event.type, upcast(event.type, event.schemaversion, event.data))
+        parse_partial_date(event.occurred, "occurred")
+    except msgspec.ValidationError as exc:
+        raise RestoreRefused(f"line {number}: not a stored event: {exc}") from None
+    except EventValidationError as exc:
+        first = exc.errors[0]
+        raise RestoreRefused(f"line {number}: `{first.path}`: {first.message}") from None
+    if not _RECORDED.match(event.recordedtime):
+        raise RestoreRefused(f"line {number}: `recordedtime` is not a UTC time as the "
+                             "service writes it (YYYY-MM-DDThh:mm:ss.ffffffZ)")
 
 
 class FileChecker:

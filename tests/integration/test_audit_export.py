@@ -62,7 +62,8 @@ async def test_export_then_restore_into_a_fresh_data_dir(
     try:
         tampered = tmp_path / "tampered.jsonl"
         edited = json.loads(lines[1500])
-        edited["data"]["anything"] = 99
+        edited["occurred"] = "2001"  # still an event the service could store: only the
+        # chain shows the change
         tampered.write_bytes(b"\n".join([*lines[:1500], json.dumps(edited).encode(),
                                          *lines[1501:]]) + b"\n")
         done = cli(["restore", str(tampered)], url)

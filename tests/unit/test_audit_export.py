@@ -77,6 +77,12 @@ def test_a_sound_file_passes_with_its_heads_and_subjects() -> None:
     assert choose_partitions(checked.subjects, 4, fixed=True) == 4
 
 
+def _without(line: bytes, name: str) -> bytes:
+    value = msgspec.json.decode(line)
+    del value[name]
+    return msgspec.json.encode(value) + b"\n"
+
+
 def _edit(line: bytes, **changes: Any) -> bytes:
     value = msgspec.json.decode(line)
     value.update(changes)
@@ -92,6 +98,13 @@ def _edit(line: bytes, **changes: Any) -> bytes:
     (lambda ls: ls.__setitem__(0, b"garbage\n"), "not JSON"),
     (lambda ls: ls.__setitem__(0, _edit(ls[0], hash="XX")), "64 lowercase hex"),
     (lambda ls: ls.__setitem__(0, b"[1]\n"), "not a JSON object"),
+    # what the service never stores, whatever the file's hashes say
+    (lambda ls: ls.__setitem__(0, _without(ls[0], "recordedtime")), "recordedtime"),
+    (lambda ls: ls.__setitem__(0, _edit(ls[0], recordedtime="2024-02-11T10:00:00+01:00")),
+     "not a UTC time"),
+    (lambda ls: ls.__setitem__(0, _edit(ls[0], type="mou.signed", data={})),
+     "`data.parties`"),
+    (lambda ls: ls.__setitem__(0, _edit(ls[0], occurred="2023-13")), "`occurred`"),
 ])
 def test_any_break_refuses_the_file(break_it: Any, message: str) -> None:
     lines = export_lines()
