@@ -113,7 +113,8 @@ class IngestConsumer:
 
     async def _take(self) -> None:
         await create_group(self.client, STREAM, GROUP)
-        await self.drain_pending()
+        if not await self.drain_pending():
+            return
         subscriber = self.broker.subscriber(
             stream=StreamSub(STREAM, group=GROUP, consumer=CONSUMER, batch=True,
                              max_records=BATCH, polling_interval=100),
@@ -144,14 +145,21 @@ class IngestConsumer:
         raw = msg.raw_message
         await self.process_with_retry(list(zip(raw["message_ids"], raw["data"], strict=True)))
 
-    async def drain_pending(self) -> None:
-        """Finish what an earlier owner (or this one) read but never acknowledged."""
+    async def drain_pending(self) -> bool:
+        """Finish what an earlier owner (or this one) read but never acknowledged.
+
+        The lease is renewed after each batch: a long drain (or one that waited out an
+        outage) outlives it. False once another owner holds it: two owners would append
+        one stream's events out of its order (a correction before its target)."""
         while True:
             reply = await self.client.xreadgroup(GROUP, CONSUMER, {STREAM: "0"}, count=BATCH)
             entries = reply[0][1] if reply else []
             if not entries:
-                return
+                return True
             await self.process_with_retry(entries)
+            if not await self._renew(keys=[LEASE], args=[self.name, LEASE_TTL_MS]):
+                log.warning("ingest lease lost while draining", worker=self.name)
+                return False
 
     async def process_with_retry(self, entries: Entries) -> None:
         """Process a batch, waiting out outages (on stop: left pending for the next owner).

@@ -14,7 +14,16 @@ import msgspec
 from events.envelope import NewEvent
 from projections.broker import make_broker
 from services.bootstrap import Services
-from services.ingest.consumer import GROUP, REJECTED, STREAM, IngestConsumer
+from services.ingest.consumer import (
+    BATCH,
+    CONSUMER,
+    GROUP,
+    LEASE,
+    LEASE_TTL_MS,
+    REJECTED,
+    STREAM,
+    IngestConsumer,
+)
 from services.log import keys
 from services.log.append import Appender
 from tests import processes
@@ -176,6 +185,30 @@ async def test_an_amendment_of_a_target_refused_in_the_same_batch_names_its_targ
     assert errors["fix-it"]["path"] == "data.target"
     assert "target-missing" in errors["fix-it"]["message"]
     assert await stored(services) == {}
+
+
+async def test_an_owner_that_loses_the_lease_while_draining_stops_there(
+    services: Services,
+) -> None:
+    client = services.client
+    await client.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    pipe = client.pipeline(transaction=False)
+    for n in range(BATCH + 5):
+        pipe.xadd(STREAM, {"event": encoded(mou(f"p-{n}", subject=f"org-{n % 7}"))})
+    await pipe.execute()
+    await client.xreadgroup(GROUP, CONSUMER, {STREAM: ">"}, count=BATCH + 5)  # left pending
+    consumer = IngestConsumer(client, "redis://unused", services.appender, name="first")
+    drain_batch = consumer.process_with_retry
+
+    async def then_taken_over(entries: Any) -> None:  # as after an outage longer than the TTL
+        await drain_batch(entries)
+        await client.set(LEASE, "second", px=LEASE_TTL_MS)
+
+    consumer.process_with_retry = then_taken_over  # type: ignore[method-assign]
+    await consumer._tick()  # takes the lease, drains
+    assert consumer.subscriber is None  # no reading alongside the new owner
+    assert (await client.xpending(STREAM, GROUP))["pending"] == 5  # the new owner's now
+    assert len(await stored(services)) == BATCH
 
 
 async def test_an_entry_that_keeps_failing_is_rejected_not_blocking(services: Services) -> None:
