@@ -228,6 +228,34 @@ async def test_a_log_with_a_hole_is_refused_and_leaves_no_rebuild_behind(
     assert await ReadModel(services.client, "blue").applied() == live_applied
 
 
+class SentLate:
+    """`call` stands in for a function (or method) that sends a script: its reply comes
+    0.3 s late, and once sent it runs whether or not its caller still waits (shielded)."""
+
+    def __init__(self, real: Callable[..., Any]) -> None:
+        self.sent: list[asyncio.Future[Any]] = []
+        self.first_sent = asyncio.Event()
+
+        async def call(*args: Any) -> Any:  # a function: as a method, it gets `self` too
+            async def on_the_server() -> Any:
+                await asyncio.sleep(0.3)
+                return await real(*args)
+            self.sent.append(asyncio.ensure_future(on_the_server()))
+            self.first_sent.set()
+            return await asyncio.shield(self.sent[-1])
+
+        self.call = call
+
+    async def cancel_once_sent(self, task: asyncio.Future[Any]) -> None:
+        """Cancel `task` once the first call is sent; return once every sent one has run."""
+        await asyncio.wait_for(self.first_sent.wait(), 60)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.gather(*self.sent)
+        assert self.sent
+
+
 @pytest.mark.parametrize("call", [(Projector, "apply"), (ReadModel, "add_members")],
                          ids=["a-page", "the-held-members"])
 async def test_a_cancelled_replay_drops_the_rebuild_only_once_no_write_is_in_flight(
@@ -236,29 +264,11 @@ async def test_a_cancelled_replay_drops_the_rebuild_only_once_no_write_is_in_fli
     await publish(services, factory.story(3000, seed=9))
     await wait_projected(services)
     owner, name = call
-    real = getattr(owner, name)
-    sent: list[asyncio.Future[Any]] = []
-    first_sent = asyncio.Event()
+    late = SentLate(getattr(owner, name))
+    monkeypatch.setattr(owner, name, late.call)
+    await late.cancel_once_sent(asyncio.ensure_future(
+        replay(services.client, services.partitions)))
 
-    async def slow_reply(*args: Any) -> Any:
-        async def on_the_server() -> Any:
-            await asyncio.sleep(0.3)
-            return await real(*args)
-        # Shielded: once sent, a script runs whether or not its caller still waits.
-        sent.append(asyncio.ensure_future(on_the_server()))
-        first_sent.set()
-        return await asyncio.shield(sent[-1])
-
-    monkeypatch.setattr(owner, name, slow_reply)
-    task = asyncio.ensure_future(replay(services.client, services.partitions))
-    await asyncio.wait_for(first_sent.wait(), 60)
-
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    await asyncio.gather(*sent)  # whatever was sent has run
-
-    assert sent
     assert await sync_redis_keys(services, "green") == []
     assert not await services.client.exists(LOCK)
 
@@ -270,26 +280,10 @@ async def test_a_cancel_while_the_flip_is_on_its_way_keeps_the_copy_it_made_acti
     await wait_projected(services)
     live_keys = sorted(k.replace(b"blue", b"green") for k in
                        await sync_redis_keys(services, "blue"))
-    real = replay_module.flip
-    sent: list[asyncio.Future[Any]] = []
-    flip_sent = asyncio.Event()
-
-    async def slow_flip(*args: Any) -> Any:
-        async def on_the_server() -> Any:
-            await asyncio.sleep(0.3)
-            return await real(*args)
-        sent.append(asyncio.ensure_future(on_the_server()))  # runs whether we wait or not
-        flip_sent.set()
-        return await asyncio.shield(sent[-1])
-
-    monkeypatch.setattr(replay_module, "flip", slow_flip)
-    task = asyncio.ensure_future(replay(services.client, services.partitions, promote=True))
-    await asyncio.wait_for(flip_sent.wait(), 60)
-
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    await asyncio.gather(*sent)
+    late = SentLate(replay_module.flip)
+    monkeypatch.setattr(replay_module, "flip", late.call)
+    await late.cancel_once_sent(asyncio.ensure_future(
+        replay(services.client, services.partitions, promote=True)))
 
     # The flip ran: the copy it made active is whole, and the old one is dropped.
     assert await ReadModel(services.client).active() == "green"
