@@ -11,6 +11,8 @@ instead would set a good event aside.
 
 from __future__ import annotations
 
+import re
+
 from redis.exceptions import (
     ClusterError,
     OutOfMemoryError,
@@ -24,13 +26,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 _REFUSING = (ClusterError, OutOfMemoryError, ReadOnlyError, SlotNotCoveredError, TryAgainError)
-# Replies redis-py raises as a plain ResponseError. "BUSY " with its space: BUSYGROUP
-# (a consumer group that exists already) is an answer, not a refusal.
-_REFUSING_CODES = ("MISCONF ", "NOREPLICAS ", "BUSY ")
+# Replies redis-py raises as a plain ResponseError, at the start of the message or, from
+# a pipeline, quoted after its annotation. "BUSY " with its space: BUSYGROUP (a consumer
+# group that exists already) is an answer, not a refusal.
+_REFUSING_CODES = re.compile(
+    r"(?:^|of pipeline caused error: \(['\"])(?:MISCONF|NOREPLICAS|BUSY) ")
 
 
 def worth_waiting(exc: BaseException) -> bool:
     """Whether `exc` is the server being unreachable or refusing writes for a while."""
     if isinstance(exc, UNREACHABLE + _REFUSING):
         return True
-    return isinstance(exc, ResponseError) and str(exc).startswith(_REFUSING_CODES)
+    return isinstance(exc, ResponseError) and bool(_REFUSING_CODES.search(str(exc)))

@@ -183,7 +183,11 @@ class ReadModel:
         # span, in the same call (and namespace) as the walk.
         low, high = "" if q.start else "-", _upper_bound(q.end)
         if cursor:
-            past = past_entry(decode_cursor(cursor, tag), q.descending)
+            after = decode_cursor(cursor, tag)
+            # As of an instant the walk also meets an entry's other versions, and the
+            # cursor may be one the page turned away: it stays the bound itself. (The
+            # view as of a past instant does not change between pages.)
+            past = "(" + after if q.as_of else past_entry(after, q.descending)
             if q.descending:
                 high = past
             else:

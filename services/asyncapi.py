@@ -128,7 +128,7 @@ def schemas() -> dict[str, Any]:
                                          "topic:SLUG)"},
             "left": {"type": "array", "items": {"type": "string"},
                      "description": "The timelines a correction has just taken the entry "
-                                    "off (absent: none)"}}},
+                                    "off (empty or absent: none)"}}},
     }
 
 

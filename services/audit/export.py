@@ -138,6 +138,9 @@ def _check_event(number: int, body: bytes) -> None:
     read: a hash chain proves only that nobody changed the file after it was written."""
     try:
         event = stored_decoder.decode(body)
+        if not 1 <= event.schemaversion <= catalog.schema_version(event.type):
+            raise RestoreRefused(f"line {number}: `schemaversion` {event.schemaversion} is "
+                                 f"not one {event.type} was ever written with")
         catalog.decode_data(event.type, upcast(event.type, event.schemaversion, event.data))
         parse_partial_date(event.occurred, "occurred")
     except msgspec.ValidationError as exc:

@@ -63,13 +63,18 @@ async def stored_partitions(client: Any) -> int:
 
 
 async def _partition_count(client: Any) -> tuple[int, list[Problem]]:
-    """The log's partition count, or 0 and the problem when what is stored is not one."""
+    """The log's partition count, or 0 and the problem when what is stored is not one
+    (every log stream is then reported as beyond it)."""
     try:
-        return await stored_partitions(client), []
-    except ValueError:
-        stored = await client.hget(keys.META, "partitions")
-        return 0, [Problem(kind="partition-count", message=(
-            f"the log's stored partition count is not a number ({stored[:40]!r})"))]
+        count = await stored_partitions(client)
+    except (ValueError, ResponseError) as exc:
+        if isinstance(exc, ResponseError) and not str(exc).startswith("WRONGTYPE"):
+            raise
+        count = -1
+    if count >= 0:
+        return count, []
+    return 0, [Problem(kind="partition-count", message=(
+        "the log's stored partition count (timeline:meta) is not a number of partitions"))]
 
 
 async def log_partitions(client: Any) -> set[int]:
@@ -89,11 +94,17 @@ class Head(NamedTuple):
 
 
 async def read_head(client: Any, partition: int) -> Head:
-    seq, value = await client.hmget(keys.head(partition), "sequence", "hash")
+    try:
+        seq, value = await client.hmget(keys.head(partition), "sequence", "hash")
+    except ResponseError as exc:
+        if not str(exc).startswith("WRONGTYPE"):
+            raise
+        return Head(None, None, "the stored head's key holds another type than a hash")
     text = seq.decode(errors="replace") if isinstance(seq, bytes) else seq
     if text is not None and not (text.isascii() and text.isdigit()):
         return Head(None, None, f"the stored head's sequence is not a number ({text[:40]!r})")
-    return Head(int(text) if text is not None else None, value.decode() if value else None)
+    return Head(int(text) if text is not None else None,
+                value.decode(errors="replace") if value else None)
 
 
 async def check_partition(
@@ -121,7 +132,7 @@ async def check_partition(
         if len(page) < PAGE:
             break
         start = b"(" + page[-1][0]
-        del page  # not held across the next wait: see PAGE
+        del page, good  # not held across the next wait: see PAGE
     _check_head(chain, before, await read_head(client, partition))
     return chain
 

@@ -95,16 +95,20 @@ async def test_a_tampered_head_or_key_is_reported_not_a_crash(logged: Services,
                                                               sync_redis: redis.Redis) -> None:
     p = busiest(sync_redis)
     sync_redis.hset(keys.head(p), "sequence", "abc")
-    q = next(n for n in range(logged.partitions) if n != p)
+    q, r = [n for n in range(logged.partitions) if n != p][:2]
     sync_redis.delete(keys.log(q))
     sync_redis.set(keys.log(q), "not a stream")
+    sync_redis.delete(keys.head(r))
+    sync_redis.set(keys.head(r), "not a hash")
     report = await verify(logged.client)
     assert sorted(problems(report)) == sorted([("head-mismatch", p, None),
-                                               ("foreign-entry", q, None)])
-    sync_redis.hset(keys.META, "partitions", "eight")
-    report = await verify(logged.client)
-    assert not report.ok
-    assert ("partition-count", None, None) in problems(report)
+                                               ("foreign-entry", q, None),
+                                               ("head-mismatch", r, None)])
+    for count in ("eight", "-3"):
+        sync_redis.hset(keys.META, "partitions", count)
+        report = await verify(logged.client)
+        assert not report.ok
+        assert ("partition-count", None, None) in problems(report)
 
 
 def truncate_consistently(client: redis.Redis, p: int, drop: int) -> int:

@@ -105,6 +105,8 @@ def _edit(line: bytes, **changes: Any) -> bytes:
     (lambda ls: ls.__setitem__(0, _edit(ls[0], type="mou.signed", data={})),
      "`data.parties`"),
     (lambda ls: ls.__setitem__(0, _edit(ls[0], occurred="2023-13")), "`occurred`"),
+    (lambda ls: ls.__setitem__(0, _edit(ls[0], schemaversion=0)), "`schemaversion` 0"),
+    (lambda ls: ls.__setitem__(0, _edit(ls[0], schemaversion=2)), "`schemaversion` 2"),
 ])
 def test_any_break_refuses_the_file(break_it: Any, message: str) -> None:
     lines = export_lines()

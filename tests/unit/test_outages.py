@@ -29,6 +29,8 @@ from projections.outages import worth_waiting
     ResponseError("MISCONF Errors writing to the AOF file: No space left on device"),
     ResponseError("NOREPLICAS Not enough good replicas to write."),
     ResponseError("BUSY Redis is busy running a script."),
+    ResponseError("Command # 1 (ZADD k 0 m) of pipeline caused error: "
+                  "('MISCONF Errors writing to the AOF file',)"),
 ], ids=type)
 def test_a_server_unavailable_for_a_while_is_waited_out(error: Exception) -> None:
     assert worth_waiting(error)
@@ -36,6 +38,8 @@ def test_a_server_unavailable_for_a_while_is_waited_out(error: Exception) -> Non
 
 @pytest.mark.parametrize("error", [
     ResponseError("BUSYGROUP Consumer Group name already exists"),
+    ResponseError("Command # 1 (XGROUP CREATE s g 0) of pipeline caused error: "
+                  "('BUSYGROUP Consumer Group name already exists',)"),
     ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"),
     ResponseError("ERR user_script:12: Script attempted to access nonexistent global"),
     ValueError("a bug of ours"),
