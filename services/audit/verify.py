@@ -58,6 +58,11 @@ class Report(msgspec.Struct):
     digest: DigestCheck | None = None
 
 
+def _wrong_type(exc: ResponseError) -> bool:
+    """A key of ours holding another type: tampering to report, not a failure."""
+    return str(exc).startswith("WRONGTYPE")
+
+
 async def stored_partitions(client: Any) -> int:
     return int(await client.hget(keys.META, "partitions") or 0)
 
@@ -68,7 +73,7 @@ async def _partition_count(client: Any) -> tuple[int, list[Problem]]:
     try:
         count = await stored_partitions(client)
     except (ValueError, ResponseError) as exc:
-        if isinstance(exc, ResponseError) and not str(exc).startswith("WRONGTYPE"):
+        if isinstance(exc, ResponseError) and not _wrong_type(exc):
             raise
         count = -1
     if count >= 0:
@@ -97,7 +102,7 @@ async def read_head(client: Any, partition: int) -> Head:
     try:
         seq, value = await client.hmget(keys.head(partition), "sequence", "hash")
     except ResponseError as exc:
-        if not str(exc).startswith("WRONGTYPE"):
+        if not _wrong_type(exc):
             raise
         return Head(None, None, "the stored head's key holds another type than a hash")
     text = seq.decode(errors="replace") if isinstance(seq, bytes) else seq
@@ -121,7 +126,7 @@ async def check_partition(
         try:
             page = await xrange(keys.log(partition), start, b"+", PAGE)
         except ResponseError as exc:
-            if not str(exc).startswith("WRONGTYPE"):
+            if not _wrong_type(exc):
                 raise
             chain.report("foreign-entry", "the log's key holds another type than a stream")
             return chain

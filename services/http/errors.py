@@ -67,15 +67,18 @@ _CODES = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-f
           405: "method-not-allowed", 413: "too-large", 415: "unsupported-media-type"}
 
 
+def _named(extra: Any) -> list[dict[str, str]]:
+    """The parameters Litestar refused, and why: it lists them in the exception's extra."""
+    found = extra if isinstance(extra, list) else []
+    return [{"path": str(e["key"]), "message": str(e.get("message", "invalid"))}
+            for e in found if isinstance(e, dict) and "key" in e]
+
+
 def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     code = _CODES.get(exc.status_code, "error")
     if isinstance(exc, ValidationException):
-        # Litestar names each parameter it refused, and why, in `extra`.
-        named = [{"path": str(e["key"]), "message": str(e.get("message", "invalid"))}
-                 for e in exc.extra if isinstance(e, dict) and "key" in e] if isinstance(
-                     exc.extra, list) else []
         return error_response(400, "bad-request", "invalid request parameters",
-                              errors=named or [{"message": str(exc.detail)}])
+                              errors=_named(exc.extra) or [{"message": str(exc.detail)}])
     return error_response(exc.status_code, code, str(exc.detail))
 
 

@@ -89,16 +89,17 @@ async def test_a_retry_after_another_process_appended_is_stamped_after_it(
 
     late = Appender(services.client, services.partitions)  # the rival: services.appender
     await append(services, mou("first"))  # the rival knows the head; `late` does not yet
-    rival_done = asyncio.Event()
+    stamped, rival_done = asyncio.Event(), asyncio.Event()
     write = late._write
 
     async def write_once_rival_is_in(*args: Any) -> Any:
-        await rival_done.wait()  # stamped before the rival's append, sent after it
+        stamped.set()  # the batch is chained, its recordedtime taken
+        await rival_done.wait()  # sent only after the rival's append
         return await write(*args)
 
     late._write = write_once_rival_is_in  # type: ignore[method-assign]
     slow = asyncio.ensure_future(late.append([validate_event(mou("late"))]))
-    await asyncio.sleep(0.05)
+    await stamped.wait()
     await append(services, mou("rival"))
     rival_done.set()
     await slow
