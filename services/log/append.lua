@@ -1,12 +1,13 @@
--- Append one batch to one partition atomically, or write nothing (but the claims of
--- ARGV[3], which stand whatever becomes of the entries, as claim.lua's do).
+-- Append one batch to one partition atomically, or write nothing.
 -- KEYS: log, ids, versions, head, and optionally the owners hash (see below)
 -- ARGV[1]: the head the caller chained from ("sequence|hashhex")
 -- ARGV[2]: msgpack list of {key, digest, type, subject, expectedversion (-1: none), json,
 --          hashhex, target key of an amendment or ""}
--- ARGV[3]: with KEYS[5], this partition's number: the script first claims each identity
---          for it, as claim.lua does (an identity another partition owns: status 2). Only
---          where every key is in one slot (not on a cluster): one round trip, not two.
+-- ARGV[3]: with KEYS[5], this partition's number: the script also claims each identity
+--          for it, as claim.lua does (an identity another partition owns: status 2), but
+--          only with the write: an entry refused (a version, a missing target) leaves its
+--          identity free for a re-send under the right subject. Only where every key is in
+--          one slot (not on a cluster): one round trip, not two.
 -- Reply: {"ok", first sequence} after writing (entry i got first + i - 1), or
 --        {"recheck", {status, sequence}...} when some entries are not new (nothing written), or
 --        {"head", "sequence|hashhex"} when the chain moved (nothing written).
@@ -28,9 +29,10 @@ local function each_chunk(list, per_item, call)
   end
 end
 
-local foreign = {}
-if KEYS[5] then
-  local owners, home, owned, fresh, claimed = KEYS[5], ARGV[3], {}, {}, {}
+local foreign, fresh = {}, {}
+local owners, home = KEYS[5], ARGV[3]
+if owners then
+  local owned, claimed = {}, {}
   each_chunk(entries, function(args, e) args[#args + 1] = e[1] end, function(args)
     local found = redis.call('HMGET', owners, unpack(args))
     for _, value in ipairs(found) do owned[#owned + 1] = value end
@@ -44,10 +46,6 @@ if KEYS[5] then
       foreign[i] = true
     end
   end
-  each_chunk(fresh, function(args, e)
-    args[#args + 1] = e[1]
-    args[#args + 1] = home
-  end, function(args) redis.call('HSET', owners, unpack(args)) end)
 end
 
 local known = {}
@@ -99,6 +97,10 @@ if current_head ~= ARGV[1] then
   return {'head', current_head}
 end
 
+each_chunk(fresh, function(args, e)
+  args[#args + 1] = e[1]
+  args[#args + 1] = home
+end, function(args) redis.call('HSET', owners, unpack(args)) end)
 local first = tonumber(current[1] or '0') + 1
 local seq = first - 1
 for _, e in ipairs(entries) do

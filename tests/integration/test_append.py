@@ -175,6 +175,27 @@ async def test_an_identity_under_another_subject_is_a_conflict(services: Service
     assert await services.log.total() == 2
 
 
+async def test_an_event_refused_on_a_single_server_leaves_its_identity_free(
+    services: Services,
+) -> None:
+    """A 409 `version` sent under a mistyped subject: the re-send under the right one
+    (another partition) is appended, not `id-reused` for an event never written."""
+    if services.settings.redis_cluster:
+        pytest.skip("on a cluster the claim is a separate call made before the write "
+                    "(README, Append): a refused event's claim stands there")
+    home = keys.partition_of("lg", services.partitions)
+    other = next(s for s in ("jax", "acme", "zeta", "omega")
+                 if keys.partition_of(s, services.partitions) != home)
+    [refused] = await append(services, mou("x", subject="lg", expectedversion=3))
+    assert (refused.status, refused.reason) == ("conflict", "version")
+    assert await services.client.hget(keys.OWNERS, event_key("urn:test", "x")) is None
+    [resent] = await append(services, mou("x", subject=other))
+    assert resent.status == "appended"
+    owner = await services.client.hget(keys.OWNERS, event_key("urn:test", "x"))
+    assert int(owner) == keys.partition_of(other, services.partitions)
+    await assert_chains_verify(services)
+
+
 async def test_an_amendment_before_its_target_in_one_request_is_refused(
     services: Services,
 ) -> None:
