@@ -15,6 +15,11 @@ each, which also refuses if anyone appended meanwhile. Afterwards the log, its
 dedupe index, identity owners, subject versions and chain heads are as the original's, so verify
 passes and a digest has the original's heads. The read model is rebuilt by the
 normal projection worker.
+
+A restore stopped half-way (a lost connection, a killed process) leaves a mark in
+the log's meta hash, which verify reports; restoring the same file again resumes
+it. Each partition it wrote is a prefix of the file's, which its chain head proves:
+the head must be the file's hash at that sequence, or the restore is refused.
 """
 
 from __future__ import annotations
@@ -35,8 +40,9 @@ from events.errors import EventValidationError
 from events.stored import event_key, stored_decoder
 from events.upcast import upcast
 from services.audit.chain import Problem
-from services.audit.verify import beyond_count, check_partition, log_partitions
+from services.audit.verify import beyond_count, check_partition, log_partitions, restore_mark
 from services.log import keys
+from services.log.append import now_rfc3339
 from services.log.reader import RawRange
 from services.redis import scripts
 
@@ -63,9 +69,9 @@ async def export(
     client: Any, partitions: int, write: Callable[[bytes], object],
     on_progress: Callable[[int], object] = lambda n: None,
 ) -> ExportSummary:
-    """Write every stored event; the chain, each stored head and the partition count
-    are checked on the way, as `verify` checks them, and any problem returned (entries
-    not in our layout are left out of the file)."""
+    """Write every stored event; the chain, each stored head, the partition count and
+    an unfinished restore are checked, as `verify` checks them, and any problem returned
+    (entries not in our layout are left out of the file)."""
     summary = ExportSummary()
     xrange = RawRange(client)  # unparsed pages
 
@@ -78,6 +84,7 @@ async def export(
         chain = await check_partition(client, partition, xrange=xrange, write=lines)
         summary.problems += chain.problems
     summary.problems += beyond_count(await log_partitions(client), partitions)
+    summary.problems += await restore_mark(client)  # a copy of part of a log is no copy
     return summary
 
 
@@ -93,11 +100,14 @@ class _Partition:
 
 @dataclass
 class CheckedFile:
-    """What the first pass learned: enough to route and to report."""
+    """What the first pass learned: enough to route and to report; and the file's hash
+    at each sequence it was asked for (`marks`: where an unfinished restore stopped)."""
 
     events: int = 0
     heads: dict[int, tuple[int, str]] = field(default_factory=dict)
     subjects: dict[str, int] = field(default_factory=dict)
+    marks: dict[int, int] = field(default_factory=dict)
+    hashes_at: dict[int, str] = field(default_factory=dict)
 
 
 class Line(msgspec.Struct):
@@ -156,8 +166,8 @@ def _check_event(number: int, body: bytes) -> None:
 class FileChecker:
     """Checks lines in file order; every break refuses the file."""
 
-    def __init__(self) -> None:
-        self.checked = CheckedFile()
+    def __init__(self, marks: dict[int, int] | None = None) -> None:
+        self.checked = CheckedFile(marks=marks or {})
         self._state: dict[int, _Partition] = {}
         self._seen: set[str] = set()  # (source, id) names one event across partitions
 
@@ -183,13 +193,17 @@ class FileChecker:
             raise RestoreRefused(f"line {number}: subject {line.subject!r} is in partitions "
                                  f"{known} and {line.partition}")
         part.expected, part.prev = line.sequence + 1, bytes.fromhex(line.hash)
+        if checked.marks.get(line.partition) == line.sequence:
+            checked.hashes_at[line.partition] = line.hash
         checked.heads[line.partition] = (line.sequence, line.hash)
         checked.events += 1
 
 
-def check_lines(lines: Iterable[tuple[int, bytes]]) -> CheckedFile:
+def check_lines(
+    lines: Iterable[tuple[int, bytes]], marks: dict[int, int] | None = None
+) -> CheckedFile:
     """First pass: the whole file, before anything is written."""
-    checker = FileChecker()
+    checker = FileChecker(marks)
     for number, text in lines:
         checker.add(number, parse_line(number, text))
     if not checker.checked.events:
@@ -238,20 +252,27 @@ class Restored:
     events: int
     partitions: int
     heads: dict[int, tuple[int, str]]
+    resumed: int = 0  # events an earlier, unfinished restore of the file had written
 
 
 async def restore(
     client: Any, path: Path, current_partitions: int, partitions_fixed: bool,
     on_progress: Callable[[int], object] = lambda n: None,
 ) -> Restored:
-    checked = check_lines(read_lines(path))
-    if not await log_is_empty(client, current_partitions):
-        raise RestoreRefused("the log is not empty: restore only writes into an empty log")
+    unfinished = await unfinished_restore(client, current_partitions)
+    written = unfinished or {}
+    checked = check_lines(read_lines(path), {p: seq for p, (seq, _) in written.items()})
     count = choose_partitions(checked.subjects, current_partitions, partitions_fixed)
-    if count != current_partitions:
-        await client.hset(keys.META, "partitions", count)  # the log is empty: still ours to set
+    if unfinished is not None:
+        _check_resumable(checked, written, count, current_partitions)
+    elif not await log_is_empty(client, current_partitions):
+        raise RestoreRefused("the log is not empty: restore only writes into an empty log "
+                             "(or finishes a restore of the same file that stopped)")
+    # The mark goes first: whatever is written after it, verify says it may be partial.
+    await client.hset(keys.META, mapping={keys.RESTORING: now_rfc3339(), "partitions": count})
     script = scripts.load(client, Path(__file__).with_name("restore.lua"))
-    heads = {p: "0|" + GENESIS.hex() for p in range(count)}
+    heads = {p: f"{seq}|{head}" for p, (seq, head) in written.items()}
+    done = {p: seq for p, (seq, _) in written.items()}
     batches: dict[int, list[Line]] = {}
 
     async def flush(partition: int) -> None:
@@ -265,7 +286,8 @@ async def restore(
         # another partition could claim.
         await client.hset(keys.OWNERS, mapping={e.key: partition for e in batch})
         reply = await script(keys=keys.write_state(partition),
-                             args=[heads[partition], _packer.encode(entries)])
+                             args=[heads.get(partition, "0|" + GENESIS.hex()),
+                                   _packer.encode(entries)])
         if (reply[0].decode() if isinstance(reply[0], bytes) else reply[0]) != "ok":
             raise RestoreRefused(f"partition {partition} changed during the restore "
                                  "(someone appended): stopped")
@@ -278,9 +300,43 @@ async def restore(
     for number, text in read_lines(path):
         line = parse_line(number, text)
         again.add(number, line)
+        if line.sequence <= done.get(line.partition, 0):
+            continue  # written by the restore that stopped: its head proved it
         batches.setdefault(line.partition, []).append(line)
         if len(batches[line.partition]) >= WRITE_BATCH:
             await flush(line.partition)
     for partition in list(batches):
         await flush(partition)
-    return Restored(checked.events, count, checked.heads)
+    await client.hdel(keys.META, keys.RESTORING)
+    return Restored(checked.events, count, checked.heads, sum(done.values()))
+
+
+async def unfinished_restore(
+    client: Any, partitions: int
+) -> dict[int, tuple[int, str]] | None:
+    """Where a restore that did not finish left each partition it wrote (sequence, head
+    hash); None when no restore is unfinished."""
+    if not await client.hexists(keys.META, keys.RESTORING):
+        return None
+    pipe = client.pipeline(transaction=False)
+    for partition in range(partitions):
+        pipe.hmget(keys.head(partition), "sequence", "hash")
+    found = {}
+    for partition, (seq, head) in enumerate(await pipe.execute()):
+        if seq is not None and head is not None:
+            found[partition] = (int(seq), head.decode())
+    return found
+
+
+def _check_resumable(checked: CheckedFile, written: dict[int, tuple[int, str]],
+                     count: int, current: int) -> None:
+    """Each partition the unfinished restore wrote must be this file's, up to its head."""
+    if count != current:
+        raise RestoreRefused(f"an unfinished restore set {current} partitions, and this "
+                             f"file's subjects need {count}: it is another log's export")
+    for partition, (seq, head) in sorted(written.items()):
+        if checked.hashes_at.get(partition) != head:
+            raise RestoreRefused(
+                f"an unfinished restore left partition {partition} at sequence {seq}, "
+                "where this file's chain does not lead: finish it with the file it began "
+                "with, or restore into an empty log")

@@ -82,6 +82,20 @@ async def _partition_count(client: Any) -> tuple[int, list[Problem]]:
         "the log's stored partition count (timeline:meta) is not a number of partitions"))]
 
 
+async def restore_mark(client: Any) -> list[Problem]:
+    try:
+        began = await client.hget(keys.META, keys.RESTORING)
+    except ResponseError as exc:
+        if not _wrong_type(exc):
+            raise
+        return []  # reported already, as the partition count it cannot hold
+    if began is None:
+        return []
+    return [Problem(kind="restore-unfinished", message=(
+        f"a restore began at {began.decode(errors='replace')} and did not finish: the log "
+        "may hold only part of its file (`timeline restore FILE` again finishes it)"))]
+
+
 async def log_partitions(client: Any) -> set[int]:
     """The partition number of every log stream that exists."""
     found = set()
@@ -178,6 +192,7 @@ async def verify(client: Any, digest: digests.Digest | None = None,
         check_partition(client, p, wanted.get(p, frozenset()), xrange)
         for p in range(partitions)))
     problems += beyond_count(await log_partitions(client), partitions)
+    problems += await restore_mark(client)
     if digest is not None:
         for problem in digests.extension_problems(
             digest, partitions, {c.partition: c.last_sequence for c in chains},

@@ -302,7 +302,8 @@ def restore_command(
     """Load an export into an empty log, re-verifying every hash first.
 
     A file with any break is refused and nothing is written. Projection workers
-    then rebuild the timelines from the restored log. Exit 1 if refused.
+    then rebuild the timelines from the restored log. A restore that stopped
+    half-way resumes when run again with the same file. Exit 1 if refused.
 
     Examples:
       [bold]timeline restore log.jsonl[/bold]
@@ -325,7 +326,8 @@ def restore_command(
     except RestoreRefused as exc:
         err.print(f"[red]restore refused:[/red] {exc}")
         raise typer.Exit(1) from None
-    _print_json({"events": restored.events, "partitions": restored.partitions,
+    _print_json({"events": restored.events, "resumed": restored.resumed,
+                 "partitions": restored.partitions,
                  "heads": {str(p): {"sequence": s, "head": h}
                            for p, (s, h) in sorted(restored.heads.items())}})
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import zlib
 
 META = "timeline:meta"
+RESTORING = "restoring"  # a META field while a restore writes the log: when it began
 OWNERS = "timeline:owners"  # (source, id) → owning partition: identity is global
 
 

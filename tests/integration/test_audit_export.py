@@ -15,6 +15,7 @@ from events.envelope import validate_event
 from projections.fold import Query
 from services import bootstrap, config
 from services.audit import digest as digests
+from services.audit import export as export_module
 from services.audit.export import RestoreRefused, export, restore
 from services.audit.verify import verify
 from services.bootstrap import Services
@@ -123,24 +124,48 @@ async def test_export_of_a_log_whose_tail_was_deleted_says_so(
     assert "head-mismatch partition 1" in done.stderr
 
 
-async def test_restore_takes_the_files_partition_count_into_an_empty_log(
-    services: Services, tmp_path: Path
-) -> None:
-    server = EmbeddedServer(tmp_path / "four-partitions")
+async def exported_story(
+    directory: Path, events: int, seed: int, partitions: int = 8
+) -> tuple[Path, dict[int, tuple[int, str]]]:
+    """An export of a story published into a server of its own, and that log's heads."""
+    server = EmbeddedServer(directory / f"story-{seed}")
     url = server.start()
     lines: list[bytes] = []
     try:
-        four = await bootstrap.connect(
-            config.load({"TIMELINE_REDIS_URL": url, "TIMELINE_PARTITIONS": "4"}), url)
-        await publish(four, factory.story(200, seed=6))
-        assert (await export(four.client, 4, lines.append)).problems == []
-        heads = await digests.heads(four.client, 4)
-        await four.client.aclose()
+        origin = await bootstrap.connect(config.load(
+            {"TIMELINE_REDIS_URL": url, "TIMELINE_PARTITIONS": str(partitions)}), url)
+        await publish(origin, factory.story(events, seed=seed))
+        assert (await export(origin.client, partitions, lines.append)).problems == []
+        heads = await digests.heads(origin.client, partitions)
+        await origin.client.aclose()
     finally:
         server.stop()
-    exported = tmp_path / "four.jsonl"
+    exported = directory / f"story-{seed}.jsonl"
     exported.write_bytes(b"".join(lines))
+    return exported, heads
 
+
+class Interrupted(Exception):
+    pass
+
+
+async def restore_stopped_after(services: Services, exported: Path, batches: int) -> None:
+    """A restore whose process dies once `batches` batches are written."""
+    written = []
+
+    def progress(count: int) -> None:
+        written.append(count)
+        if len(written) == batches:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        await restore(services.client, exported, 8, False, on_progress=progress)
+
+
+async def test_restore_takes_the_files_partition_count_into_an_empty_log(
+    services: Services, tmp_path: Path
+) -> None:
+    exported, heads = await exported_story(tmp_path, 200, seed=6, partitions=4)
     with pytest.raises(RestoreRefused, match="TIMELINE_PARTITIONS"):
         await restore(services.client, exported, 8, partitions_fixed=True)
     assert not [k async for k in services.client.scan_iter("timeline:{p*}")]
@@ -149,3 +174,44 @@ async def test_restore_takes_the_files_partition_count_into_an_empty_log(
     assert int(await services.client.hget(keys.META, "partitions")) == 4
     assert (await verify(services.client)).ok
     assert await digests.heads(services.client, 4) == heads
+
+
+async def test_a_restore_stopped_half_way_is_reported_and_resumed_by_the_same_file(
+    services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exported, heads = await exported_story(tmp_path, 400, seed=12)
+    monkeypatch.setattr(export_module, "WRITE_BATCH", 20)
+    await restore_stopped_after(services, exported, batches=5)
+    report = await verify(services.client)
+    assert not report.ok  # the chains that are there are sound: only the mark says why
+    assert [p.kind for p in report.problems] == ["restore-unfinished"]
+    assert sum(p.length for p in report.partitions) == 100
+    partial = await export(services.client, 8, lambda chunk: None)
+    assert [p.kind for p in partial.problems] == ["restore-unfinished"]
+
+    restored = await restore(services.client, exported, 8, partitions_fixed=False)
+    assert (restored.events, restored.resumed) == (400, 100)
+    assert (await verify(services.client)).ok
+    assert await digests.heads(services.client, 8) == heads
+    assert await services.client.hlen(keys.OWNERS) == 400
+    with pytest.raises(RestoreRefused, match="not empty"):
+        await restore(services.client, exported, 8, partitions_fixed=False)
+
+
+async def test_an_unfinished_restore_is_not_resumed_from_another_log(
+    services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exported, _ = await exported_story(tmp_path, 300, seed=13)
+    other, _ = await exported_story(tmp_path, 300, seed=14)
+    monkeypatch.setattr(export_module, "WRITE_BATCH", 20)
+    await restore_stopped_after(services, exported, batches=3)
+    before = await digests.heads(services.client, 8)
+    with pytest.raises(RestoreRefused, match="where this file's chain does not lead"):
+        await restore(services.client, other, 8, partitions_fixed=False)
+    # an append after the stop: the partition no longer ends where the file's chain leads
+    await publish(services, [{**factory.story(1, seed=99)[0], "id": "after-the-stop"}])
+    after = await digests.heads(services.client, 8)
+    assert after != before
+    with pytest.raises(RestoreRefused, match="where this file's chain does not lead"):
+        await restore(services.client, exported, 8, partitions_fixed=False)
+    assert await digests.heads(services.client, 8) == after  # nothing written
