@@ -6,8 +6,15 @@ per-partition applied sequence, so two owners at once change nothing.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
+
+import structlog
+
+from projections.outages import worth_waiting
+
+log = structlog.get_logger("projection")
 
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -58,3 +65,32 @@ class Leases:
 
     async def leave(self) -> None:
         await self.client.zrem(WORKERS, self.owner)
+
+
+class Held:
+    """The partitions whose leases this worker holds, renewed by a task of their own
+    (`keep`): a rebalance that waits (a batch finishing before a give-up, a drain of
+    what an earlier owner left) would otherwise let every other lease expire meanwhile,
+    and other workers would take partitions still being projected here."""
+
+    def __init__(self, leases: Leases, tick_seconds: float) -> None:
+        self.leases = leases
+        self.tick_seconds = tick_seconds
+        self.partitions: set[int] = set()
+
+    async def keep(self) -> None:
+        """Renew every tick until cancelled; an outage is waited out, anything else ends it."""
+        while True:
+            try:
+                await self.renew()
+            except Exception as exc:
+                if not worth_waiting(exc):
+                    raise
+                log.warning("server unavailable, retrying", error=str(exc))
+            await asyncio.sleep(self.tick_seconds)
+
+    async def renew(self) -> None:
+        await self.leases.heartbeat()
+        for partition in list(self.partitions):
+            if not await self.leases.renew(partition):
+                self.partitions.discard(partition)  # the rebalance gives it up

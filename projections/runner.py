@@ -29,7 +29,7 @@ from events.stored import StoredEvent, stored_decoder
 from projections.broker import create_group, make_broker
 from projections.deferred import HeldMembers
 from projections.fold import Change, State, fold, target_key
-from projections.lease import Leases
+from projections.lease import Held, Leases
 from projections.live import LiveFeed
 from projections.outages import worth_waiting
 from projections.parking import PARK_ATTEMPTS, park
@@ -223,6 +223,7 @@ class Worker:
         self.projector = projector or Projector(ReadModel(client))
         self.live = LiveFeed(client, self.projector.read_model)
         self.leases = Leases(client, self.name, PROJECTION, LEASE_TTL_MS)
+        self.held = Held(self.leases, TICK_SECONDS)
         faststream_logger = logging.getLogger("faststream.projection")
         faststream_logger.setLevel(logging.WARNING)
         self.broker = make_broker(client, url, logger=faststream_logger,
@@ -232,8 +233,11 @@ class Worker:
 
     async def run(self) -> None:
         await self.broker.start()
+        keeper = asyncio.create_task(self.held.keep())
         try:
             while not self._stopping.is_set():
+                if keeper.done():
+                    keeper.result()  # it ended on an error: the worker ends with it
                 try:
                     await self._rebalance()
                 except Exception as exc:  # the leases expire meanwhile; correctness holds
@@ -255,7 +259,11 @@ class Worker:
                                 partition=partition, error=str(outcome))
                 elif isinstance(outcome, BaseException):
                     raise outcome
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await keeper
             try:
+                await self._release_unowned()
                 await self.leases.leave()
             except Exception as exc:  # the leases expire instead
                 if not worth_waiting(exc):
@@ -268,17 +276,27 @@ class Worker:
     async def _rebalance(self) -> None:
         alive = await self.leases.heartbeat()
         share = math.ceil(self.partitions / alive)
-        for partition in list(self.owned):
-            if not await self.leases.renew(partition):
-                log.warning("lease lost", partition=partition)
-                await self._give_up(partition, release=False)
+        for partition in [p for p in self.owned if p not in self.held.partitions]:
+            log.warning("lease lost", partition=partition)
+            await self._give_up(partition, release=False)
         for partition in sorted(self.owned, reverse=True)[: max(0, len(self.owned) - share)]:
             await self._give_up(partition)
         for partition in range(self.partitions):
             if len(self.owned) >= share or self._stopping.is_set():
                 break
-            if partition not in self.owned and await self.leases.acquire(partition):
+            if partition in self.owned:
+                continue
+            # Held but not owned: a take that failed, retried under the lease it kept.
+            if partition in self.held.partitions or await self.leases.acquire(partition):
+                self.held.partitions.add(partition)
                 await self._take(partition)
+        await self._release_unowned()
+
+    async def _release_unowned(self) -> None:
+        """A lease kept for a failed take that this worker's share no longer wants."""
+        for partition in self.held.partitions - set(self.owned):
+            self.held.partitions.discard(partition)
+            await self.leases.release(partition)
 
     async def _take(self, partition: int) -> None:
         stream = log_key(partition)
@@ -302,6 +320,7 @@ class Worker:
             # A read cut short by the stop leaves entries pending: finish them
             # while the lease is still ours.
             await self.drain_pending(partition)
+            self.held.partitions.discard(partition)
             await self.leases.release(partition)
         log.info("partition released", partition=partition, worker=self.name)
 

@@ -1,0 +1,67 @@
+"""A projection worker's leases, run in this process against the real server: they
+stay renewed while its rebalance waits on something slow (projections/lease.py, Held)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from projections import runner
+from projections.lease import WORKERS, lease_key
+from projections.runner import PROJECTION, Worker
+from services.bootstrap import Services
+
+TTL_MS = 1200
+SLOW_DRAIN_SECONDS = 2.0  # each give-up's drain outlasts the lease
+
+
+async def wait_for(condition: object, within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await condition():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+async def test_leases_stay_renewed_while_a_give_up_waits(
+    services: Services, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner, "LEASE_TTL_MS", TTL_MS)
+    monkeypatch.setattr(runner, "TICK_SECONDS", 0.2)
+    worker = Worker(services.client, redis_url, services.partitions, name="slow-giver")
+    running = asyncio.create_task(worker.run())
+    client = services.client
+    keys = [lease_key(p, PROJECTION) for p in range(services.partitions)]
+
+    async def owns_all() -> bool:
+        return len(worker.owned) == services.partitions
+
+    try:
+        await wait_for(owns_all)
+        giving_up: list[int] = []
+        drain = worker.drain_pending
+
+        async def slow_drain(partition: int) -> None:
+            giving_up.append(partition)
+            await asyncio.sleep(SLOW_DRAIN_SECONDS)
+            await drain(partition)
+
+        monkeypatch.setattr(worker, "drain_pending", slow_drain)
+        # A second worker appears: this one's share halves, and it gives up the upper
+        # half one partition after another, each drain longer than a lease lives.
+        await client.zadd(WORKERS, {"newcomer": int(time.time() * 1000) + 600_000})
+        kept = range(services.partitions // 2)
+        started = time.monotonic()
+        while time.monotonic() - started < 2.5 * SLOW_DRAIN_SECONDS:
+            holders = [await client.get(keys[p]) for p in kept]  # one slot each
+            assert holders == [b"slow-giver"] * len(kept), (holders, giving_up)
+            await asyncio.sleep(0.1)
+        assert len(giving_up) >= 2  # the rebalance was stuck in give-ups all along
+        assert set(worker.owned) >= set(kept)
+    finally:
+        await client.zrem(WORKERS, "newcomer")
+        worker.stop()
+        await running
