@@ -165,6 +165,7 @@ def _publish_file(path: str, rejects_path: Path | None, progress: bool,
     settings = load_settings()
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        text = text.removeprefix("\ufeff")  # a byte order mark is no part of the first event
     except (OSError, UnicodeDecodeError) as exc:
         err.print(f"[red]cannot read {path}:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -187,11 +188,22 @@ def _publish_file(path: str, rejects_path: Path | None, progress: bool,
         err.print(f"[red]cannot import {path} as {fmt}:[/red] {exc} (nothing was appended)")
         raise typer.Exit(2) from None
     if rejections:
-        target = rejects_path or Path(f"{'stdin' if path == '-' else path}.rejects.jsonl")
-        target.write_bytes(b"".join(json_encoder.encode(r) + b"\n" for r in rejections))
-        err.print(f"rejections with reasons: {target}")
+        _write_rejections(rejects_path or Path(f"{'stdin' if path == '-' else path}"
+                                               ".rejects.jsonl"), rejections)
     console.print_json(json_encoder.encode(tally).decode())
     return tally
+
+
+def _write_rejections(target: Path, rejections: list[Rejection]) -> None:
+    lines = b"".join(json_encoder.encode(r) + b"\n" for r in rejections)
+    try:
+        target.write_bytes(lines)
+    except OSError as exc:  # the events are appended by now: say why the rest were not
+        err.print(f"[red]cannot write the rejections to {target}:[/red] {exc}; they follow")
+        sys.stderr.buffer.write(lines)
+        sys.stderr.flush()
+        return
+    err.print(f"rejections with reasons: {target}")
 
 
 @app.command()
@@ -233,7 +245,7 @@ def import_(
         raise typer.Exit(2)
     try:
         parse = parser(format, file, companies)
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         err.print(f"[red]cannot read the companies file:[/red] {exc}")
         raise typer.Exit(2) from None
     if _publish_file(file, rejects, progress=True, parse=parse, fmt=format).rejected:

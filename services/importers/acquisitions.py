@@ -27,7 +27,7 @@ import datetime as dt
 import re
 from typing import Any
 
-from services.importers.common import Items, csv_records, cut, event_id, slugify, urls
+from services.importers.common import BadFile, Items, csv_records, cut, event_id, slugify, urls
 from services.importers.countries import iso_from_name
 from services.publishing import Unusable
 
@@ -67,12 +67,23 @@ def parse_price(text: str) -> dict[str, Any] | None:
     return {"amount": int(amount) if amount.is_integer() else amount, "currency": "USD"}
 
 
+# A company bought more than once lists each deal: "3Com acquired Palm in 1997, HP acquired
+# Palm in 2010". Split only after a deal's year: a company's own name may hold ", ".
+_DEALS = re.compile(r"(?<= in [0-9]{4}), ")
+
+
 def companies_by_id(text: str) -> dict[str, dict[str, str]]:
-    """The acquired-companies file, by "Acquisitions ID"."""
-    # "#N/A" is a spreadsheet's missing value, not a city or a market category
-    return {row["Acquisitions ID"]: {k: "" if v == "#N/A" else v for k, v in row.items()}
-            for _, row in csv_records(text, ("Acquisitions ID",), "the companies file")
-            if row.get("Acquisitions ID")}
+    """The acquired-companies file, by each "Acquisitions ID" its row lists."""
+    found = {}
+    for line, row in csv_records(text, ("Acquisitions ID",), "the companies file"):
+        if isinstance(row, Unusable):  # its deals would import without a place, unsaid
+            raise BadFile(f"the companies file, line {line}: {row.reasons[0]}")
+        # "#N/A" is a spreadsheet's missing value, not a city or a market category
+        company = {k: "" if v == "#N/A" else v for k, v in row.items()}
+        for deal in _DEALS.split(row.get("Acquisitions ID", "")):
+            if deal:
+                found[deal] = company
+    return found
 
 
 def place_of(company: dict[str, str]) -> dict[str, str] | None:
@@ -152,4 +163,7 @@ def events(text: str, companies_text: str | None = None, this_year: int | None =
     year = this_year or dt.date.today().year
     companies = companies_by_id(companies_text) if companies_text else {}
     for line, row in csv_records(text, REQUIRED, "the acquisitions file"):
-        yield line, convert(row, companies.get(row["Acquisitions ID"]), year)
+        if isinstance(row, Unusable):
+            yield line, row
+        else:
+            yield line, convert(row, companies.get(row["Acquisitions ID"]), year)

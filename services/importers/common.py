@@ -67,15 +67,31 @@ def cut(text: str, limit: int) -> str:
 
 
 def csv_records(
-    text: str, required: tuple[str, ...], name: str
-) -> Iterator[tuple[int, dict[str, str]]]:
+    text: str, required: tuple[str, ...], name: str, known: tuple[str, ...] | None = None,
+) -> Iterator[tuple[int, dict[str, str] | Unusable]]:
     """(first line of the record, row with stripped values) of a CSV file with a header row;
-    BadFile when a required column is missing."""
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff"), newline=""))
-    missing = [c for c in required if c not in (reader.fieldnames or [])]
-    if missing:
-        raise BadFile(f"{name} lacks the column(s) {', '.join(missing)}")
-    line = reader.line_num + 1
-    for row in reader:
-        yield line, {k: (v or "").strip() for k, v in row.items() if k is not None}
+    a row with more cells than the header is Unusable. BadFile when a required column is
+    missing, a column is not `known` (when given), or the CSV itself is broken (a quote
+    never closed, a field too long)."""
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""), strict=True)
+    try:
+        header = next(reader, [])
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise BadFile(f"{name} lacks the column(s) {', '.join(missing)}")
+        unknown = sorted(set(header) - set(known)) if known is not None else []
+        if unknown:
+            raise BadFile(f"unknown column(s) {', '.join(unknown)}: see the column mapping")
         line = reader.line_num + 1
+        for cells in reader:
+            if len(cells) > len(header):
+                yield line, Unusable([f"{len(cells)} cells, but the header names "
+                                      f"{len(header)} columns: a value with a comma needs "
+                                      "double quotes"])
+            elif cells:  # a blank line is no record
+                row = dict.fromkeys(header, "")
+                row.update(zip(header, (cell.strip() for cell in cells), strict=False))
+                yield line, row
+            line = reader.line_num + 1
+    except csv.Error as exc:
+        raise BadFile(f"{name}, line {reader.line_num}: {exc}") from None

@@ -34,12 +34,11 @@ reason; everything else is checked by the envelope's validation.
 
 from __future__ import annotations
 
-from itertools import chain
 from typing import Any
 
 import msgspec
 
-from services.importers.common import BadFile, Items, csv_records
+from services.importers.common import Items, csv_records
 from services.publishing import Unusable
 
 REQUIRED = ("id", "type", "subject", "occurred")
@@ -111,14 +110,10 @@ def _data(row: dict[str, str]) -> dict[str, Any]:
 
 def events(text: str, default_source: str = "urn:csv:import") -> Items:
     """(line number, CloudEvent dict or Unusable) for every data row."""
-    records = csv_records(text, REQUIRED, "the CSV file")
-    first = next(records, None)
-    if first is None:
-        return
-    unknown = sorted(set(first[1]) - set(REQUIRED) - set(OPTIONAL))
-    if unknown:
-        raise BadFile(f"unknown column(s) {', '.join(unknown)}: see the column mapping")
-    for line, row in chain([first], records):
+    for line, row in csv_records(text, REQUIRED, "the CSV file", (*REQUIRED, *OPTIONAL)):
+        if isinstance(row, Unusable):
+            yield line, row
+            continue
         try:
             data = _data(row)
         except ValueError as exc:

@@ -123,12 +123,20 @@ def _place(fields: dict[str, str]) -> dict[str, str] | None:
     return place
 
 
+def _digits(text: str, count: int) -> str:
+    # strptime alone takes "2019101" as 2019-10-01: one-digit months and days are its own
+    if len(text) != count or not (text.isascii() and text.isdigit()):
+        raise ValueError(f"{text!r} is not {count} digits")
+    return text
+
+
 def _day(text: str) -> str:
-    return dt.datetime.strptime(text, "%Y%m%d").date().isoformat()
+    return dt.datetime.strptime(_digits(text, 8), "%Y%m%d").date().isoformat()
 
 
 def _time(text: str) -> str:
-    return dt.datetime.strptime(text, "%Y%m%d%H%M%S").strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.strptime(_digits(text, 14), "%Y%m%d%H%M%S").strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_row(line: int, text: str) -> Row | Unusable:
@@ -260,7 +268,8 @@ def events(text: str) -> Items:
     """(line number, CloudEvent dict or Unusable) for every row, in file order."""
     parsed: list[tuple[int, Row | Unusable]] = [
         (number, parse_row(number, line))
-        for number, line in enumerate(text.splitlines(), start=1) if line.strip()
+        # Only \n ends a row: str.splitlines() would also split at U+2028 in a field.
+        for number, line in enumerate(text.split("\n"), start=1) if line.strip()
     ]
     rows = [item for _, item in parsed if isinstance(item, Row)]
     pairs = mirrored_pairs(rows)

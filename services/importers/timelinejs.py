@@ -77,9 +77,17 @@ def partial_date(date: Any, field: str) -> str:
     return text
 
 
+def _no_date(date: Any) -> bool:
+    """Absent, or with no year, month or day: empty strings count as absent, as in a
+    start date's month and day (spreadsheet converters write `"year": ""`)."""
+    return date is None or (isinstance(date, dict) and all(
+        date.get(name) is None or (isinstance(date[name], str) and not date[name].strip())
+        for name in ("year", "month", "day")))
+
+
 def occurred_of(slide: dict[str, Any]) -> str:
     start = partial_date(slide.get("start_date"), "start_date")
-    if slide.get("end_date") in (None, {}):
+    if _no_date(slide.get("end_date")):
         return start
     end = partial_date(slide["end_date"], "end_date")
     return start if end == start else f"{start}/{end}"

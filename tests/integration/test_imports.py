@@ -300,3 +300,47 @@ async def test_a_file_of_the_wrong_shape_appends_nothing(
         subprocess.run, [*args[:5], "xml", str(bad)], env=env_for(redis_url), cwd=ROOT,
         capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2 and "unsupported format 'xml'" in done.stderr
+
+
+def cli_import(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "services.cli", "import", *args],
+                          env=env_for(redis_url), cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, check=False, stdin=subprocess.DEVNULL)
+
+
+async def test_a_byte_order_mark_is_no_part_of_the_first_event(
+    services: Services, redis_url: str, tmp_path: Path
+) -> None:
+    events = [{"specversion": "1.0", "id": f"bom-{i}", "source": "urn:test", "subject": "lg",
+               "type": "x-test.noted", "occurred": "2024", "data": {}} for i in range(2)]
+    path = tmp_path / "bom.jsonl"
+    path.write_text("\ufeff" + "\n".join(json.dumps(e) for e in events) + "\n")
+    done = await asyncio.to_thread(cli_import, redis_url, str(path))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["appended"] == 2
+
+
+async def test_a_companies_file_not_in_utf_8_exits_2_appending_nothing(
+    services: Services, redis_url: str, tmp_path: Path
+) -> None:
+    companies = tmp_path / "companies.csv"
+    companies.write_bytes("Acquisitions ID,City (HQ)\nx,Liège\n".encode("latin-1"))
+    done = await asyncio.to_thread(
+        cli_import, redis_url, "--format", "acquisitions", "--companies", str(companies),
+        str(FIXTURES / "acquisitions" / "sample_acquisitions.csv"))
+    assert done.returncode == 2 and "cannot read the companies file" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert await services.log.total() == 0
+
+
+async def test_rejections_that_cannot_be_written_go_to_stderr(
+    services: Services, redis_url: str, tmp_path: Path
+) -> None:
+    done = await asyncio.to_thread(
+        cli_import, redis_url, "--format", "csv", str(FIXTURES / "csv" / "sample.csv"),
+        "--rejects", str(tmp_path / "no-such-directory" / "rejects.jsonl"))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert json.loads(done.stdout) == {"appended": 6, "duplicate": 0, "rejected": 6}
+    assert "cannot write the rejections" in done.stderr
+    written = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert [r["line"] for r in written] == [9, 10, 11, 12, 13, 14]

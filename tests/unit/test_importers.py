@@ -118,6 +118,28 @@ def test_gdelt_is_deterministic() -> None:
     assert list(gdelt.events(text)) == list(gdelt.events(text))
 
 
+def gdelt_row(**cells: str) -> str:
+    """One row of the GDELT fixture with some cells replaced."""
+    first = GDELT.read_text().split("\n")[0].split("\t")
+    for name, value in cells.items():
+        first[gdelt.COLUMNS.index(name)] = value
+    return "\t".join(first)
+
+
+def test_a_gdelt_date_of_seven_digits_is_rejected_not_guessed() -> None:
+    [(_, item)] = list(gdelt.events(gdelt_row(SQLDATE="2019101")))
+    assert isinstance(item, Unusable) and "SQLDATE" in item.reasons[0]
+    [(_, item)] = list(gdelt.events(gdelt_row(DATEADDED="2019102414300")))
+    assert isinstance(item, Unusable) and "DATEADDED" in item.reasons[0]
+
+
+def test_a_line_separator_inside_a_gdelt_field_does_not_split_its_row() -> None:
+    row = gdelt_row(SOURCEURL="https://example.org/a\u2028b")
+    items = list(gdelt.events(row + "\n" + row.replace("\u2028", "\x0c")))
+    assert [line for line, _ in items] == [1, 2]
+    assert all(isinstance(item, dict) for _, item in items)
+
+
 # --- acquisitions ---------------------------------------------------------------------
 
 ACQ = FIXTURES / "acquisitions" / "sample_acquisitions.csv"
@@ -184,6 +206,21 @@ def test_acquisitions_without_companies_have_no_places() -> None:
     assert "place" not in valid(items[2])["data"]
 
 
+def test_a_company_bought_twice_is_joined_to_each_deal() -> None:
+    companies = ('Acquisitions ID,City (HQ),Country (HQ)\n'
+                 '"3Com acquired Palm in 1997, HP acquired Palm in 2010",Sunnyvale,'
+                 'United States\n"Foo, Inc. acquired Bar in 2001",Oslo,Norway\n')
+    found = acquisitions.companies_by_id(companies)
+    assert sorted(found) == ["3Com acquired Palm in 1997", "Foo, Inc. acquired Bar in 2001",
+                             "HP acquired Palm in 2010"]
+    assert found["HP acquired Palm in 2010"]["City (HQ)"] == "Sunnyvale"
+
+
+def test_a_companies_row_with_more_cells_than_its_header_refuses_the_file() -> None:
+    with pytest.raises(BadFile, match="companies file, line 3"):
+        acquisitions.companies_by_id("Acquisitions ID,City (HQ)\na,b\nc,d,e\n")
+
+
 def test_companies_file_is_found_beside_the_acquisitions_file() -> None:
     assert companies_beside(ACQ) == COMPANIES
     assert companies_beside(COMPANIES) is None
@@ -236,6 +273,14 @@ def test_timelinejs_ids_are_stable() -> None:
     assert [i for _, i in timelinejs.events(text)] == [i for _, i in timelinejs.events(text)]
 
 
+def test_a_timelinejs_end_date_of_empty_strings_is_no_end_date() -> None:
+    slide = {"start_date": {"year": "2023", "month": "4"},
+             "end_date": {"year": "", "month": "", "day": " "}}
+    assert timelinejs.occurred_of(slide) == "2023-04"
+    with pytest.raises(ValueError, match="end_date: has no year"):
+        timelinejs.occurred_of({**slide, "end_date": {"year": "", "month": "5"}})
+
+
 def test_not_a_timelinejs_file_is_refused() -> None:
     with pytest.raises(BadFile):
         list(timelinejs.events(json.dumps({"title": {}})))
@@ -282,3 +327,23 @@ def test_csv_with_an_unknown_or_missing_column_is_refused() -> None:
         list(csv_import.events("id,type,subject,occurred,colour\n1,x-a.b,s,2024,red\n"))
     with pytest.raises(BadFile, match="occurred"):
         list(csv_import.events("id,type,subject\n1,x-a.b,s\n"))
+
+
+def test_a_csv_row_with_more_cells_than_the_header_is_rejected_at_its_line() -> None:
+    text = "id,type,subject,occurred,headline\n\n\nm1,x-a.b,a,2023,Hello, world\n" \
+           "m2,x-a.b,a,2023,\"Hello, world\"\n"
+    items = by_line(csv_import.events(text))
+    assert sorted(items) == [4, 5]  # the lines they are on, blank lines counted
+    assert isinstance(items[4], Unusable) and "6 cells" in items[4].reasons[0]
+    assert valid(items[5])["data"]["headline"] == "Hello, world"
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ('id,type,subject,occurred,headline\nm1,x-a.b,a,2023,"oops\nm2,x-a.b,a,2023,fine\n',
+     "line 3: unexpected end of data"),
+    ("id,type,subject,occurred,headline\nm1,x-a.b,a,2023," + "x" * 200_000 + "\n",
+     "line 2: field larger than field limit"),
+])
+def test_a_broken_csv_refuses_the_file_naming_the_line(text: str, reason: str) -> None:
+    with pytest.raises(BadFile, match=reason):
+        list(csv_import.events(text))
