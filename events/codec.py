@@ -9,6 +9,10 @@ import msgspec
 
 GENESIS = bytes(32)
 
+# What reading JSON from outside can raise: msgspec raises RecursionError, not DecodeError,
+# for arrays or objects nested beyond the interpreter's recursion limit.
+UNREADABLE = (msgspec.DecodeError, RecursionError)
+
 _encoder = msgspec.json.Encoder(order="sorted")
 _decoder = msgspec.json.Decoder()
 

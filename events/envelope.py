@@ -23,6 +23,9 @@ MAX_EVENT_BYTES = 64 * 1024
 MAX_BATCH_EVENTS = 1000
 MAX_BATCH_BYTES = 8 * 1024 * 1024
 MAX_EXPECTED_VERSION = 2**53 - 1  # what every JSON reader holds exactly
+# Far beyond any real event's data, and far below where encoding it again (a page, a
+# replay, an export) could meet the interpreter's recursion limit.
+MAX_DATA_DEPTH = 64
 
 _ID = re.compile(r"^[A-Za-z0-9._:/@+-]{1,128}$")
 _SOURCE = re.compile(r"^[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]{1,256}$")
@@ -167,6 +170,37 @@ def _occurred(raw: dict[str, Any], recorded_day: str | None) -> PartialDate:
     raise EventValidationError.one("occurred", "required when `time` is absent")
 
 
+def _depth(value: Any) -> int:
+    """How many arrays and objects deep `value` nests, counted without recursion (and
+    only up to one level beyond the limit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack and deepest <= MAX_DATA_DEPTH:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(
+            item, list) else None
+        if children is not None:
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+_TOO_DEEP = f"nests arrays and objects more than {MAX_DATA_DEPTH} levels deep"
+
+
+def _content(attrs: dict[str, Any]) -> bytes:
+    """canonical_bytes, refusing data nested too deeply to be handled safely later."""
+    try:
+        content = canonical_bytes(attrs)
+    except RecursionError:
+        raise EventValidationError.one("data", _TOO_DEEP) from None
+    # Counting brackets is cheap and rarely passes the limit (they may sit in strings):
+    # only then is the nesting measured.
+    if (content.count(b"[") + content.count(b"{") > MAX_DATA_DEPTH
+            and _depth(attrs["data"]) > MAX_DATA_DEPTH):
+        raise EventValidationError.one("data", _TOO_DEEP)
+    return content
+
+
 def validate_event(raw: Any, today: str | None = None) -> NewEvent:
     """Validate one incoming event. `today` dates corrections that carry no date."""
     if not isinstance(raw, dict):
@@ -202,12 +236,12 @@ def validate_event(raw: Any, today: str | None = None) -> NewEvent:
     if dated:
         attrs["occurred"] = occurred.text
     # Without server-set attributes (refused above) the content is the canonical bytes.
-    content = canonical_bytes(attrs)
+    content = _content(attrs)
     # The day of receipt is not content: a re-send on a later day is still a duplicate.
     digest = content_digest_of(content)
     if not dated:
         attrs["occurred"] = occurred.text
-        content = canonical_bytes(attrs)
+        content = _content(attrs)
     if len(content) > MAX_EVENT_BYTES:
         raise EventValidationError.one("", f"event is larger than {MAX_EVENT_BYTES} bytes")
     amendment = payload if is_amendment else None

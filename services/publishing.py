@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from events.codec import UNREADABLE
 from events.envelope import NewEvent, validate_event
 from events.errors import EventValidationError
 from services.log.append import Appender, BatchRejected, now_rfc3339
@@ -53,7 +54,7 @@ def read_events(text: str) -> Iterator[tuple[int, Any]]:
     if stripped.startswith("{") and "\n" in stripped:
         try:  # one pretty-printed object rather than JSON lines
             whole = msgspec.json.decode(stripped)
-        except msgspec.DecodeError:
+        except UNREADABLE:
             pass
         else:
             yield 1, whole
@@ -63,7 +64,7 @@ def read_events(text: str) -> Iterator[tuple[int, Any]]:
         if line.strip():
             try:
                 yield number, msgspec.json.decode(line)
-            except msgspec.DecodeError as exc:
+            except UNREADABLE as exc:
                 yield number, Unusable([f"malformed JSON: {exc}"])
 
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import msgspec
 
-from events.codec import GENESIS
+from events.codec import GENESIS, UNREADABLE
 
 ZERO_HEAD = GENESIS.hex()
 _HEX64 = re.compile(rb"^[0-9a-f]{64}$")
@@ -103,7 +103,7 @@ class PartitionChain:
                 digest = sha256(prev + fields[1]).digest()
                 try:
                     placed = placement(fields[1])
-                except msgspec.DecodeError:
+                except UNREADABLE:
                     placed = _NOWHERE
                 # equal to a lowercase hexlify: the stored hash is well-formed too
                 if (hexlify(digest) == fields[3] and placed.sequence == expected
@@ -144,7 +144,7 @@ class PartitionChain:
         else:
             try:
                 placed = _placement.decode(event)
-            except msgspec.DecodeError as exc:
+            except UNREADABLE as exc:
                 reason = f"the event does not decode: {exc}"
             else:
                 if slot is None or placed.sequence != slot or placed.partition != self.partition:

@@ -34,7 +34,7 @@ from typing import Any
 import msgspec
 
 from events import catalog
-from events.codec import GENESIS, canonical_bytes, content_digest
+from events.codec import GENESIS, UNREADABLE, canonical_bytes, content_digest
 from events.dates import parse_partial_date
 from events.errors import EventValidationError
 from events.stored import event_key, stored_decoder
@@ -124,7 +124,7 @@ def parse_line(number: int, text: bytes | str) -> Line:
     """One export line, re-encoded canonically; RestoreRefused names what is wrong."""
     try:
         raw = msgspec.json.decode(text)
-    except msgspec.DecodeError as exc:
+    except UNREADABLE as exc:
         raise RestoreRefused(f"line {number}: not JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise RestoreRefused(f"line {number}: not a JSON object")

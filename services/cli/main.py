@@ -10,12 +10,12 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
-import msgspec
 import typer
 from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
 
+from events.codec import UNREADABLE
 from services import bootstrap, config, subprocesses
 from services.cli import audit as audit_commands
 from services.cli import parked as parked_commands
@@ -181,7 +181,7 @@ def _publish_file(path: str, rejects_path: Path | None, progress: bool,
 
     try:
         tally = run(main())
-    except msgspec.DecodeError as exc:
+    except UNREADABLE as exc:
         err.print(f"[red]{path} is not valid JSON:[/red] {exc}")
         raise typer.Exit(2) from None
     except BadFile as exc:

@@ -10,6 +10,7 @@ import msgspec
 from litestar import Request, get, post
 from litestar.openapi.spec import OpenAPIMediaType, Operation, Reference, RequestBody
 
+from events.codec import UNREADABLE
 from services.audit import digest as digests
 from services.audit import rawlog
 from services.audit.parallel import HelperFailed
@@ -62,7 +63,7 @@ async def verify_log(services: Services) -> Report:
 async def verify_against_digest(request: Request[Any, Any, Any], services: Services) -> Report:
     try:
         raw = msgspec.json.decode(await request.body())
-    except msgspec.DecodeError as exc:
+    except UNREADABLE as exc:
         raise ApiError(400, "malformed-json", f"the body is not valid JSON: {exc}") from None
     try:
         digest = digests.parse(raw)

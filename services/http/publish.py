@@ -19,6 +19,7 @@ from litestar.openapi.spec import (
 )
 from redis.exceptions import RedisClusterException, RedisError
 
+from events.codec import UNREADABLE
 from events.envelope import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, NewEvent, validate_event
 from events.errors import EventValidationError
 from events.refs import ENTITY_ID_PATTERN
@@ -73,7 +74,7 @@ def _decode(body: bytes, content_type: str) -> list[Any]:
         raise ApiError(413, "too-large", f"a request is at most {MAX_BATCH_BYTES} bytes")
     try:
         decoded = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
+    except UNREADABLE as exc:
         raise ApiError(400, "malformed-json", f"the body is not valid JSON: {exc}") from None
     if isinstance(decoded, list):
         if content_type == "application/cloudevents+json":

@@ -38,6 +38,7 @@ from typing import Any
 
 import msgspec
 
+from events.codec import UNREADABLE
 from services.importers.common import Items, csv_records
 from services.publishing import Unusable
 
@@ -80,7 +81,7 @@ def _data(row: dict[str, str]) -> dict[str, Any]:
     if row.get("data"):
         try:
             data = msgspec.json.decode(row["data"])
-        except msgspec.DecodeError as exc:
+        except UNREADABLE as exc:
             raise ValueError(f"data: not JSON ({exc})") from None
         if not isinstance(data, dict):
             raise ValueError("data: must be a JSON object")

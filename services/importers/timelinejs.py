@@ -26,6 +26,7 @@ from typing import Any
 
 import msgspec
 
+from events.codec import UNREADABLE
 from services.importers.common import BadFile, Items, cut, slugify
 from services.publishing import Unusable
 
@@ -134,7 +135,7 @@ def events(text: str, file_name: str = "timelinejs") -> Items:
     """(slide number, CloudEvent dict or Unusable) for every slide in `events`."""
     try:
         document = msgspec.json.decode(text)
-    except msgspec.DecodeError as exc:
+    except UNREADABLE as exc:
         raise BadFile(f"not JSON: {exc}") from None
     if not isinstance(document, dict) or not isinstance(document.get("events"), list):
         raise BadFile("not a TimelineJS file: no `events` list")

@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 from faststream.redis.parser.binary import BinaryMessageFormatV1
 
+from events.codec import UNREADABLE
 from events.envelope import MAX_EVENT_BYTES
 from events.errors import FieldError
 
@@ -51,7 +52,7 @@ def decode_entry(fields: dict[bytes, bytes]) -> tuple[Any, list[FieldError]]:
         return None, [_too_large()]
     try:
         decoded = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
+    except UNREADABLE as exc:
         return None, [FieldError("", f"the event is not valid JSON: {exc}")]
     if not isinstance(decoded, dict):
         return None, [FieldError("", "an entry holds one CloudEvent JSON object "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import msgspec
 import redis
 
 from services.log import keys
@@ -94,6 +95,23 @@ def test_malformed_json_is_400(http: httpx.Client) -> None:
                          headers={"content-type": "application/json"})
     assert response.status_code == 400
     assert response.json()["error"] == "malformed-json"
+
+
+def test_json_nested_too_deeply_is_400_or_422_never_500(
+    http: httpx.Client, sync_redis: redis.Redis
+) -> None:
+    unreadable = b"[" * 5000 + b"]" * 5000  # beyond the decoder's recursion limit
+    response = http.post("/v1/events", content=unreadable,
+                         headers={"content-type": "application/json"})
+    assert (response.status_code, response.json()["error"]) == (400, "malformed-json")
+    deep = {**mou("deep"), "type": "x-test.deep", "data": {"x": []}}
+    body = msgspec.json.encode(deep).replace(b'"x":[]', b'"x":' + b"[" * 900 + b"]" * 900)
+    response = http.post("/v1/events", content=body,
+                         headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert error["path"] == "data" and "64 levels" in error["message"]
+    assert sum(log_lengths(sync_redis)) == 0
 
 
 def test_wrong_content_type_is_415(http: httpx.Client) -> None:

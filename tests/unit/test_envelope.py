@@ -510,3 +510,20 @@ def test_random_data_for_each_type_raise_only_validation_errors(
     event_type: str, data: dict[str, Any]
 ) -> None:
     _check_outcome(event(type=event_type, data=data, occurred="2024"))
+
+
+def nested(levels: int) -> dict[str, Any]:
+    """`data` nesting `levels` arrays and objects deep, counting `data` itself."""
+    value: Any = []
+    for _ in range(levels - 2):
+        value = [value]
+    return {"x": value}
+
+
+def test_data_nests_at_most_64_levels() -> None:
+    assert validate_event(event(type="x-test.deep", data=nested(64)))
+    errors = errors_of(event(type="x-test.deep", data=nested(65)))
+    assert "more than 64 levels" in errors["data"]
+    assert "more than 64 levels" in errors_of(event(type="x-test.deep", data=nested(950)))["data"]
+    brackets = event(type="x-test.deep", data={"text": "[{" * 200})  # in a string: no nesting
+    assert validate_event(brackets)

@@ -32,6 +32,7 @@ def test_faststreams_older_json_envelope_is_unwrapped() -> None:
     ({b"payload": b"{}"}, "needs an 'event' field"),
     ({b"event": b"{}", b"__data__": b"{}"}, "not both"),
     ({b"event": b"{not json"}, "not valid JSON"),
+    ({b"event": b"[" * 5000 + b"]" * 5000}, "not valid JSON"),  # beyond any recursion limit
     ({b"event": b"[{}, {}]"}, "one CloudEvent JSON object"),
     ({b"event": b"\"a string\""}, "one CloudEvent JSON object"),
     ({b"event": b" " * (MAX_ENTRY_BYTES + 1) + b"{}"}, "at most"),
