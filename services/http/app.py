@@ -18,6 +18,7 @@ from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.openapi.spec import Components
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from redis.exceptions import RedisClusterException, RedisError
 
 from events.envelope import MAX_BATCH_BYTES
 from services import bootstrap, heap
@@ -25,7 +26,7 @@ from services.auth.tokens import load_tokens
 from services.config import Settings
 from services.http import asyncapi, auth, health, live, lookups, metrics, publish, search, timelines
 from services.http import audit as audit_routes
-from services.http.errors import ApiError, api_error, http_error, unexpected
+from services.http.errors import ApiError, api_error, http_error, store_error, unexpected
 from services.web import routes as web
 
 log = structlog.get_logger("http")
@@ -102,6 +103,7 @@ def create_app(settings: Settings, built: bootstrap.Services | None = None) -> L
                         *audit_routes.ROUTES],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
         exception_handlers={ApiError: api_error, HTTPException: http_error,
+                            RedisError: store_error, RedisClusterException: store_error,
                             Exception: unexpected},
         lifespan=[lifespan],
         middleware=[request_logging,

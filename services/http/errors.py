@@ -10,6 +10,8 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 
+from projections.outages import worth_waiting
+
 log = structlog.get_logger("http")
 
 
@@ -80,6 +82,16 @@ def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
         return error_response(400, "bad-request", "invalid request parameters",
                               errors=_named(exc.extra) or [{"message": str(exc.detail)}])
     return error_response(exc.status_code, code, str(exc.detail))
+
+
+def store_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """A Redis error no route handled: the store unreachable or refusing for a while is
+    a 503 to retry (a read, or a write that had not begun), anything else a 500."""
+    if not worth_waiting(exc):
+        return unexpected(request, exc)
+    log.warning("store unavailable", path=request.url.path, error=str(exc))
+    return error_response(503, "unavailable", "the store cannot answer now; retry shortly",
+                          retry_after=1)
 
 
 def unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

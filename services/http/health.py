@@ -6,7 +6,7 @@ from typing import Any
 
 from litestar import Response, get
 from litestar.openapi.datastructures import ResponseSpec
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from services.bootstrap import Services
 from services.http.auth import OPEN_SECURITY
@@ -26,7 +26,7 @@ async def healthz() -> dict[str, str]:
 async def readyz(services: Services) -> Response[dict[str, Any]]:
     try:
         behind = await projection_lag(services.log, services.read_model)
-    except (RedisError, OSError) as exc:
+    except (RedisError, RedisClusterException, OSError) as exc:
         return Response({"ready": False, "reason": f"server unreachable: {exc}"},
                         status_code=503)
     lag = {str(p): n for p, n in behind.items()}

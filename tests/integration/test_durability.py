@@ -127,6 +127,11 @@ def test_readiness_follows_the_server_and_api_and_worker_recover_without_restart
         assert worker.poll() is None, "nor the worker"
         body = httpx.get(base + "/readyz", timeout=15).json()
         assert body["ready"] is False and "unreachable" in body["reason"]
+        for path in ("/v1/timelines/entity/lg", "/v1/entities?prefix=l",
+                     "/v1/events?source=s&id=i"):
+            down = httpx.get(base + path, timeout=15)  # a read to retry, not a server bug
+            assert (down.status_code, down.json()["error"]) == (503, "unavailable"), path
+            assert down.headers["retry-after"] == "1"
 
         again = EmbeddedServer(data, port=server.port)  # same data dir: AOF brings it back
         again.start()
