@@ -175,7 +175,7 @@ VENDOR_SCHEMA_VERSION = 1
 
 
 def is_vendor(event_type: str) -> bool:
-    return bool(VENDOR_TYPE.match(event_type))
+    return bool(VENDOR_TYPE.fullmatch(event_type))
 
 
 def is_known(event_type: str) -> bool:

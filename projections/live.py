@@ -47,7 +47,8 @@ for i = 2, #ARGV, 3 do
 end
 return (#ARGV - 1) / 3
 """
-_STREAM_ID = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
+_STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+_MAX_ID_PART = 2**64 - 1  # a stream id is two unsigned 64-bit numbers
 _names_encoder = msgspec.json.Encoder()
 _names_decoder = msgspec.json.Decoder(list[str])
 log = structlog.get_logger("projection")
@@ -130,7 +131,7 @@ class LiveFeed:
 
 
 def is_stream_id(text: str) -> bool:
-    return bool(_STREAM_ID.match(text))
+    return bool(_STREAM_ID.fullmatch(text)) and max(_id_tuple(text)) <= _MAX_ID_PART
 
 
 def matches(message: LiveMessage, entity: str | None = None, topic: str | None = None) -> bool:
@@ -162,15 +163,16 @@ class LiveReader:
 
         Trimming leaves no record of what it removed (max-deleted-entry-id counts only
         XDEL), so this errs on the safe side: it says yes when `after` itself is gone.
+        A reader that saw nothing ("0-0") missed whatever was ever trimmed.
         """
-        if after == "0-0":
-            return False
         try:
             info = await self.client.xinfo_stream(LIVE)
         except ResponseError as exc:  # no stream yet: nothing was ever trimmed
             if "no such key" in str(exc).lower():
                 return False
             raise
+        if after == "0-0":
+            return int(info.get("entries-added", 0)) > int(info.get("length", 0))
         first = info.get("first-entry")
         if first:
             return _id_tuple(_text(first[0])) > _id_tuple(after)

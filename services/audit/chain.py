@@ -139,7 +139,7 @@ class PartitionChain:
         if len(fields) != 2 or event is None or stored is None:
             reason = f"fields {sorted(f.decode('utf-8', 'replace') for f in fields)}, " \
                      "not ['event', 'hash']"
-        elif len(stored) != 64 or not _HEX64.match(stored):
+        elif len(stored) != 64 or not _HEX64.fullmatch(stored):
             reason = "the hash field is not 64 lowercase hex digits"
         else:
             try:
@@ -162,7 +162,7 @@ class PartitionChain:
             # It sits where the next entry belongs: that sequence is taken, not
             # missing, and its stored hash (if it has one) still anchors the next link.
             self.expected += 1
-            if stored is not None and _HEX64.match(stored):
+            if stored is not None and _HEX64.fullmatch(stored):
                 self.prev, self.after_hole = bytes.fromhex(stored.decode()), False
             else:
                 self.after_hole = True

@@ -132,7 +132,7 @@ def parse_line(number: int, text: bytes | str) -> Line:
                        ("id", str), ("subject", str), ("type", str)):
         if not isinstance(raw.get(name), kind) or isinstance(raw.get(name), bool):
             raise RestoreRefused(f"line {number}: `{name}` is missing or not a {kind.__name__}")
-    if not _HEX64.match(raw["hash"]):
+    if not _HEX64.fullmatch(raw["hash"]):
         raise RestoreRefused(f"line {number}: `hash` is not 64 lowercase hex digits")
     body = canonical_bytes(raw)
     _check_event(number, body)
@@ -158,7 +158,7 @@ def _check_event(number: int, body: bytes) -> None:
     except EventValidationError as exc:
         first = exc.errors[0]
         raise RestoreRefused(f"line {number}: `{first.path}`: {first.message}") from None
-    if not _RECORDED.match(event.recordedtime):
+    if not _RECORDED.fullmatch(event.recordedtime):
         raise RestoreRefused(f"line {number}: `recordedtime` is not a UTC time as the "
                              "service writes it (YYYY-MM-DDThh:mm:ss.ffffffZ)")
 

@@ -48,7 +48,7 @@ def parse_entry(text: str, where: str) -> Token:
             f"{where}: expected name:scope+scope:sha256hex (three parts separated by ':'), "
             f"got {len(parts)} part(s)")
     name, scopes_text, digest_hex = parts
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise TokenConfigError(
             f"{where}: the name must be 1-64 characters of A-Z a-z 0-9 . _ @ - "
             "(it becomes `recordedby` of what this token publishes)")
@@ -59,7 +59,7 @@ def parse_entry(text: str, where: str) -> Token:
     if unknown or not scopes_text:
         raise TokenConfigError(
             f"{where} ({name}): scopes must be one or more of {'+'.join(SCOPES)} joined by '+'")
-    if not _DIGEST.match(digest_hex):
+    if not _DIGEST.fullmatch(digest_hex):
         raise TokenConfigError(
             f"{where} ({name}): the third part must be the sha256 hex digest of the secret "
             "(64 hex characters), not the secret itself")

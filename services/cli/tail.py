@@ -22,7 +22,7 @@ _ID = re.compile(ENTITY_ID_PATTERN)
 
 def bad_filters(entity: str | None, topic: str | None) -> str | None:
     for name, value in (("--entity", entity), ("--topic", topic)):
-        if value is not None and not _ID.match(value):
+        if value is not None and not _ID.fullmatch(value):
             return f"{name} {value!r} is not an entity id or topic slug"
     return None
 

@@ -44,7 +44,7 @@ def _closing(request: Request[Any, Any, Any]) -> bool:
 def _check(entity: str | None, topic: str | None, last_id: str | None) -> None:
     errors = [{"path": name, "message": "must be an entity id or topic slug"}
               for name, value in (("entity", entity), ("topic", topic))
-              if value is not None and not _ID.match(value)]
+              if value is not None and not _ID.fullmatch(value)]
     if last_id is not None and not is_stream_id(last_id):
         errors.append({"path": "Last-Event-ID",
                        "message": "must be an id this stream sent, like 1700000000000-0"})
@@ -97,7 +97,7 @@ async def live(
     keepalive: Annotated[float, Parameter(
         ge=1, le=300, description="seconds between keep-alive comments on a quiet stream")] = 15,
 ) -> ServerSentEvent:
-    last_id = request.headers.get("last-event-id")
+    last_id = request.headers.get("last-event-id") or None  # empty: the client has none
     _check(entity, topic, last_id)
     reader = LiveReader(services.client)
     # Fix the starting point before answering: whatever is published after the client

@@ -38,13 +38,13 @@ def slugify(name: str, limit: int = 128) -> str | None:
     becomes one '-'. None when nothing usable is left ('???')."""
     ascii_text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:limit].rstrip("-")
-    return slug if slug and _ENTITY.match(slug) else None
+    return slug if slug and _ENTITY.fullmatch(slug) else None
 
 
 def event_id(text: str) -> str:
     """`text` when it is a valid event id, else a readable slug with a hash of the original
     (so two texts that slug alike still get different ids)."""
-    if _EVENT_ID.match(text):
+    if _EVENT_ID.fullmatch(text):
         return text
     digest = hashlib.sha1(text.encode()).hexdigest()[:12]
     return f"{(slugify(text, 100) or 'x')}-{digest}"
@@ -55,7 +55,7 @@ def urls(text: str, separator: str = ",") -> list[str]:
     found: list[str] = []
     for part in text.split(separator):
         url = part.strip()
-        if _URL.match(url) and len(url) <= 2048 and url not in found:
+        if _URL.fullmatch(url) and len(url) <= 2048 and url not in found:
             found.append(url)
     return found[:20]
 

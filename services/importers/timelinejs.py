@@ -96,7 +96,7 @@ def occurred_of(slide: dict[str, Any]) -> str:
 
 def slide_id(slide: dict[str, Any]) -> str:
     given = slide.get("unique_id")
-    if isinstance(given, str) and _EVENT_ID.match(given):
+    if isinstance(given, str) and _EVENT_ID.fullmatch(given):
         return given
     digest = hashlib.sha1(msgspec.json.encode(slide, order="sorted")).hexdigest()[:20]
     return f"slide-{digest}"

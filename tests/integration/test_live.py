@@ -194,15 +194,40 @@ def test_a_trimmed_gap_is_announced(http: httpx.Client, sync_redis: redis.Redis)
     with live(http, last_id=old["id"]) as stream:
         event = stream.next()
     assert event["event"] == "reset"
+    # a client that had seen nothing (connected to an empty stream) missed them too
+    with live(http, last_id="0-0") as stream:
+        event = stream.next()
+    assert event["event"] == "reset"
+
+
+def test_a_client_that_saw_nothing_is_not_reset_when_nothing_was_trimmed(
+    http: httpx.Client,
+) -> None:
+    publish(http, mou("kept", "org-a", "org-b"))
+    with live(http, last_id="0-0") as stream:
+        seen = [stream.next()]
+        while seen[-1].get("event") != "entry":
+            seen.append(stream.next())
+    assert [e.get("event") for e in seen if "event" in e] == ["entry"]  # no reset first
+    assert entry_of(seen[-1])["entry"]["id"] == "kept"
 
 
 def test_bad_parameters_are_named(http: httpx.Client) -> None:
     bad = http.get("/v1/live", params={"entity": "Not An Id"})
     assert bad.status_code == 400
     assert [e["path"] for e in bad.json()["errors"]] == ["entity"]
-    bad = http.get("/v1/live", headers={"Last-Event-ID": "yesterday"})
+    for last_id in ("yesterday", "18446744073709551616-0"):  # 2**64: no stream id
+        bad = http.get("/v1/live", headers={"Last-Event-ID": last_id})
+        assert bad.status_code == 400, last_id
+        assert [e["path"] for e in bad.json()["errors"]] == ["Last-Event-ID"]
+    bad = http.get("/v1/live", params={"entity": "abc\n"})
     assert bad.status_code == 400
-    assert [e["path"] for e in bad.json()["errors"]] == ["Last-Event-ID"]
+
+
+def test_an_empty_last_event_id_is_no_id(http: httpx.Client) -> None:
+    with http.stream("GET", "/v1/live", headers={"Last-Event-ID": ""},
+                     timeout=httpx.Timeout(10, read=5)) as response:
+        assert response.status_code == 200
 
 
 def test_timeline_tail_follows_the_same_stream(

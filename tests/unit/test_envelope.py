@@ -137,7 +137,8 @@ def test_invalid_subjects(value: Any) -> None:
     assert set(errors_of(event(subject=value))) == {"subject"}
 
 
-@pytest.mark.parametrize("value", ["mou", "mou.sign", "MOU.signed", "x-acme", "X-acme.done", "", 3])
+@pytest.mark.parametrize("value", ["mou", "mou.sign", "MOU.signed", "x-acme", "X-acme.done",
+                                   "x-acme.done\n", "", 3])
 def test_unknown_types(value: Any) -> None:
     assert set(errors_of(event(type=value))) == {"type"}
 
