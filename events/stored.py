@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
+
+_POSITION = re.compile(r"([0-9]{1,9})-([0-9]{1,19})")
 
 
 class StoredEvent(msgspec.Struct, frozen=True):
@@ -41,8 +44,12 @@ def position(partition: int, sequence: int) -> str:
 
 
 def parse_position(text: str) -> tuple[int, int]:
-    part, _, seq = text.partition("-")
-    return int(part), int(seq)
+    """(partition, sequence) of `<partition>-<sequence>` in ASCII digits (int() alone
+    would also take " 3", "3_0" and other scripts' digits); ValueError otherwise."""
+    matched = _POSITION.fullmatch(text)
+    if matched is None:
+        raise ValueError(f"not a position: {text!r}")
+    return int(matched[1]), int(matched[2])
 
 
 stored_decoder = msgspec.json.Decoder(StoredEvent)

@@ -37,6 +37,7 @@ from services.queries import (
     TimelineParams,
     TimelineRef,
     parse_params,
+    parse_token,
     timeline_name,
     to_query,
     wait_for_position,
@@ -165,6 +166,15 @@ async def _export(
     return Response(body, media_type=EXPORTS[fmt].media_type, headers=headers)
 
 
+def _reachable(token: str, partitions: int) -> None:
+    """A partition this log does not have is never projected: no wait answers that."""
+    beyond = sorted(p for p in parse_token(token) if p >= partitions)
+    if beyond:
+        message = f"partition {beyond[0]} does not exist: this log has {partitions}"
+        raise ApiError(400, "bad-request", f"min_position: {message}",
+                       errors=[{"path": "min_position", "message": message}])
+
+
 async def timeline(
     request: Request[Any, Any, Any], services: Services, kind: str, keys: list[str]
 ) -> Response[Any]:
@@ -176,6 +186,7 @@ async def timeline(
     except BadQuery as exc:
         raise _bad(exc) from None
     if params.min_position:
+        _reachable(params.min_position, services.partitions)
         try:
             await wait_for_position(services.read_model, params.min_position)
         except NotYetProjected:

@@ -164,6 +164,15 @@ def test_min_position_not_reached_is_503_with_retry_after(http: httpx.Client) ->
     assert response.json()["error"] == "not-yet-projected"
 
 
+def test_a_min_position_that_can_never_be_reached_is_400(http: httpx.Client) -> None:
+    for token, complaint in (("42-1", "partition 42 does not exist"), ("٣-5", "position token"),
+                             (" 3-5", "position token"), ("3_0-5", "position token")):
+        response = http.get("/v1/timelines/all", params={"min_position": token})
+        assert response.status_code == 400, token
+        [error] = response.json()["errors"]
+        assert error["path"] == "min_position" and complaint in error["message"], token
+
+
 def test_correction_moves_the_date_and_retraction_hides(http: httpx.Client, story: str) -> None:
     fix = event("fix", "event.corrected", "lgai", "2024-03-01",
                 {"target": "mou", "reason": "the MOU was signed in October",
