@@ -65,6 +65,21 @@ def publish(base: str, event: dict[str, Any]) -> None:
 ROWS = "[...document.querySelectorAll('#list tbody tr')]"
 
 
+PICK_TWICE = """(() => {
+  window.sources = [];
+  const Native = window.EventSource;
+  window.EventSource = function (url) { const s = new Native(url); window.sources.push(s); return s; };
+  const pick = (kind, key) => {
+    document.getElementById('kind').value = kind;
+    document.getElementById('kind').dispatchEvent(new Event('change'));
+    document.getElementById('key1').value = key;
+    document.getElementById('pick').requestSubmit();
+  };
+  pick('topic', 'ai');
+  pick('entity', 'jax');
+})()"""
+
+
 def row_text(browser: Browser, event_id: str) -> str | None:
     key = json.dumps(f"{SOURCE}\x1f{event_id}")
     found: str | None = browser.evaluate(
@@ -134,6 +149,18 @@ def test_the_lg_ai_research_page(chromium: str, demo: str, tmp_path: Path) -> No
             ".filter((v) => v === 'jax').length ? [...document.querySelectorAll("
             "'#entity-options option')].map((o) => o.label) : null")
         assert "The Jackson Laboratory (org)" in options
+
+        # Two timelines picked in quick succession: the page shows the second only, and
+        # follows one live stream (the first load's pages and stream are dropped).
+        browser.evaluate(PICK_TWICE)
+        browser.wait_for("document.getElementById('title').innerText.includes('jax')")
+        browser.wait_for("/^[0-9]+ entries$/.test(document.getElementById('message').innerText)")
+        time.sleep(1)  # the first load's pages, had they been kept, would be in by now
+        jax = httpx.get(demo + "/v1/timelines/entity/jax",  # "show retracted" is still on
+                        params={"include_retracted": "true"}).json()["entries"]
+        assert set(browser.evaluate(f"{ROWS}.map((r) => r.dataset.key)")) == {
+            f"{e['source']}\x1f{e['id']}" for e in jax}
+        assert browser.evaluate("window.sources.filter((s) => s.readyState !== 2).length") == 1
         assert browser.errors == []
     finally:
         browser.close()

@@ -12,7 +12,10 @@
   const state = {
     kind: "entity", keys: [], city: "", retracted: false,
     entries: new Map(), fresh: new Set(), live: null, items: null, timeline: null,
+    loading: 0, // which load is current: an older one still paging stops at its next step
+    held: null, // live entries that arrived while the pages load, applied after them
   };
+  const LIVE_OPEN_MS = 3000; // how long a load waits for the live stream before paging
 
   // "2023-12?" → "Dec 2023?", "2023-08-14/2023-08-18" → "14 Aug 2023 – 18 Aug 2023"
   function partLabel(text) {
@@ -53,6 +56,7 @@
       if (query.has(kind)) {
         state.kind = kind;
         state.keys = query.get(kind).split(",").map((k) => k.trim()).filter(Boolean);
+        if (kind === "place") state.keys = state.keys.map((k) => k.toUpperCase());
       }
     }
     if (query.has("all")) state.kind = "all";
@@ -156,6 +160,7 @@
 
   async function load() {
     stopLive();
+    const current = ++state.loading;
     state.entries.clear();
     state.fresh.clear();
     if (state.kind !== "all" && state.keys.filter(Boolean).length < (state.kind === "pair" ? 2 : 1)) {
@@ -168,6 +173,11 @@
     $("title").textContent = what;
     $("message").textContent = "Loading…";
     if (state.kind === "entity") nameTitle(state.keys[0]);
+    // The live stream first: what is projected while the pages load arrives on it, held
+    // until the pages are in, then applied over them in the order it was projected.
+    const path = apiPath();
+    await startLive();
+    if (current !== state.loading) return;
     try {
       let cursor = null;
       for (let page = 0; page < MAX_PAGES; page += 1) {
@@ -175,16 +185,21 @@
         if (state.retracted) query.set("include_retracted", "true");
         if (state.kind === "place" && state.city) query.set("city", state.city);
         if (cursor) query.set("cursor", cursor);
-        const body = await getJson(`${apiPath()}?${query}`);
+        const body = await getJson(`${path}?${query}`);
+        if (current !== state.loading) return; // another timeline was picked meanwhile
         for (const entry of body.entries) state.entries.set(keyOf(entry), entry);
         cursor = body.next_cursor;
         if (!cursor) break;
       }
+      const held = state.held || [];
+      state.held = null;
+      for (const message of held) applyLive(message);
       const more = cursor ? " (the first 10,000; narrow the timeline to see the rest)" : "";
       $("message").textContent = `${state.entries.size} entries${more}`;
       render(true);
-      startLive();
     } catch (error) {
+      if (current !== state.loading) return;
+      state.held = null;
       $("message").textContent = `Could not load this timeline: ${error.message}`;
       render(true);
     }
@@ -312,33 +327,51 @@
     $("live-status").className = `live ${on ? "on" : "off"}`;
   }
 
+  // Resolves once the stream is open (or after LIVE_OPEN_MS without it: the page still
+  // loads, only not live); entries then wait in state.held until the load applies them.
   function startLive() {
-    if (!window.EventSource) return;
-    const name = timelineName();
+    if (!window.EventSource) return Promise.resolve();
     const source = new EventSource(`/v1/live?${liveQuery()}`);
     state.live = source;
+    state.held = [];
     source.addEventListener("open", () => setLive("live", true));
     source.addEventListener("error", () => setLive("live: reconnecting…", false));
     source.addEventListener("reset", () => load()); // missed more than the stream keeps
     source.addEventListener("entry", (event) => {
-      const { entry, timelines } = JSON.parse(event.data);
-      const key = keyOf(entry);
-      const belongs = timelines.includes(name) && (state.retracted || entry.status !== "retracted");
-      if (!belongs && !state.entries.has(key)) return;
-      if (belongs) {
-        state.entries.set(key, entry);
-        state.fresh.add(key);
-      } else {
-        state.entries.delete(key); // retracted, or corrected off this timeline
+      const message = JSON.parse(event.data);
+      if (state.held) {
+        state.held.push(message);
+        return;
       }
-      $("message").textContent = `${state.entries.size} entries · updated ${new Date().toLocaleTimeString()}`;
-      render(false);
+      if (applyLive(message)) {
+        $("message").textContent = `${state.entries.size} entries · updated ${new Date().toLocaleTimeString()}`;
+        render(false);
+      }
     });
+    return new Promise((resolve) => {
+      source.addEventListener("open", resolve, { once: true });
+      setTimeout(resolve, LIVE_OPEN_MS);
+    });
+  }
+
+  // One live entry onto the list; whether it changed anything.
+  function applyLive({ entry, timelines }) {
+    const key = keyOf(entry);
+    const belongs = timelines.includes(timelineName()) && (state.retracted || entry.status !== "retracted");
+    if (!belongs && !state.entries.has(key)) return false;
+    if (belongs) {
+      state.entries.set(key, entry);
+      state.fresh.add(key);
+    } else {
+      state.entries.delete(key); // retracted, or corrected off this timeline
+    }
+    return true;
   }
 
   function stopLive() {
     if (state.live) state.live.close();
     state.live = null;
+    state.held = null;
     setLive("live: off", false);
   }
 
