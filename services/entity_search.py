@@ -8,10 +8,13 @@ bounds the walk, so one keystroke never costs more than that on a huge hash.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from typing import Any
 
 import msgspec
 
+from events.refs import ENTITY_ID_PATTERN
 from projections.store import ReadModel, namespace_key
 
 SCAN_PAGE = 1000
@@ -28,21 +31,35 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+_WORDS = re.compile(r"[\W_]+")
+_ENTITY_ID = re.compile(ENTITY_ID_PATTERN)
+
+
+def fold(text: str) -> str:
+    """Text as type-ahead compares it: case-folded, accents dropped ("İstanbul" and
+    "istanbul", "Straße" and "strasse", "Liège" and "liege" match)."""
+    if text.isascii():
+        return text.lower()
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
 def _rank(ident: str, name: str, prefix: str) -> int | None:
-    """0: the id starts with the prefix, 1: the name does, 2: a later word does."""
+    """0: the id starts with the prefix, 1: the name does, 2: a later word does (words
+    split at anything but letters and digits: "AT&T/DirecTV", "LG Display (Korea)")."""
     if ident.startswith(prefix):
         return 0
-    lowered = name.lower()
-    if lowered.startswith(prefix):
+    folded = fold(name)
+    if folded.startswith(prefix):
         return 1
-    if any(word.startswith(prefix) for word in lowered.replace("-", " ").split()):
+    if any(word.startswith(prefix) for word in _WORDS.split(folded)):
         return 2
     return None
 
 
 async def search_entities(read_model: ReadModel, prefix: str, limit: int) -> list[EntityMatch]:
     """Known entities whose id, name or a word of the name starts with `prefix`."""
-    prefix = prefix.strip().lower()
+    prefix = fold(prefix.strip())
     client: Any = read_model.client
     namespace = await read_model.active()
     names, kinds_key = namespace_key(namespace, "names"), namespace_key(namespace, "kinds")
@@ -58,8 +75,18 @@ async def search_entities(read_model: ReadModel, prefix: str, limit: int) -> lis
         seen += len(page)
         if cursor == 0 or seen >= SCAN_BUDGET:
             break
+    if not any(ident == prefix for _, ident, _ in found) and await _unnamed(
+            client, namespace, prefix):
+        found.append((0, prefix, ""))
     found.sort()
     best = found[:limit]
     kinds = await client.hmget(kinds_key, [i for _, i, _ in best]) if best else []
-    return [EntityMatch(ident, name, _text(kind) if kind is not None else None)
+    return [EntityMatch(ident, name or None, _text(kind) if kind is not None else None)
             for (_, ident, name), kind in zip(best, kinds, strict=True)]
+
+
+async def _unnamed(client: Any, namespace: str, ident: str) -> bool:
+    """An entity no event named is in no names hash; typed out whole, its timeline
+    still shows it is known."""
+    return bool(_ENTITY_ID.fullmatch(ident)) and bool(
+        await client.exists(namespace_key(namespace, f"tl:entity:{ident}")))

@@ -42,6 +42,33 @@ def test_prefix_matches_ids_then_names_then_words(http: httpx.Client) -> None:
     assert found == [{"id": "lg-ai-research", "name": "LG AI Research", "kind": "org"}]
 
 
+def test_names_match_without_case_accents_or_punctuation(http: httpx.Client) -> None:
+    named = [org("ist", "İstanbul Holding"), org("strasse-ag", "Straße AG"),
+             org("att-directv", "AT&T/DirecTV"), org("lg-display", "LG Display (Korea)"),
+             org("liege-steel", "Liège Steel")]
+    events = [{"specversion": "1.0", "id": f"n-{i}", "source": "urn:test:search",
+               "type": "mou.signed", "subject": entity["id"], "occurred": "2024",
+               "data": {"parties": [entity, {"id": "nameless-partner"}]}}
+              for i, entity in enumerate(named)]
+    position = http.post("/v1/events", json=events).json()["position"]
+    assert http.get("/v1/timelines/all", params={"min_position": position}).status_code == 200
+
+    def ids(prefix: str) -> list[str]:
+        return [e["id"] for e in http.get("/v1/entities", params={"prefix": prefix}).json()[
+            "entities"]]
+
+    assert ids("istanbul") == ["ist"]
+    assert ids("İSTANBUL") == ["ist"]
+    assert ids("strasse") == ["strasse-ag"]
+    assert ids("straße") == ["strasse-ag"]
+    assert ids("directv") == ["att-directv"]
+    assert ids("korea") == ["lg-display"]
+    assert ids("liege") == ["liege-steel"]
+    # an entity no event named: found when its id is typed out whole
+    found = http.get("/v1/entities", params={"prefix": "nameless-partner"}).json()["entities"]
+    assert found == [{"id": "nameless-partner"}]
+
+
 def test_bad_parameters_are_named(http: httpx.Client) -> None:
     response = http.get("/v1/entities", params={"prefix": "a", "limit": "0"})
     assert response.status_code == 400
