@@ -71,9 +71,13 @@ def read_events(text: str) -> Iterator[tuple[int, Any]]:
 async def publish_all(
     appender: Appender, items: Iterable[tuple[int, Any]], recordedby: str,
     on_reject: Callable[[Rejection], None], on_progress: Callable[[int], None] = lambda n: None,
+    tally: Tally | None = None,
 ) -> Tally:
-    """Validate `items` and append them in batches of BATCH, reporting in input order."""
-    flow = _Flow(appender, recordedby, on_reject, on_progress)
+    """Validate `items` and append them in batches of BATCH, reporting in input order.
+    `tally`, when given, is counted into as it goes: a caller still has the counts of a
+    run the server cut off."""
+    flow = _Flow(appender, recordedby, on_reject, on_progress,
+                 tally if tally is not None else Tally())
     today = now_rfc3339()[:10]
     try:
         for count, (line, raw) in enumerate(items, start=1):
@@ -105,10 +109,10 @@ class _Flow:
 
     def __init__(self, appender: Appender, recordedby: str,
                  on_reject: Callable[[Rejection], None],
-                 on_progress: Callable[[int], None]) -> None:
+                 on_progress: Callable[[int], None], tally: Tally) -> None:
         self.appender, self.recordedby = appender, recordedby
         self.on_reject, self.on_progress = on_reject, on_progress
-        self.tally = Tally()
+        self.tally = tally
         self.batch: list[tuple[int, NewEvent]] = []
         self._invalid: list[Rejection] = []
         self._in_flight: asyncio.Task[None] | None = None

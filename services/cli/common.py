@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 import typer
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from rich.console import Console
 
 from services import config
@@ -41,6 +41,9 @@ def run(coro: Any, raises: tuple[type[Exception], ...] = ()) -> Any:
         raise typer.Exit(130) from None
     except (typer.Exit, *raises):  # typer.Exit is a RuntimeError too
         raise
+    except ResponseError as exc:  # it answered: out of memory, a cluster failing over...
+        err.print(f"[red]the server refused:[/red] {exc}")
+        raise typer.Exit(2) from None
     except (RedisError, OSError, ServerUnavailable) as exc:
         err.print(f"[red]cannot reach the server:[/red] {exc}")
         raise typer.Exit(2) from None

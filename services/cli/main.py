@@ -170,6 +170,8 @@ def _publish_file(path: str, rejects_path: Path | None, progress: bool,
         err.print(f"[red]cannot read {path}:[/red] {exc}")
         raise typer.Exit(2) from None
     rejections: list[Rejection] = []
+    tally = Tally()
+    rejects = rejects_path or Path(f"{'stdin' if path == '-' else path}.rejects.jsonl")
 
     async def main() -> Tally:
         async with bootstrap.services(settings) as built:
@@ -177,10 +179,14 @@ def _publish_file(path: str, rejects_path: Path | None, progress: bool,
             with Progress(console=err, disable=not progress, transient=True) as bar:
                 task = bar.add_task("appending", total=len(items))
                 return await publish_all(built.appender, items, "cli", rejections.append,
-                                         lambda n: bar.advance(task, n))
+                                         lambda n: bar.advance(task, n), tally)
 
     try:
         tally = run(main())
+    except typer.Exit:
+        if tally.appended or tally.duplicate or tally.rejected:  # cut off part-way
+            _report_partial(tally, rejections, rejects)
+        raise
     except UNREADABLE as exc:
         err.print(f"[red]{path} is not valid JSON:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -188,10 +194,20 @@ def _publish_file(path: str, rejects_path: Path | None, progress: bool,
         err.print(f"[red]cannot import {path} as {fmt}:[/red] {exc} (nothing was appended)")
         raise typer.Exit(2) from None
     if rejections:
-        _write_rejections(rejects_path or Path(f"{'stdin' if path == '-' else path}"
-                                               ".rejects.jsonl"), rejections)
+        _write_rejections(rejects, rejections)
     console.print_json(json_encoder.encode(tally).decode())
     return tally
+
+
+def _report_partial(tally: Tally, rejections: list[Rejection], rejects: Path) -> None:
+    """What a run the server cut off had done: sending the file again is safe, what was
+    appended comes back `duplicate`."""
+    if rejections:
+        _write_rejections(rejects, rejections)
+    console.print_json(json_encoder.encode(tally).decode())
+    err.print(f"[red]stopped part-way:[/red] {tally.appended} appended before the server "
+              "failed; send the file again to append the rest (what is in comes back "
+              "duplicate)")
 
 
 def _write_rejections(target: Path, rejections: list[Rejection]) -> None:

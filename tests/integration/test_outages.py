@@ -6,7 +6,11 @@ or parked."""
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +19,7 @@ from projections.parking import parked_key
 from projections.runner import PROJECTION
 from services.bootstrap import Services
 from services.ingest.consumer import REJECTED, STREAM
+from tests import factory, processes
 from tests.integration.projection_helpers import publish, wait_projected
 from tests.integration.test_ingest import encoded, mou, stored, wait_consumed
 
@@ -84,3 +89,38 @@ async def test_the_projection_waits_out_a_server_out_of_memory(services: Service
     await wait_projected(services)
     assert await parked(services) == 0
     assert await services.read_model.entry("urn:test:ingest", "refused") is not None
+
+
+def cli_import(redis_url: str, path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "services.cli", "import", str(path)],
+                          env=processes.env_for(redis_url), cwd=processes.ROOT,
+                          capture_output=True, text=True, timeout=120, check=False,
+                          stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.usefixtures("memory_restored")
+async def test_an_import_the_server_cuts_off_says_what_it_appended(
+    services: Services, redis_url: str, tmp_path: Path
+) -> None:
+    events = factory.story(6000, seed=31)
+    path = tmp_path / "big.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    used = int((await services.client.info("memory"))["used_memory"])
+    await services.client.config_set("maxmemory", str(used + 3 * 1024 * 1024))
+
+    done = await asyncio.to_thread(cli_import, redis_url, path)
+    assert done.returncode == 2, done.stderr
+    assert "stopped part-way" in done.stderr and "Traceback" not in done.stderr
+    assert "the server refused: " in done.stderr  # out of memory: not "cannot reach"
+    cut = json.loads(done.stdout)
+    total = await services.log.total()
+    # a batch whose partitions were written in part is not counted: at least, not exactly
+    assert 0 < cut["appended"] <= total < len(events)
+
+    await services.client.config_set("maxmemory", "0")
+    done = await asyncio.to_thread(cli_import, redis_url, path)
+    assert done.returncode == 0, done.stderr
+    rest = json.loads(done.stdout)
+    assert (rest["appended"] + rest["duplicate"], rest["duplicate"]) == (len(events), total)
+    assert await services.log.total() == len(events)
+
