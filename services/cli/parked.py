@@ -73,6 +73,8 @@ def unpark_command() -> None:
     except ReplayError as exc:
         err.print(f"[red]the log cannot be replayed:[/red] {exc}")
         raise typer.Exit(1) from None
+    except (typer.Exit, HelperFailed):  # typer.Exit is a RuntimeError: `run` said why
+        raise
     except Exception as exc:  # the parked entries fail again: nothing was switched
         err.print(f"[red]the retry failed, entries stay parked:[/red] {type(exc).__name__}: "
                   f"{exc}")

@@ -228,6 +228,9 @@ def test_publish_to_an_unreachable_server_fails_cleanly(
     done = cli(["publish", str(story_file)], env, tmp_path)
     assert done.returncode == 2
     assert "cannot reach the server" in done.stderr and "Traceback" not in done.stderr
+    done = cli(["audit", "unpark"], env, tmp_path)  # not "the retry failed", exit 1
+    assert done.returncode == 2
+    assert "cannot reach the server" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_publish_one_pretty_printed_event(env: dict[str, str], tmp_path: Path) -> None:

@@ -68,7 +68,11 @@ ROWS = "[...document.querySelectorAll('#list tbody tr')]"
 PICK_TWICE = """(() => {
   window.sources = [];
   const Native = window.EventSource;
-  window.EventSource = function (url) { const s = new Native(url); window.sources.push(s); return s; };
+  window.EventSource = function (url) {
+    const s = new Native(url);
+    window.sources.push(s);
+    return s;
+  };
   const pick = (kind, key) => {
     document.getElementById('kind').value = kind;
     document.getElementById('kind').dispatchEvent(new Event('change'));
