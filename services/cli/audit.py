@@ -24,7 +24,7 @@ from services.audit.parallel import HelperFailed
 from services.audit.replay import ReplayError, ReplayReport, ReplayRunning, replay
 from services.audit.verify import Report, verify
 from services.bootstrap import helpers_for
-from services.cli.common import console, err, json_encoder, load_settings, run
+from services.cli.common import console, err, json_encoder, load_settings, plain, run
 
 app = typer.Typer(help="Prove the log intact, rebuild and compare projections, show history.",
                   no_args_is_help=True, rich_markup_mode="rich",
@@ -44,13 +44,13 @@ def _read_digest(path: Path, key: str | None) -> tuple[digests.Digest, str]:
     try:
         raw = msgspec.json.decode(path.read_bytes())
     except (OSError, msgspec.DecodeError) as exc:
-        err.print(f"[red]cannot read the digest {path}:[/red] {exc}")
+        err.print(f"[red]cannot read the digest {plain(path)}:[/red] {plain(exc)}")
         raise typer.Exit(2) from None
     try:
         digest = digests.parse(raw)
         return digest, digests.check_signature(digest, key)
     except digests.BadDigest as exc:
-        err.print(f"[red]digest refused[/red] ({exc.path}): {exc.message}")
+        err.print(f"[red]digest refused[/red] ({plain(exc.path)}): {plain(exc.message)}")
         raise typer.Exit(1) from None
 
 
@@ -66,7 +66,7 @@ def _show_report(report: Report) -> None:
     for problem in problems:
         where = "log" if problem.partition is None else f"partition {problem.partition}"
         at = "" if problem.sequence is None else f" sequence {problem.sequence}"
-        console.print(f"[red]{problem.kind}[/red] {where}{at}: {problem.message}")
+        console.print(f"[red]{problem.kind}[/red] {where}{at}: {plain(problem.message)}")
     if report.digest:
         console.print(f"digest issued {report.digest.issued_at}, signature "
                       f"{report.digest.signature}")
@@ -133,8 +133,12 @@ def digest_command(
 
     body = json_encoder.encode(run(main()))
     if output:
-        output.write_bytes(body + b"\n")
-        err.print(f"digest written to {output}")
+        try:
+            output.write_bytes(body + b"\n")
+        except OSError as exc:
+            err.print(f"[red]cannot write {plain(output)}:[/red] {plain(exc)}")
+            raise typer.Exit(2) from None
+        err.print(f"digest written to {plain(output)}")
     else:
         typer.echo(body.decode())
 
@@ -147,7 +151,7 @@ def _show_replay(report: ReplayReport) -> None:
         what = f"{diff.scope} {diff.problem}: {diff.key}"
         if diff.fields:
             what += " (" + ", ".join(sorted(diff.fields)) + ")"
-        console.print(f"[red]{what}[/red]")
+        console.print(f"[red]{plain(what)}[/red]")
     if report.differences_total > len(report.differences):
         console.print(f"… and {report.differences_total - len(report.differences)} more")
     verdict = "[green]identical[/green]" if report.identical else (
@@ -185,13 +189,13 @@ def replay_command(
     try:
         report = run(main(), raises=(ReplayRunning, ReplayError, HelperFailed))
     except ReplayRunning as exc:
-        err.print(f"[red]refused:[/red] {exc}")
+        err.print(f"[red]refused:[/red] {plain(exc)}")
         raise typer.Exit(2) from None
     except ReplayError as exc:
-        err.print(f"[red]the log cannot be replayed:[/red] {exc}")
+        err.print(f"[red]the log cannot be replayed:[/red] {plain(exc)}")
         raise typer.Exit(1) from None
     except HelperFailed as exc:  # it lost the server, or was killed
-        err.print(f"[red]the replay failed, nothing was changed:[/red] {exc}")
+        err.print(f"[red]the replay failed, nothing was changed:[/red] {plain(exc)}")
         raise typer.Exit(2) from None
     if as_json:
         _print_json(report)
@@ -223,7 +227,7 @@ def history_command(
     try:
         when = parse_as_of(as_of) if as_of else None
     except EventValidationError as exc:
-        err.print(f"[red]{exc}[/red]")
+        err.print(f"[red]{plain(exc)}[/red]")
         raise typer.Exit(2) from None
 
     async def main() -> Any:
@@ -232,14 +236,15 @@ def history_command(
 
     found = run(main())
     if found is None:
-        err.print(f"[red]no event {ident!r} from {source!r}"
-                  f"{' as of ' + when if when else ''}[/red]")
+        err.print(f"[red]no event {plain(repr(ident))} from {plain(repr(source))}"
+                  f"{plain(' as of ' + when if when else '')}[/red]")
         raise typer.Exit(1)
     if as_json:
         _print_json(EventView(*found))
         return
     entry, history = found
-    console.print(f"{entry.headline} — {entry.occurred}, {entry.status}, version {entry.version}")
+    console.print(f"{plain(entry.headline)} — {plain(entry.occurred)}, {entry.status}, "
+                  f"version {entry.version}")
     table = Table()
     for column in ("recordedtime", "recordedby", "position", "type", "occurred", "reason"):
         table.add_column(column)
@@ -264,13 +269,17 @@ def export_command(
       [bold]timeline export --format cloudevents-jsonl > log.jsonl[/bold]
     """
     if format not in FORMATS:
-        err.print(f"[red]unsupported format {format!r}:[/red] one of {', '.join(FORMATS)}")
+        err.print(f"[red]unsupported format {plain(repr(format))}:[/red] "
+                  f"one of {', '.join(FORMATS)}")
         raise typer.Exit(2)
     settings = load_settings()
+    # Written beside the file and renamed over it once the export is whole: an export
+    # that cannot run (no server) or is cut off leaves an earlier good file as it was.
+    partial = output.with_name(output.name + ".partial") if output else None
     try:
-        handle = output.open("wb") if output else sys.stdout.buffer
+        handle = partial.open("wb") if partial else sys.stdout.buffer
     except OSError as exc:
-        err.print(f"[red]cannot write {output}:[/red] {exc}")
+        err.print(f"[red]cannot write {plain(output)}:[/red] {plain(exc)}")
         raise typer.Exit(2) from None
 
     async def main() -> Any:
@@ -283,15 +292,20 @@ def export_command(
 
     try:
         summary = run(main())
-    finally:
-        if output:
+    except BaseException:
+        if partial:
             handle.close()
-        else:
-            handle.flush()
+            partial.unlink(missing_ok=True)
+        raise
+    if output and partial:
+        handle.close()
+        partial.replace(output)
+    else:
+        handle.flush()
     for problem in summary.problems:
         err.print(f"[red]{problem.kind}[/red] partition {problem.partition} sequence "
-                  f"{problem.sequence}: {problem.message}")
-    err.print(f"exported {summary.events} entries" + (f" to {output}" if output else ""))
+                  f"{problem.sequence}: {plain(problem.message)}")
+    err.print(f"exported {summary.events} entries" + (f" to {plain(output)}" if output else ""))
     if summary.problems:
         raise typer.Exit(1)
 
@@ -310,7 +324,7 @@ def restore_command(
     """
     settings = load_settings()
     if not file.is_file():
-        err.print(f"[red]cannot read {file}[/red]")
+        err.print(f"[red]cannot read {plain(file)}[/red]")
         raise typer.Exit(2)
 
     async def main() -> Any:
@@ -324,7 +338,7 @@ def restore_command(
     try:
         restored = run(main())
     except RestoreRefused as exc:
-        err.print(f"[red]restore refused:[/red] {exc}")
+        err.print(f"[red]restore refused:[/red] {plain(exc)}")
         raise typer.Exit(1) from None
     _print_json({"events": restored.events, "resumed": restored.resumed,
                  "partitions": restored.partitions,

@@ -10,6 +10,7 @@ import msgspec
 import typer
 from redis.exceptions import RedisError, ResponseError
 from rich.console import Console
+from rich.markup import escape
 
 from services import config
 from services import logging as service_logging
@@ -18,6 +19,12 @@ from services.redis.embedded import ServerUnavailable
 
 console = Console()
 err = Console(stderr=True)
+
+
+def plain(value: object) -> str:
+    """`value` as text inside Rich markup: a path, a key or an error message holding
+    `[/x]` would otherwise be read as a tag (a MarkupError, or text lost)."""
+    return escape(str(value))
 json_encoder = msgspec.json.Encoder()
 
 
@@ -26,7 +33,7 @@ def load_settings() -> config.Settings:
     try:
         settings = config.load()
     except config.ConfigError as exc:
-        err.print(f"[red]configuration error:[/red] {exc}")
+        err.print(f"[red]configuration error:[/red] {plain(exc)}")
         raise typer.Exit(2) from None
     service_logging.configure(settings.log_format, settings.log_level)
     return settings
@@ -42,11 +49,11 @@ def run(coro: Any, raises: tuple[type[Exception], ...] = ()) -> Any:
     except (typer.Exit, *raises):  # typer.Exit is a RuntimeError too
         raise
     except ResponseError as exc:  # it answered: out of memory, a cluster failing over...
-        err.print(f"[red]the server refused:[/red] {exc}")
+        err.print(f"[red]the server refused:[/red] {plain(exc)}")
         raise typer.Exit(2) from None
     except (RedisError, OSError, ServerUnavailable) as exc:
-        err.print(f"[red]cannot reach the server:[/red] {exc}")
+        err.print(f"[red]cannot reach the server:[/red] {plain(exc)}")
         raise typer.Exit(2) from None
     except RuntimeError as exc:  # the service refused (a partition count, contention): as it said
-        err.print(f"[red]refused:[/red] {exc}")
+        err.print(f"[red]refused:[/red] {plain(exc)}")
         raise typer.Exit(2) from None

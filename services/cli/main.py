@@ -19,7 +19,7 @@ from events.codec import UNREADABLE
 from services import bootstrap, config, subprocesses
 from services.cli import audit as audit_commands
 from services.cli import parked as parked_commands
-from services.cli.common import console, err, json_encoder, load_settings, run
+from services.cli.common import console, err, json_encoder, load_settings, plain, run
 from services.importers.common import BadFile
 from services.publishing import Rejection, Tally, publish_all, read_events
 from services.redis.embedded import die_with_parent
@@ -47,11 +47,11 @@ def _check_bind(host: str, settings: config.Settings) -> None:
     try:
         tokens = load_tokens(settings.tokens, settings.tokens_file)
     except TokenConfigError as exc:
-        err.print(f"[red]token configuration error:[/red] {exc}")
+        err.print(f"[red]token configuration error:[/red] {plain(exc)}")
         raise typer.Exit(2) from None
     if not loopback and not tokens:
-        err.print(f"[red]refusing to bind {host}:[/red] no tokens are configured, so auth is "
-                  "off; bind a loopback address or set TIMELINE_TOKENS")
+        err.print(f"[red]refusing to bind {plain(host)}:[/red] no tokens are configured, so "
+                  "auth is off; bind a loopback address or set TIMELINE_TOKENS")
         raise typer.Exit(2)
 
 
@@ -91,7 +91,7 @@ def _stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
 def serve(
     host: Annotated[Optional[str], typer.Option(help="Address to bind")] = None,  # noqa: UP045
     port: Annotated[Optional[int], typer.Option(help="Port to bind")] = None,  # noqa: UP045
-    workers: Annotated[int, typer.Option(help="Projection worker processes")] = 1,
+    workers: Annotated[int, typer.Option(help="Projection worker processes", min=0)] = 1,
     demo: Annotated[bool, typer.Option(help="Load the demo story if the log is empty")] = False,
 ) -> None:
     """Everything in one process group: server, HTTP API and projection workers.
@@ -167,7 +167,7 @@ def _publish_file(path: str, rejects_path: Path | None, progress: bool,
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
         text = text.removeprefix("\ufeff")  # a byte order mark is no part of the first event
     except (OSError, UnicodeDecodeError) as exc:
-        err.print(f"[red]cannot read {path}:[/red] {exc}")
+        err.print(f"[red]cannot read {plain(path)}:[/red] {plain(exc)}")
         raise typer.Exit(2) from None
     rejections: list[Rejection] = []
     tally = Tally()
@@ -188,10 +188,11 @@ def _publish_file(path: str, rejects_path: Path | None, progress: bool,
             _report_partial(tally, rejections, rejects)
         raise
     except UNREADABLE as exc:
-        err.print(f"[red]{path} is not valid JSON:[/red] {exc}")
+        err.print(f"[red]{plain(path)} is not valid JSON:[/red] {plain(exc)}")
         raise typer.Exit(2) from None
     except BadFile as exc:
-        err.print(f"[red]cannot import {path} as {fmt}:[/red] {exc} (nothing was appended)")
+        err.print(f"[red]cannot import {plain(path)} as {plain(fmt)}:[/red] {plain(exc)} "
+                  "(nothing was appended)")
         raise typer.Exit(2) from None
     if rejections:
         _write_rejections(rejects, rejections)
@@ -215,11 +216,12 @@ def _write_rejections(target: Path, rejections: list[Rejection]) -> None:
     try:
         target.write_bytes(lines)
     except OSError as exc:  # the events are appended by now: say why the rest were not
-        err.print(f"[red]cannot write the rejections to {target}:[/red] {exc}; they follow")
+        err.print(f"[red]cannot write the rejections to {plain(target)}:[/red] {plain(exc)}; "
+                  "they follow")
         sys.stderr.buffer.write(lines)
         sys.stderr.flush()
         return
-    err.print(f"rejections with reasons: {target}")
+    err.print(f"rejections with reasons: {plain(target)}")
 
 
 @app.command()
@@ -257,12 +259,13 @@ def import_(
     from services.importers.registry import FORMATS, parser
 
     if format not in FORMATS:
-        err.print(f"[red]unsupported format {format!r}:[/red] one of {', '.join(FORMATS)}")
+        err.print(f"[red]unsupported format {plain(repr(format))}:[/red] "
+                  f"one of {', '.join(FORMATS)}")
         raise typer.Exit(2)
     try:
         parse = parser(format, file, companies)
     except (OSError, UnicodeDecodeError) as exc:
-        err.print(f"[red]cannot read the companies file:[/red] {exc}")
+        err.print(f"[red]cannot read the companies file:[/red] {plain(exc)}")
         raise typer.Exit(2) from None
     if _publish_file(file, rejects, progress=True, parse=parse, fmt=format).rejected:
         raise typer.Exit(1)
@@ -323,7 +326,7 @@ def show(
     formats = ("table", "json", *EXPORTS)
     if kind not in expected or len(keys) != expected[kind] or format not in formats:
         err.print(f"[red]usage:[/red] show entity|pair|place|topic|all KEY.. "
-                  f"(a {kind} timeline takes {expected.get(kind, '?')} key(s)); "
+                  f"(a {plain(kind)} timeline takes {expected.get(kind, '?')} key(s)); "
                   f"--format {'|'.join(formats)}")
         raise typer.Exit(2)
     raw = {"from": from_, "to": to, "type": type_ or [], "with": with_, "limit": str(limit),
@@ -332,7 +335,7 @@ def show(
         params = parse_params(raw)
         name, key = timeline_name(kind, keys)
     except BadQuery as exc:
-        err.print(f"[red]{exc}[/red]")
+        err.print(f"[red]{plain(exc)}[/red]")
         raise typer.Exit(2) from None
     if format in EXPORTS:
         _show_export(settings, format, kind, keys, key, to_query(name, params))
@@ -348,7 +351,8 @@ def show(
                                          "entries": page.entries,
                                          "next_cursor": page.next_cursor}).decode())
         return
-    console.print(_entries_table(f"{kind} {key}", page.entries, page.next_cursor is not None))
+    console.print(_entries_table(f"{plain(kind)} {plain(key)}", page.entries,
+                                 page.next_cursor is not None))
 
 
 _STATUS_STYLE = {"active": "green", "corrected": "yellow", "retracted": "red"}
@@ -392,7 +396,7 @@ def tail(
     from services.cli.tail import bad_filters, follow
 
     if problem := bad_filters(entity, topic):
-        err.print(f"[red]{problem}[/red]")
+        err.print(f"[red]{plain(problem)}[/red]")
         raise typer.Exit(2)
     if run(follow(load_settings(), entity, topic, json, console)):
         raise typer.Exit(130)

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from services import bootstrap
-from services.cli.common import console, err, json_encoder, load_settings, run
+from services.cli.common import console, err, json_encoder, load_settings, plain, run
 
 
 def show_parked(
@@ -24,7 +24,7 @@ def show_parked(
     from services.parking import list_parked
 
     if format not in ("table", "json"):
-        err.print(f"[red]unsupported format {format!r}:[/red] table or json")
+        err.print(f"[red]unsupported format {plain(repr(format))}:[/red] table or json")
         raise typer.Exit(2)
     settings = load_settings()
 
@@ -68,16 +68,16 @@ def unpark_command() -> None:
     try:
         report = run(main(), raises=(ReplayRunning, ReplayError, HelperFailed))
     except ReplayRunning as exc:
-        err.print(f"[red]{exc}[/red]")
+        err.print(f"[red]{plain(exc)}[/red]")
         raise typer.Exit(2) from None
     except ReplayError as exc:
-        err.print(f"[red]the log cannot be replayed:[/red] {exc}")
+        err.print(f"[red]the log cannot be replayed:[/red] {plain(exc)}")
         raise typer.Exit(1) from None
     except (typer.Exit, HelperFailed):  # typer.Exit is a RuntimeError: `run` said why
         raise
     except Exception as exc:  # the parked entries fail again: nothing was switched
         err.print(f"[red]the retry failed, entries stay parked:[/red] {type(exc).__name__}: "
-                  f"{exc}")
+                  f"{plain(exc)}")
         raise typer.Exit(1) from None
     typer.echo(json_encoder.encode(report).decode())
     if report.still_parked:

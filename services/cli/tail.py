@@ -66,7 +66,7 @@ async def follow(
                     if as_json:
                         sys.stdout.write(_json.encode(message).decode() + "\n")
                     else:
-                        console.print(line(message), markup=False, highlight=False,
+                        console.print(line(message), markup=False, highlight=False, emoji=False,
                                       soft_wrap=True)
                     sys.stdout.flush()  # a pipe reader (grep, a test) sees each entry at once
     finally:

@@ -108,6 +108,12 @@ def _end(entry: Entry) -> str:
     return f"DURATION:P{days}D"
 
 
+def _sequence(entry: Entry) -> int:
+    """How often the entry was revised: each correction, and a retraction (which keeps
+    the version), so a subscribed calendar takes the cancellation (RFC 5545 3.8.7.4)."""
+    return entry.version - 1 + (entry.status == "retracted")
+
+
 def vevent(entry: Entry) -> list[str]:
     lines = [
         "BEGIN:VEVENT",
@@ -119,7 +125,7 @@ def vevent(entry: Entry) -> list[str]:
         f"DESCRIPTION:{escape(_description(entry))}",
         f"CATEGORIES:{','.join(escape(c) for c in [entry.type, *entry.topics])}",
         f"STATUS:{_status(entry)}",
-        f"SEQUENCE:{entry.version - 1}",
+        f"SEQUENCE:{_sequence(entry)}",
         # the partial date as published, for clients that can do more than all-day spans
         f"X-TIMELINE-OCCURRED:{escape(entry.occurred)}",
     ]

@@ -419,3 +419,41 @@ def test_commands_use_the_running_embedded_server(story_file: Path, tmp_path: Pa
         assert embedded_servers(data_dir) == [server.process.pid]
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("args", [
+    ["show", "entity", "[/x]"], ["show", "[/x]"], ["tail", "--entity", "[/x]"],
+    ["import", "--format", "[/x]", "f"], ["export", "--format", "[/x]"],
+    ["audit", "parked", "--format", "[/x]"], ["publish", "nodir[/]x"],
+    ["restore", "nodir[/]x"], ["serve", "--workers", "-1"],
+])
+def test_input_that_looks_like_markup_is_a_clean_usage_error(
+    args: list[str], env: dict[str, str], tmp_path: Path
+) -> None:
+    done = cli(args, env, tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "MarkupError" not in done.stderr
+    if args[0] != "serve":  # typer's own usage error words it
+        assert "[/x]" in done.stderr or "[/]" in done.stderr  # shown as typed, not eaten
+
+
+def test_an_export_that_cannot_run_leaves_the_earlier_file_whole(tmp_path: Path) -> None:
+    from services.redis.embedded import free_port
+
+    earlier = tmp_path / "log.jsonl"
+    earlier.write_text('{"kept": true}\n')
+    env = env_for(f"redis://127.0.0.1:{free_port()}/0")
+    done = cli(["export", "-o", str(earlier)], env, tmp_path)
+    assert done.returncode == 2 and "cannot reach the server" in done.stderr
+    assert earlier.read_text() == '{"kept": true}\n'
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("log")) == [
+        "log.jsonl"]
+
+
+def test_a_digest_that_cannot_be_written_is_a_clean_error(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    done = cli(["audit", "digest", "-o", str(tmp_path / "no-such-dir" / "d.json")], env,
+               tmp_path)
+    assert done.returncode == 2 and "cannot write" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -4,6 +4,7 @@ stay renewed while its rebalance waits on something slow (projections/lease.py, 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 
 import pytest
@@ -15,6 +16,7 @@ from services.bootstrap import Services
 
 TTL_MS = 1200
 SLOW_DRAIN_SECONDS = 2.0  # each give-up's drain outlasts the lease
+STOP_WITHIN_SECONDS = 60
 
 
 async def wait_for(condition: object, within: float = 30.0) -> None:
@@ -64,4 +66,15 @@ async def test_leases_stay_renewed_while_a_give_up_waits(
     finally:
         await client.zrem(WORKERS, "newcomer")
         worker.stop()
-        await running
+        await stopped(running)
+
+
+async def stopped(running: asyncio.Task[None]) -> None:
+    """Wait for the worker to stop; if it does not, fail showing where every task is."""
+    try:
+        await asyncio.wait_for(asyncio.shield(running), STOP_WITHIN_SECONDS)
+    except TimeoutError:
+        for task in asyncio.all_tasks():
+            task.print_stack(file=sys.stderr)
+        running.cancel()
+        raise AssertionError(f"the worker did not stop within {STOP_WITHIN_SECONDS} s") from None

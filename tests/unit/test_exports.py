@@ -226,6 +226,8 @@ def test_ics_uids_are_stable_and_corrections_bump_sequence() -> None:
     assert int(first[_uid("mou")]["SEQUENCE"]) == 0
     assert int(again[_uid("mou")]["SEQUENCE"]) == 1
     assert str(again[_uid("award")]["STATUS"]) == "CANCELLED"
+    # a retraction keeps the version, but is a revision a subscribed calendar must take
+    assert int(again[_uid("award")]["SEQUENCE"]) == 1
 
 
 def test_ics_fold_counts_octets() -> None:
