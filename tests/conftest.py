@@ -32,11 +32,12 @@ PARTITIONS = 8
 
 # Every integration module runs on the cluster too (a cross-slot script, MULTI or
 # command anywhere fails it), except those about one server itself (the embedded
-# server, its AOF, TLS, the demo it serves, its refusing writes) and the cluster's
-# own modules.
+# server, its AOF, TLS, the demo it serves, its refusing writes), the cluster's own
+# modules, and two whose subject is the same on either (the CLI's handling of bad
+# input; a worker's lease renewal, whose keys are one slot each).
 SINGLE_SERVER_MODULES = {"test_embedded", "test_durability", "test_tls", "test_serve_demo",
                          "test_outages", "test_cluster", "test_cluster_failover",
-                         "test_cluster_rebalance"}
+                         "test_cluster_rebalance", "test_cli_input", "test_worker_leases"}
 CLUSTER_MODULES = {
     path.stem for path in (Path(__file__).parent / "integration").glob("test_*.py")
     if path.stem not in SINGLE_SERVER_MODULES

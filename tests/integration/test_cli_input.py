@@ -1,0 +1,109 @@
+"""What the CLI does with input it cannot use: a clean message and exit status, never a
+traceback, and nothing half-written. None of it depends on the backend, so these run on
+the single server only (tests/conftest.py, SINGLE_SERVER_MODULES)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from services.bootstrap import Services
+from tests.processes import ROOT, env_for
+
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "services.cli", *args], env=env, cwd=cwd,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def cli_import(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return cli(["import", *args], env_for(redis_url, COLUMNS="250"), ROOT)
+
+
+@pytest.fixture
+def env(redis_url: str) -> dict[str, str]:
+    return env_for(redis_url, COLUMNS="250")  # rich wraps no message
+
+
+@pytest.mark.parametrize("args", [
+    ["show", "entity", "[/x]"], ["show", "[/x]"], ["tail", "--entity", "[/x]"],
+    ["import", "--format", "[/x]", "f"], ["export", "--format", "[/x]"],
+    ["audit", "parked", "--format", "[/x]"], ["publish", "nodir[/]x"],
+    ["restore", "nodir[/]x"], ["serve", "--workers", "-1"],
+])
+def test_input_that_looks_like_markup_is_a_clean_usage_error(
+    args: list[str], env: dict[str, str], tmp_path: Path
+) -> None:
+    done = cli(args, env, tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "MarkupError" not in done.stderr
+    if args[0] != "serve":  # typer's own usage error words it
+        assert "[/x]" in done.stderr or "[/]" in done.stderr  # shown as typed, not eaten
+
+
+def test_an_export_that_cannot_run_leaves_the_earlier_file_whole(tmp_path: Path) -> None:
+    from services.redis.embedded import free_port
+
+    earlier = tmp_path / "log.jsonl"
+    earlier.write_text('{"kept": true}\n')
+    env = env_for(f"redis://127.0.0.1:{free_port()}/0", COLUMNS="250")
+    done = cli(["export", "-o", str(earlier)], env, tmp_path)
+    assert done.returncode == 2 and "cannot reach the server" in done.stderr
+    assert earlier.read_text() == '{"kept": true}\n'
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("log")) == [
+        "log.jsonl"]
+
+
+def test_a_digest_that_cannot_be_written_is_a_clean_error(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    done = cli(["audit", "digest", "-o", str(tmp_path / "no-such-dir" / "d.json")], env,
+               tmp_path)
+    assert done.returncode == 2 and "cannot write" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+async def test_a_byte_order_mark_is_no_part_of_the_first_event(
+    services: Services, redis_url: str, tmp_path: Path
+) -> None:
+    events = [{"specversion": "1.0", "id": f"bom-{i}", "source": "urn:test", "subject": "lg",
+               "type": "x-test.noted", "occurred": "2024", "data": {}} for i in range(2)]
+    path = tmp_path / "bom.jsonl"
+    path.write_text("\ufeff" + "\n".join(json.dumps(e) for e in events) + "\n")
+    done = await asyncio.to_thread(cli_import, redis_url, str(path))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["appended"] == 2
+
+
+async def test_a_companies_file_not_in_utf_8_exits_2_appending_nothing(
+    services: Services, redis_url: str, tmp_path: Path
+) -> None:
+    companies = tmp_path / "companies.csv"
+    companies.write_bytes("Acquisitions ID,City (HQ)\nx,Liège\n".encode("latin-1"))
+    done = await asyncio.to_thread(
+        cli_import, redis_url, "--format", "acquisitions", "--companies", str(companies),
+        str(FIXTURES / "acquisitions" / "sample_acquisitions.csv"))
+    assert done.returncode == 2 and "cannot read the companies file" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert await services.log.total() == 0
+
+
+async def test_rejections_that_cannot_be_written_go_to_stderr(
+    services: Services, redis_url: str, tmp_path: Path
+) -> None:
+    done = await asyncio.to_thread(
+        cli_import, redis_url, "--format", "csv", str(FIXTURES / "csv" / "sample.csv"),
+        "--rejects", str(tmp_path / "no-such-directory" / "rejects.jsonl"))
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert json.loads(done.stdout) == {"appended": 6, "duplicate": 0, "rejected": 6}
+    assert "cannot write the rejections" in done.stderr
+    written = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert [r["line"] for r in written] == [9, 10, 11, 12, 13, 14]
