@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import msgspec
 import typer
@@ -20,11 +20,12 @@ from rich.table import Table
 from services import bootstrap
 from services.audit import digest as digests
 from services.audit.export import FORMATS, RestoreRefused, export, restore
-from services.audit.parallel import HelperFailed
-from services.audit.replay import ReplayError, ReplayReport, ReplayRunning, replay
 from services.audit.verify import Report, verify
 from services.bootstrap import helpers_for
 from services.cli.common import console, err, json_encoder, load_settings, plain, run
+
+if TYPE_CHECKING:  # imported where used: replay brings FastStream, which no other command needs
+    from services.audit.replay import ReplayReport
 
 app = typer.Typer(help="Prove the log intact, rebuild and compare projections, show history.",
                   no_args_is_help=True, rich_markup_mode="rich",
@@ -174,6 +175,9 @@ def replay_command(
       [bold]timeline audit replay[/bold]
       [bold]timeline audit replay --promote --json[/bold]
     """
+    from services.audit.parallel import HelperFailed
+    from services.audit.replay import ReplayError, ReplayRunning, replay
+
     settings = load_settings()
 
     async def main() -> ReplayReport:
