@@ -187,15 +187,16 @@ def _depth(value: Any) -> int:
 _TOO_DEEP = f"nests arrays and objects more than {MAX_DATA_DEPTH} levels deep"
 
 
-def _content(attrs: dict[str, Any]) -> bytes:
-    """canonical_bytes, refusing data nested too deeply to be handled safely later."""
+def _content(attrs: dict[str, Any], free_form: bool) -> bytes:
+    """canonical_bytes, refusing data nested too deeply to be handled safely later.
+    Only `free_form` data can nest at will: a catalog type's schema bounds its depth."""
     try:
         content = canonical_bytes(attrs)
     except RecursionError:
         raise EventValidationError.one("data", _TOO_DEEP) from None
-    # Counting brackets is cheap and rarely passes the limit (they may sit in strings):
-    # only then is the nesting measured.
-    if (content.count(b"[") + content.count(b"{") > MAX_DATA_DEPTH
+    # Counting brackets rarely passes the limit (they may sit in strings): only then is
+    # the nesting measured.
+    if (free_form and content.count(b"[") + content.count(b"{") > MAX_DATA_DEPTH
             and _depth(attrs["data"]) > MAX_DATA_DEPTH):
         raise EventValidationError.one("data", _TOO_DEEP)
     return content
@@ -236,12 +237,13 @@ def validate_event(raw: Any, today: str | None = None) -> NewEvent:
     if dated:
         attrs["occurred"] = occurred.text
     # Without server-set attributes (refused above) the content is the canonical bytes.
-    content = _content(attrs)
+    free_form = event_type == catalog.CORRECTED or event_type not in catalog.CATALOG
+    content = _content(attrs, free_form)
     # The day of receipt is not content: a re-send on a later day is still a duplicate.
     digest = content_digest_of(content)
     if not dated:
         attrs["occurred"] = occurred.text
-        content = _content(attrs)
+        content = _content(attrs, free_form)
     if len(content) > MAX_EVENT_BYTES:
         raise EventValidationError.one("", f"event is larger than {MAX_EVENT_BYTES} bytes")
     amendment = payload if is_amendment else None
