@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from events.envelope import validate_event
@@ -20,6 +21,15 @@ async def publish(services: Services, raw: list[dict[str, Any]], batch: int = 50
         chunk = [validate_event(e, "2025-01-01") for e in raw[start:start + batch]]
         results = await services.appender.append(chunk)
         assert all(r.status == "appended" for r in results), results[:3]
+
+
+async def until(condition: Callable[[], bool], within: float = 60.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise TimeoutError("condition not met")
 
 
 async def wait_projected(services: Services, within: float = 120.0) -> None:

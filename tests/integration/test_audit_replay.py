@@ -31,7 +31,7 @@ from services.bootstrap import Services
 from services.log import keys
 from tests import factory
 from tests.integration.audit_helpers import cli
-from tests.integration.projection_helpers import publish, read_all, wait_projected
+from tests.integration.projection_helpers import publish, read_all, until, wait_projected
 from tests.processes import ROOT, env_for
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -68,15 +68,6 @@ class Loop(threading.Thread):
     def stop(self) -> None:
         self.stopping.set()
         self.join(30)
-
-
-async def until(condition: Callable[[], bool], within: float = 60.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise TimeoutError("condition not met")
 
 
 async def test_replay_of_twenty_thousand_events_then_promote_under_load(

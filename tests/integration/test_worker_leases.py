@@ -13,19 +13,11 @@ from projections import runner
 from projections.lease import WORKERS, lease_key
 from projections.runner import PROJECTION, Worker
 from services.bootstrap import Services
+from tests.integration.projection_helpers import until
 
 TTL_MS = 1200
 SLOW_DRAIN_SECONDS = 2.0  # each give-up's drain outlasts the lease
 STOP_WITHIN_SECONDS = 60
-
-
-async def wait_for(condition: object, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await condition():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 async def test_leases_stay_renewed_while_a_give_up_waits(
@@ -38,11 +30,8 @@ async def test_leases_stay_renewed_while_a_give_up_waits(
     client = services.client
     keys = [lease_key(p, PROJECTION) for p in range(services.partitions)]
 
-    async def owns_all() -> bool:
-        return len(worker.owned) == services.partitions
-
     try:
-        await wait_for(owns_all)
+        await until(lambda: len(worker.owned) == services.partitions, within=30)
         giving_up: list[int] = []
         drain = worker.drain_pending
 
