@@ -124,9 +124,16 @@ def parse_params(raw: dict[str, Any]) -> TimelineParams:
     return params
 
 
+_POSITION = re.compile(r"[0-9]{1,9}-[0-9]{1,19}")
+
+
 def parse_token(token: str) -> dict[int, int]:
+    """A client's position token; ValueError unless every part is `<partition>-<sequence>`
+    in ASCII digits (int() alone would also take " 3", "3_0" and other scripts' digits)."""
     wanted: dict[int, int] = {}
     for part in token.split(","):
+        if not _POSITION.fullmatch(part):
+            raise ValueError(f"not a position: {part!r}")
         partition, sequence = parse_position(part)
         wanted[partition] = max(wanted.get(partition, 0), sequence)
     return wanted

@@ -301,7 +301,12 @@ async def restore(
         line = parse_line(number, text)
         again.add(number, line)
         if line.sequence <= done.get(line.partition, 0):
-            continue  # written by the restore that stopped: its head proved it
+            # Written by the restore that stopped; the file must still lead to its head.
+            if line.sequence == done[line.partition] and line.hash != written[line.partition][1]:
+                raise RestoreRefused(f"line {number}: the file changed since it was checked: "
+                                     f"partition {line.partition} no longer leads to the "
+                                     "restored head")
+            continue
         batches.setdefault(line.partition, []).append(line)
         if len(batches[line.partition]) >= WRITE_BATCH:
             await flush(line.partition)

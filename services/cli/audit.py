@@ -17,6 +17,7 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
+from events.codec import UNREADABLE
 from services import bootstrap
 from services.audit import digest as digests
 from services.audit.export import FORMATS, RestoreRefused, export, restore
@@ -44,7 +45,7 @@ def _print_json(value: Any) -> None:
 def _read_digest(path: Path, key: str | None) -> tuple[digests.Digest, str]:
     try:
         raw = msgspec.json.decode(path.read_bytes())
-    except (OSError, msgspec.DecodeError) as exc:
+    except (OSError, *UNREADABLE) as exc:
         err.print(f"[red]cannot read the digest {plain(path)}:[/red] {plain(exc)}")
         raise typer.Exit(2) from None
     try:

@@ -73,7 +73,10 @@ def unpark_command() -> None:
     except ReplayError as exc:
         err.print(f"[red]the log cannot be replayed:[/red] {plain(exc)}")
         raise typer.Exit(1) from None
-    except (typer.Exit, HelperFailed):  # typer.Exit is a RuntimeError: `run` said why
+    except HelperFailed as exc:  # it lost the server, or was killed
+        err.print(f"[red]the retry failed, nothing was changed:[/red] {plain(exc)}")
+        raise typer.Exit(2) from None
+    except typer.Exit:  # a RuntimeError too: `run` has said why
         raise
     except Exception as exc:  # the parked entries fail again: nothing was switched
         err.print(f"[red]the retry failed, entries stay parked:[/red] {type(exc).__name__}: "

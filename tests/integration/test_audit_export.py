@@ -215,3 +215,19 @@ async def test_an_unfinished_restore_is_not_resumed_from_another_log(
     with pytest.raises(RestoreRefused, match="where this file's chain does not lead"):
         await restore(services.client, exported, 8, partitions_fixed=False)
     assert await digests.heads(services.client, 8) == after  # nothing written
+
+
+async def test_a_resume_whose_file_changed_between_its_passes_writes_nothing(
+    services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exported, _ = await exported_story(tmp_path, 300, seed=15)
+    other, _ = await exported_story(tmp_path, 300, seed=16)
+    monkeypatch.setattr(export_module, "WRITE_BATCH", 20)
+    await restore_stopped_after(services, exported, batches=3)
+    before = await digests.heads(services.client, 8)
+    # The first pass reads the file the restore began with, the second another export.
+    reads, read_lines = iter([exported, other]), export_module.read_lines
+    monkeypatch.setattr(export_module, "read_lines", lambda path: read_lines(next(reads)))
+    with pytest.raises(RestoreRefused, match="the file changed since it was checked"):
+        await restore(services.client, exported, 8, partitions_fixed=False)
+    assert await digests.heads(services.client, 8) == before

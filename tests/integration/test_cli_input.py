@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from services.bootstrap import Services
 from tests.processes import ROOT, env_for
@@ -107,3 +108,19 @@ async def test_rejections_that_cannot_be_written_go_to_stderr(
     assert "cannot write the rejections" in done.stderr
     written = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     assert [r["line"] for r in written] == [9, 10, 11, 12, 13, 14]
+
+
+def test_an_unpark_whose_replay_helper_fails_exits_2(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import services.parking
+    from services.audit.parallel import HelperFailed
+    from services.cli.main import app
+
+    async def helper_killed(built: object) -> None:
+        raise HelperFailed("helper 1 exited with -9")
+
+    monkeypatch.setattr(services.parking, "unpark_all", helper_killed)
+    done = CliRunner().invoke(app, ["audit", "unpark"], env={"TIMELINE_REDIS_URL": redis_url})
+    assert done.exit_code == 2, done.output
+    assert "the retry failed, nothing was changed" in done.output

@@ -199,7 +199,7 @@
       render(true);
     } catch (error) {
       if (current !== state.loading) return;
-      state.held = null;
+      stopLive(); // live entries onto a list that failed to load would pass for a timeline
       $("message").textContent = `Could not load this timeline: ${error.message}`;
       render(true);
     }
