@@ -250,18 +250,12 @@ class Worker:
             # Graceful stop: every partition's batch in hand is finished and
             # acknowledged, then its lease released, so a successor starts at once.
             # All at once: a subscriber still running would keep taking new batches.
-            owned = list(self.owned)
-            outcomes = await asyncio.gather(*(self._give_up(p) for p in owned),
-                                            return_exceptions=True)
-            for partition, outcome in zip(owned, outcomes, strict=True):
-                if isinstance(outcome, Exception) and worth_waiting(outcome):
-                    log.warning("could not finish a partition on stop; its lease will expire",
-                                partition=partition, error=str(outcome))
-                elif isinstance(outcome, BaseException):
-                    raise outcome
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await keeper
+            try:
+                await self._give_up_all()
+            finally:  # renewing until every give-up has drained, and never after
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await keeper
             try:
                 await self._release_unowned()
                 await self.leases.leave()
@@ -272,6 +266,17 @@ class Worker:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def _give_up_all(self) -> None:
+        owned = list(self.owned)
+        outcomes = await asyncio.gather(*(self._give_up(p) for p in owned),
+                                        return_exceptions=True)
+        for partition, outcome in zip(owned, outcomes, strict=True):
+            if isinstance(outcome, Exception) and worth_waiting(outcome):
+                log.warning("could not finish a partition on stop; its lease will expire",
+                            partition=partition, error=str(outcome))
+            elif isinstance(outcome, BaseException):
+                raise outcome
 
     async def _rebalance(self) -> None:
         alive = await self.leases.heartbeat()

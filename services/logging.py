@@ -15,6 +15,18 @@ def _json(event: dict[str, object], **_: object) -> str:
     return msgspec.json.encode(event, enc_hook=str).decode()
 
 
+class _Stderr:
+    """sys.stderr as it is at each write, not as it was when logging was set up: whoever
+    swaps stderr for a while (a test runner capturing a command's output) may close the
+    one it swapped in, and a logger cached with it would fail on every line after."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure(log_format: str = "console", level: str = "INFO") -> None:
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer(serializer=_json)
@@ -22,7 +34,7 @@ def configure(log_format: str = "console", level: str = "INFO") -> None:
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
     numeric = logging.getLevelName(level) if isinstance(logging.getLevelName(level), int) else 20
-    logging.basicConfig(stream=sys.stderr, level=numeric, format="%(message)s", force=True)
+    logging.basicConfig(stream=_Stderr(), level=numeric, format="%(message)s", force=True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -32,6 +44,6 @@ def configure(log_format: str = "console", level: str = "INFO") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )

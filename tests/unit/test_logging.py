@@ -1,0 +1,33 @@
+"""services/logging.py: configured once, it writes wherever stderr is now."""
+
+from __future__ import annotations
+
+import io
+import logging
+import sys
+
+import pytest
+import structlog
+
+from services import logging as service_logging
+
+
+def test_a_logger_keeps_working_after_the_stderr_it_was_set_up_with_closes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    saved, handlers, level = structlog.get_config(), logging.root.handlers[:], logging.root.level
+    swapped, real = io.StringIO(), sys.stderr
+    try:
+        sys.stderr = swapped  # as a test runner capturing one command's output does
+        service_logging.configure("json")
+        log = structlog.get_logger("test")
+        log.info("during")
+        sys.stderr = real
+        swapped.close()
+        log.info("after")  # cached with the closed stream, this raised ValueError
+        assert '"event":"after"' in capsys.readouterr().err
+        assert "during" not in capsys.readouterr().err
+    finally:
+        sys.stderr = real
+        structlog.configure(**saved)
+        logging.root.handlers[:], logging.root.level = handlers, level
