@@ -198,14 +198,23 @@ async def test_a_restore_stopped_half_way_is_reported_and_resumed_by_the_same_fi
         await restore(services.client, exported, 8, partitions_fixed=False)
 
 
-async def test_an_unfinished_restore_is_not_resumed_from_another_log(
+async def half_restored_beside_another_log(
     services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> tuple[Path, Path, dict[int, tuple[int, str]]]:
+    """An export whose restore stopped after 3 batches of 20, another log's export, and
+    the heads the stopped restore left."""
     exported, _ = await exported_story(tmp_path, 300, seed=13)
     other, _ = await exported_story(tmp_path, 300, seed=14)
     monkeypatch.setattr(export_module, "WRITE_BATCH", 20)
     await restore_stopped_after(services, exported, batches=3)
-    before = await digests.heads(services.client, 8)
+    return exported, other, await digests.heads(services.client, 8)
+
+
+async def test_an_unfinished_restore_is_not_resumed_from_another_log(
+    services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exported, other, before = await half_restored_beside_another_log(
+        services, tmp_path, monkeypatch)
     with pytest.raises(RestoreRefused, match="where this file's chain does not lead"):
         await restore(services.client, other, 8, partitions_fixed=False)
     # an append after the stop: the partition no longer ends where the file's chain leads
@@ -220,11 +229,8 @@ async def test_an_unfinished_restore_is_not_resumed_from_another_log(
 async def test_a_resume_whose_file_changed_between_its_passes_writes_nothing(
     services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    exported, _ = await exported_story(tmp_path, 300, seed=15)
-    other, _ = await exported_story(tmp_path, 300, seed=16)
-    monkeypatch.setattr(export_module, "WRITE_BATCH", 20)
-    await restore_stopped_after(services, exported, batches=3)
-    before = await digests.heads(services.client, 8)
+    exported, other, before = await half_restored_beside_another_log(
+        services, tmp_path, monkeypatch)
     # The first pass reads the file the restore began with, the second another export.
     reads, read_lines = iter([exported, other]), export_module.read_lines
     monkeypatch.setattr(export_module, "read_lines", lambda path: read_lines(next(reads)))
