@@ -122,8 +122,13 @@ class Appender:
 
         if len(by_partition) == 1:  # one event, or one subject: no task to spawn
             await run(*next(iter(by_partition.items())))
-        else:
-            await asyncio.gather(*(run(p, ix) for p, ix in by_partition.items()))
+        else:  # every partition's write ends before the call does, even when one fails:
+            # an answer (a 503) must not leave writes of its request running behind it
+            outcomes = await asyncio.gather(*(run(p, ix) for p, ix in by_partition.items()),
+                                            return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
         return [r for r in results if r is not None]
 
     async def _check_amendments(self, events: list[NewEvent]) -> None:

@@ -7,6 +7,8 @@ this module covers what only a cluster has: several masters, replicas, WAIT.
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from redis.asyncio.cluster import RedisCluster
 from events.envelope import validate_event
 from services import bootstrap, config
 from services.bootstrap import Services
+from services.log import append as append_module
 from services.log import keys
 from services.log.append import NotDurable
 from tests import factory, processes
@@ -133,6 +136,35 @@ async def test_more_write_replicas_than_exist_is_not_durable_then_a_retry_is_a_d
     finally:
         await strict.client.aclose()
         await relaxed.client.aclose()
+
+
+async def test_a_duplicate_is_acknowledged_only_once_its_original_is_on_a_replica(
+    cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A retry after NotDurable finds its events written (duplicates): on a new connection,
+    # which wrote nothing, WAIT alone would confirm at once though no replica has them.
+    monkeypatch.setattr(append_module, "WAIT_TIMEOUT_MS", 300)
+    batch = events(5)
+    stopped = [n.process.pid for n in cluster.replicas if n.process is not None]
+    assert len(stopped) == len(cluster.replicas)
+    for pid in stopped:  # not acknowledging anything: a replica that lags
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        for _ in range(2):  # the write, then a retry on a new connection
+            built = await connect(cluster.url, TIMELINE_WRITE_REPLICAS="1")
+            try:
+                with pytest.raises(NotDurable, match="0 of 1 replica"):
+                    await built.appender.append(batch)
+            finally:
+                await built.client.aclose()
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+    built = await connect(cluster.url, TIMELINE_WRITE_REPLICAS="1")
+    try:
+        assert {r.status for r in await built.appender.append(batch)} == {"duplicate"}
+    finally:
+        await built.client.aclose()
 
 
 async def test_write_replicas_on_a_server_without_replicas_answers_503(
