@@ -119,10 +119,18 @@ async def test_correction_needs_an_existing_target_of_the_same_subject(services:
         await append(services, {**base, "id": "c1", "subject": "lg",
                                 "data": {"target": "nope", "reason": "r", "occurred": "2020"}})
     assert missing.value.errors[0][2].path == "data.target"
+    # Another subject in lg's partition: the target is found there, and only the subject
+    # check can refuse it (a subject elsewhere is refused sooner, as "data.target").
+    assert keys.partition_of("naver", services.partitions) == keys.partition_of(
+        "lg", services.partitions)
     with pytest.raises(BatchRejected) as other:
+        await append(services, {**base, "id": "c2", "subject": "naver",
+                                "data": {"target": "a", "reason": "r", "occurred": "2020"}})
+    assert other.value.errors[0][2].path == "subject"
+    with pytest.raises(BatchRejected) as elsewhere:
         await append(services, {**base, "id": "c2", "subject": "jax",
                                 "data": {"target": "a", "reason": "r", "occurred": "2020"}})
-    assert other.value.errors[0][2].path in ("subject", "data.target")
+    assert elsewhere.value.errors[0][2].path == "data.target"
     with pytest.raises(BatchRejected) as bad_data:
         await append(services, {**base, "id": "c3", "subject": "lg",
                                 "data": {"target": "a", "reason": "r", "data": {"parties": []}}})

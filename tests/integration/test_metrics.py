@@ -30,7 +30,10 @@ def scrape(http: httpx.Client) -> Samples:
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+    """A series' value; a series not exported fails (a missing one is not a zero)."""
+    key = (name, frozenset(labels.items()))
+    assert key in samples, f"no series {name}{labels}"
+    return samples[key]
 
 
 def event(ident: str) -> dict[str, Any]:
@@ -50,7 +53,9 @@ def test_metrics_follow_publishing_and_projection(
 
     lagging = scrape(http)
     def appended(samples: Samples, status: str) -> float:
-        return value(samples, "timeline_events_appended_total", type="mou.signed", status=status)
+        key = ("timeline_events_appended_total",
+               frozenset({"type": "mou.signed", "status": status}.items()))
+        return samples.get(key, 0.0)  # a counter appears at its first increment
 
     assert appended(lagging, "appended") - appended(before, "appended") == 3
     assert appended(lagging, "duplicate") - appended(before, "duplicate") == 1
