@@ -81,8 +81,29 @@ def first_history(entry: Entry) -> list[Version]:
                     position=entry.position, occurred=entry.occurred)]
 
 
+class _Involved(msgspec.Struct, frozen=True):
+    id: str
+
+
+class _Country(msgspec.Struct, frozen=True):
+    country: str
+
+
+class EntryFacts(msgspec.Struct, frozen=True):
+    """The parts of an entry an entity's summary counts. Decoding a stored document
+    into these skips its data and headline: about a fifth of the cost of an `Entry`."""
+
+    type: str
+    occurred: str
+    occurred_end: str
+    entities: list[_Involved]
+    place: _Country | None
+    status: Status = "active"
+
+
 entry_encoder = msgspec.json.Encoder()
 entry_decoder = msgspec.json.Decoder(Entry)
+facts_decoder = msgspec.json.Decoder(EntryFacts)
 history_decoder = msgspec.json.Decoder(list[Version])
 
 

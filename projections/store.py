@@ -39,8 +39,10 @@ from events.stored import event_key, parse_position
 from projections import asof
 from projections.entry import (
     Entry,
+    EntryFacts,
     Version,
     entry_decoder,
+    facts_decoder,
     first_history,
     history_decoder,
 )
@@ -249,11 +251,17 @@ class ReadModel:
         return [_text(m) for m in (await self._call("members", timeline))[1]]
 
     async def entries_of(self, keys: list[str]) -> list[Entry]:
-        entries: list[Entry] = []
+        return [entry_decoder.decode(doc) for doc in await self._docs(keys)]
+
+    async def facts_of(self, keys: list[str]) -> list[EntryFacts]:
+        return [facts_decoder.decode(doc) for doc in await self._docs(keys)]
+
+    async def _docs(self, keys: list[str]) -> list[bytes]:
+        """The stored documents of these entries, in order; an unknown key has none."""
+        found: list[bytes] = []
         for chunk in _chunks(keys):
-            docs = (await self._call("docs", *chunk))[1]
-            entries += [entry_decoder.decode(d) for d in docs if d is not None]
-        return entries
+            found += [d for d in (await self._call("docs", *chunk))[1] if d is not None]
+        return found
 
     async def timeline_names(self) -> list[str]:
         """Every timeline that ever had an entry."""

@@ -193,7 +193,7 @@ class EntitySummary(msgspec.Struct):
 
 async def entity_summary(read_model: ReadModel, ident: str) -> EntitySummary | None:
     members = await read_model.all_members(f"entity:{ident}")
-    entries = [e for e in await read_model.entries_of(
+    entries = [e for e in await read_model.facts_of(
         [m[29:].rsplit("\x1f", 1)[0] for m in members]) if e.status != "retracted"]
     names = await read_model.names([ident])
     if not entries and ident not in names:
@@ -203,7 +203,7 @@ async def entity_summary(read_model: ReadModel, ident: str) -> EntitySummary | N
     for entry in entries:
         others.update({r.id for r in entry.entities if r.id != ident})
         if entry.place:
-            places[str(entry.place["country"])] += 1
+            places[entry.place.country] += 1
     top = [i for i, _ in others.most_common(10)]
     top_names = await read_model.names(top)
     kind = await read_model.kind(ident)
