@@ -272,7 +272,8 @@ def import_(
 
 
 def _show_export(
-    settings: config.Settings, fmt: str, kind: str, keys: list[str], key: str, query: Any
+    settings: config.Settings, fmt: str, kind: str, keys: list[str], key: str, query: Any,
+    cursor: str | None,
 ) -> None:
     """The whole timeline (up to the export cap) in an export format, as bytes on stdout."""
     from services.exports.formats import render
@@ -281,14 +282,27 @@ def _show_export(
     async def main() -> tuple[Any, str | None]:
         async with bootstrap.services(settings) as built:
             names = await built.read_model.names(keys) if kind == "entity" else {}
-            return await collect(built.read_model, query), names.get(keys[0]) if names else None
+            collected = await collect(built.read_model, query, cursor)
+            return collected, names.get(keys[0]) if names else None
 
-    collected, title_name = run(main())
+    collected, title_name = _read(main())
     sys.stdout.buffer.write(render(fmt, kind, key, collected.entries, title_name))
     sys.stdout.buffer.flush()
     if collected.next_cursor:
         err.print(f"[yellow]stopped at the export cap of {EXPORT_CAP:,} entries;[/yellow] "
-                  "use the HTTP API's cursor (X-Next-Cursor) or narrow with --from/--to")
+                  f"the rest: the same command with --cursor {collected.next_cursor} "
+                  "(or narrow with --from/--to)", soft_wrap=True)  # the cursor on one line
+
+
+def _read(coro: Any) -> Any:
+    """`run`, and a cursor this server did not issue for this query is a usage error."""
+    from projections.store import BadCursor
+
+    try:
+        return run(coro, raises=(BadCursor,))
+    except BadCursor as exc:
+        err.print(f"[red]--cursor: {plain(exc)}[/red]")
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -304,6 +318,8 @@ def show(
     include_retracted: Annotated[bool, typer.Option(help="show retracted entries")] = False,
     as_of: Annotated[Optional[str], typer.Option(  # noqa: UP045
         "--as-of", help="RFC 3339: the timeline as it was known then")] = None,
+    cursor: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="start after the page (or export) that gave this cursor")] = None,
     format: Annotated[str, typer.Option(  # noqa: A002
         "--format", help="table or json (one page of --limit), or timelinejs, ics or csv "
         "(the whole timeline, up to 10,000 entries, on stdout)")] = "table",
@@ -330,7 +346,8 @@ def show(
                   f"--format {'|'.join(formats)}")
         raise typer.Exit(2)
     raw = {"from": from_, "to": to, "type": type_ or [], "with": with_, "limit": str(limit),
-           "order": order, "include_retracted": str(include_retracted), "as_of": as_of}
+           "order": order, "include_retracted": str(include_retracted), "as_of": as_of,
+           "cursor": cursor}
     try:
         params = parse_params(raw)
         name, key = timeline_name(kind, keys)
@@ -338,14 +355,15 @@ def show(
         err.print(f"[red]{plain(exc)}[/red]")
         raise typer.Exit(2) from None
     if format in EXPORTS:
-        _show_export(settings, format, kind, keys, key, to_query(name, params))
+        _show_export(settings, format, kind, keys, key, to_query(name, params), params.cursor)
         return
 
     async def main() -> Any:
         async with bootstrap.services(settings) as built:
-            return await built.read_model.page(to_query(name, params), params.limit)
+            return await built.read_model.page(to_query(name, params), params.limit,
+                                               params.cursor)
 
-    page = run(main())
+    page = _read(main())
     if format == "json":
         console.print_json(json_encoder.encode({"timeline": {"kind": kind, "key": key},
                                          "entries": page.entries,
@@ -353,6 +371,9 @@ def show(
         return
     console.print(_entries_table(f"{plain(kind)} {plain(key)}", page.entries,
                                  page.next_cursor is not None))
+    if page.next_cursor:  # soft_wrap: the cursor stays on one line, to copy whole
+        console.print(f"next page: --cursor {page.next_cursor}", soft_wrap=True,
+                      markup=False, highlight=False)
 
 
 _STATUS_STYLE = {"active": "green", "corrected": "yellow", "retracted": "red"}
@@ -364,7 +385,7 @@ def _entries_table(title: str, entries: list[Any], more: bool) -> Table:
     it (a column of their own leaves the headline too narrow on an 80-column terminal)."""
     count = f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}"
     table = Table(title=title, expand=True, caption=(
-        "more entries follow: raise --limit or narrow with --from/--to" if more else count))
+        f"{count}; more follow (next page: --cursor below)" if more else count))
     table.add_column("occurred", no_wrap=True, style="cyan")
     table.add_column("type", no_wrap=True)
     table.add_column("headline / entities", ratio=1, min_width=20)

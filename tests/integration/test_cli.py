@@ -3,7 +3,9 @@ process per command, against the test server or its own embedded server."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import random
 import subprocess
@@ -319,6 +321,17 @@ def test_show_an_entity_timeline(worker: object, env: dict[str, str], tmp_path: 
     page = show_json(["entity", ENTITY, "--limit", "3"], env, tmp_path)
     assert [e["id"] for e in page["entries"]] == [e["id"] for e in entries[:3]]
     assert page["next_cursor"]
+    after = show_json(["entity", ENTITY, "--limit", "3", "--cursor", page["next_cursor"]],
+                      env, tmp_path)
+    assert [e["id"] for e in after["entries"]] == [e["id"] for e in entries[3:6]]
+    rest = cli(["show", "entity", ENTITY, "--format", "csv", "--cursor", page["next_cursor"]],
+               env, tmp_path)
+    assert rest.returncode == 0, rest.stderr
+    assert [row["id"] for row in csv.DictReader(io.StringIO(rest.stdout))] == [
+        e["id"] for e in entries[3:]]
+    paged = cli(["show", "entity", ENTITY, "--limit", "3"], {**env, "COLUMNS": "60"}, tmp_path)
+    assert paged.returncode == 0, paged.stderr
+    assert f"next page: --cursor {page['next_cursor']}\n" in paged.stdout  # one line, whole
     pair = show_json(["pair", ENTITY, "org-2"], env, tmp_path)["entries"]
     assert "mou-1" in [e["id"] for e in pair]
 
@@ -352,6 +365,8 @@ def test_show_an_empty_timeline(env: dict[str, str], tmp_path: Path) -> None:
     ["show", "entity", "org-1", "--limit", "0"],
     ["show", "entity", "org-1", "--limit", "many"],
     ["show", "entity", "org-1", "--no-such-option"],
+    ["show", "entity", "org-1", "--cursor", "not-a-cursor"],
+    ["show", "entity", "org-1", "--order", "desc", "--cursor", "YXNjHmU"],  # "asc\x1ee"
 ])
 def test_invalid_show_usage_exits_2(args: list[str], env: dict[str, str],
                                     tmp_path: Path) -> None:
