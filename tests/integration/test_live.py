@@ -81,7 +81,7 @@ class Sse:
 @contextmanager
 def live(http: httpx.Client, params: dict[str, str] | None = None,
          last_id: str | None = None) -> Iterator[Sse]:
-    headers = {"Last-Event-ID": last_id} if last_id else {}
+    headers = {"Last-Event-ID": last_id} if last_id is not None else {}
     with http.stream("GET", "/v1/live", params={"keepalive": "1", **(params or {})},
                      headers=headers, timeout=httpx.Timeout(10, read=5)) as response:
         assert response.status_code == 200
@@ -225,9 +225,16 @@ def test_bad_parameters_are_named(http: httpx.Client) -> None:
 
 
 def test_an_empty_last_event_id_is_no_id(http: httpx.Client) -> None:
-    with http.stream("GET", "/v1/live", headers={"Last-Event-ID": ""},
-                     timeout=httpx.Timeout(10, read=5)) as response:
-        assert response.status_code == 200
+    with live(http) as stream:  # "earlier" is on the feed before the client below connects
+        publish(http, mou("earlier", "org-a", "org-b"))
+        assert entry_of(stream.entries(1)[0])["entry"]["id"] == "earlier"
+    with live(http, last_id="") as stream:  # no id: from now on, not from the start
+        publish(http, mou("later", "org-a", "org-b"))
+        seen = [stream.next()]
+        while seen[-1].get("event") != "entry":
+            seen.append(stream.next())
+    assert [e.get("event") for e in seen if "event" in e] == ["entry"]  # no reset
+    assert entry_of(seen[-1])["entry"]["id"] == "later"
 
 
 def test_timeline_tail_follows_the_same_stream(
