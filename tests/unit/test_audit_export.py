@@ -115,6 +115,34 @@ def test_any_break_refuses_the_file(break_it: Any, message: str) -> None:
         check_lines(numbered(lines))
 
 
+def chained(events: list[dict[str, Any]]) -> list[bytes]:
+    """Export lines for `events`, each partition's chain sound in the order given."""
+    prev: dict[int, bytes] = {}
+    lines = []
+    for event in events:
+        body = canonical_bytes(event)
+        digest = hashlib.sha256(prev.get(event["partition"], GENESIS) + body).digest()
+        prev[event["partition"]] = digest
+        lines.append(export_line(body, digest.hex().encode()))
+    return lines
+
+
+@pytest.mark.parametrize(("events", "message"), [
+    ([stored(0, 1, "org-a", 1), {**stored(1, 1, "org-b", 1), "id": "e-0-1"}],
+     "line 2: \\(source, id\\) appears twice"),
+    ([stored(0, 1, "org-a", 1), stored(1, 1, "org-a", 2)],
+     "line 2: subject 'org-a' is in partitions 0 and 1"),
+    ([stored(1024, 1, "org-a", 1)], "line 1: partition 1024 is out of range"),
+])
+def test_sound_chains_the_log_could_not_hold_are_refused(
+    events: list[dict[str, Any]], message: str
+) -> None:
+    # Each chain verifies: the refusal is about what the log allows, one event in one
+    # partition and one subject in one partition, not about the hashes.
+    with pytest.raises(RestoreRefused, match=message):
+        check_lines(numbered(chained(events)))
+
+
 def test_an_empty_file_is_refused() -> None:
     with pytest.raises(RestoreRefused, match="no events"):
         check_lines([])
