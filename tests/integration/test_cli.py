@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import random
+import re
 import subprocess
 import sys
 import time
@@ -341,6 +342,41 @@ def test_show_an_entity_timeline(worker: object, env: dict[str, str], tmp_path: 
     assert f"entity {ENTITY}" in table.stdout
     for entry in entries:
         assert entry["type"] in table.stdout
+
+
+def test_a_capped_export_names_the_cursor_that_continues_it(
+    worker: object, env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    import services.exports.pages as pages
+    from services.cli.main import app
+
+    expected = [e["id"] for e in entity_events() if involves(e, ENTITY)]
+    done = cli(["publish", str(write_jsonl(tmp_path / "e.jsonl", entity_events()))], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    deadline = time.monotonic() + 30
+    while len(show_json(["entity", ENTITY], env, tmp_path)["entries"]) < len(expected):
+        assert time.monotonic() < deadline, "not projected"
+        time.sleep(0.2)
+    collect = pages.collect  # the cap at 4 entries instead of 10,000, in this process
+    monkeypatch.setattr(pages, "EXPORT_CAP", 4)
+    monkeypatch.setattr(pages, "collect", lambda model, query, cursor=None: collect(
+        model, query, cursor, cap=4))
+
+    shown: list[str] = []
+    cursor: list[str] = []
+    while True:
+        done = CliRunner().invoke(app, ["show", "entity", ENTITY, "--format", "csv", *cursor],
+                                  env=env)
+        assert done.exit_code == 0, done.output
+        shown += [row["id"] for row in csv.DictReader(io.StringIO(done.stdout))]
+        found = re.search(r"stopped at the export cap of 4 entries;.* --cursor (\S+) ",
+                          done.stderr)
+        if found is None:
+            break
+        cursor = ["--cursor", found.group(1)]
+    assert len(shown) == len(expected) == 9 and sorted(shown) == sorted(expected)
 
 
 def test_show_an_empty_timeline(env: dict[str, str], tmp_path: Path) -> None:
