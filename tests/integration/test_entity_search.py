@@ -72,4 +72,4 @@ def test_names_match_without_case_accents_or_punctuation(http: httpx.Client) -> 
 def test_bad_parameters_are_named(http: httpx.Client) -> None:
     response = http.get("/v1/entities", params={"prefix": "a", "limit": "0"})
     assert response.status_code == 400
-    assert "limit" in response.text
+    assert [e["path"] for e in response.json()["errors"]] == ["limit"]

@@ -317,9 +317,10 @@ def test_csv_mapping_on_the_fixture() -> None:
     reasons = {line: items[line].reasons[0] for line in (9, 10, 11, 13)}
     assert "parties" in reasons[9] and "data: not JSON" in reasons[10]
     assert "country: required" in reasons[11] and "at most 2" in reasons[13]
-    for line in (12, 14):  # well-formed rows the envelope refuses
-        with pytest.raises(EventValidationError):
+    for line, path in ((12, "occurred"), (14, "data.target")):  # rows the envelope refuses
+        with pytest.raises(EventValidationError) as refused:
             validate_event(items[line])
+        assert [e.path for e in refused.value.errors] == [path]
 
 
 def test_csv_with_an_unknown_or_missing_column_is_refused() -> None:
