@@ -4,7 +4,9 @@ has projected it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 from pathlib import Path
 
 import msgspec
@@ -221,6 +223,29 @@ async def test_an_unfinished_restore_is_not_resumed_from_another_log(
     with pytest.raises(RestoreRefused, match="where this file's chain does not lead"):
         await restore(services.client, exported, 8, partitions_fixed=False)
     assert await digests.heads(services.client, 8) == after  # nothing written
+
+
+async def test_an_append_while_a_restore_writes_stops_the_restore_and_is_kept(
+    services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exported, _ = await exported_story(tmp_path, 300, seed=15)
+    monkeypatch.setattr(export_module, "WRITE_BATCH", 20)
+    # The file lists partition 0's events first and 7's last: an event appended to 7
+    # once the restore has written its first batch lands before the restore reaches 7.
+    subject = next(s for s in (f"org-{i}" for i in range(100)) if keys.partition_of(s, 8) == 7)
+    late = {**factory.event(1, random.Random(1), subject=subject), "id": "mid-restore"}
+    appended: list[asyncio.Task[object]] = []
+
+    def progress(count: int) -> None:
+        if not appended:
+            appended.append(asyncio.get_running_loop().create_task(publish(services, [late])))
+
+    with pytest.raises(RestoreRefused, match="partition 7 changed during the restore"):
+        await restore(services.client, exported, 8, False, on_progress=progress)
+    await appended[0]
+    entries = await services.client.xrange(keys.log(7))
+    assert [msgspec.json.decode(f[b"event"])["id"] for _, f in entries] == ["mid-restore"]
+    assert (await verify(services.client)).problems[0].kind == "restore-unfinished"
 
 
 async def test_a_resume_whose_file_changed_between_its_passes_writes_nothing(
