@@ -146,15 +146,17 @@ def test_stop_removes_the_files_and_running_url_forgets_it(tmp_path: Path) -> No
     assert running_url(embedded.data_dir) is None
 
 
-def test_running_url_ignores_a_stale_pid_file(tmp_path: Path) -> None:
-    """Files left by a killed server do not point commands at a dead port."""
-    data = tmp_path / "data"
+def test_running_url_ignores_a_stale_pid_file(tmp_path: Path, server: EmbeddedServer) -> None:
+    """Files left by a killed server do not point commands at its port, even when
+    another server (another data directory's) answers there now."""
+    data = tmp_path / "stale"
     data.mkdir()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    (data / URL_FILE).write_text("redis://127.0.0.1:1/0")
+    (data / URL_FILE).write_text(server.url)
     (data / PID_FILE).write_text(str(dead.pid))
     assert running_url(data) is None
+    (data / URL_FILE).write_text("redis://127.0.0.1:1/0")
     (data / PID_FILE).write_text(str(os.getpid()))  # alive, but nothing answers the URL
     assert running_url(data) is None
     assert running_url(tmp_path / "nowhere") is None
