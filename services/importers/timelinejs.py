@@ -42,9 +42,15 @@ def plain(markup: Any) -> str:
     return " ".join(html.unescape(_TAG.sub(" ", markup)).split())
 
 
+def _blank(value: Any) -> bool:
+    """Absent: None, or a string of nothing but spaces (spreadsheet converters write
+    `"month": ""`)."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
 def _part(date: dict[str, Any], name: str) -> int | None:
     value = date.get(name)
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if _blank(value):
         return None
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise ValueError(f"{name} {value!r} is not a number")
@@ -79,11 +85,9 @@ def partial_date(date: Any, field: str) -> str:
 
 
 def _no_date(date: Any) -> bool:
-    """Absent, or with no year, month or day: empty strings count as absent, as in a
-    start date's month and day (spreadsheet converters write `"year": ""`)."""
+    """Absent, or with no year, month or day (each blank, as `_part` reads them)."""
     return date is None or (isinstance(date, dict) and all(
-        date.get(name) is None or (isinstance(date[name], str) and not date[name].strip())
-        for name in ("year", "month", "day")))
+        _blank(date.get(name)) for name in ("year", "month", "day")))
 
 
 def occurred_of(slide: dict[str, Any]) -> str:
