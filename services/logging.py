@@ -27,6 +27,13 @@ class _Stderr:
         sys.stderr.flush()
 
 
+# One list of processors for the process, changed in place by every configure(): a
+# logger cached on first use keeps the list it was built with, so a later configure()
+# (the tests run several commands in one process) must not hand structlog a new one,
+# or that logger keeps the old renderer and structlog's capture_logs() misses it.
+_PROCESSORS: list[structlog.typing.Processor] = []
+
+
 def configure(log_format: str = "console", level: str = "INFO") -> None:
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer(serializer=_json)
@@ -35,14 +42,15 @@ def configure(log_format: str = "console", level: str = "INFO") -> None:
     )
     numeric = logging.getLevelName(level) if isinstance(logging.getLevelName(level), int) else 20
     logging.basicConfig(stream=_Stderr(), level=numeric, format="%(message)s", force=True)
+    _PROCESSORS[:] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        renderer,
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=_PROCESSORS,
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,

@@ -31,3 +31,20 @@ def test_a_logger_keeps_working_after_the_stderr_it_was_set_up_with_closes(
         sys.stderr = real
         structlog.configure(**saved)
         logging.root.handlers[:], logging.root.level = handlers, level
+
+
+def test_capture_logs_sees_a_logger_cached_before_logging_was_configured_again() -> None:
+    # The tests run several commands in one process, each configuring logging; a logger
+    # cached under the first configuration must follow the later ones, capture_logs too.
+    saved, handlers, level = structlog.get_config(), logging.root.handlers[:], logging.root.level
+    try:
+        service_logging.configure("json")
+        log = structlog.get_logger("test")
+        log.info("caches the logger")
+        service_logging.configure("json")
+        with structlog.testing.capture_logs() as logs:
+            log.error("seen")
+        assert [e["event"] for e in logs] == ["seen"]
+    finally:
+        structlog.configure(**saved)
+        logging.root.handlers[:], logging.root.level = handlers, level
