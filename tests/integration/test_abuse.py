@@ -268,11 +268,12 @@ def test_malformed_http_gets_4xx_or_a_closed_connection(
     answers: dict[str, str] = {}
     for name, raw in malformed(port).items():
         sock = connect(port)
+        sock.settimeout(5)  # under the API's 10 s for a body: no answer by then fails
         try:
             sock.sendall(raw)
             try:
                 status = read_status(sock)
-            except (ConnectionResetError, TimeoutError):
+            except ConnectionResetError:
                 status = None
         finally:
             sock.close()
@@ -280,6 +281,8 @@ def test_malformed_http_gets_4xx_or_a_closed_connection(
         # serves it: a read, so a page, not an error, is a fine answer to that one.
         read_only = name == "HTTP/0.9-style request" and status == 200
         assert status is None or 400 <= status < 500 or read_only, (name, status)
+        if name == "100 MB Content-Length, no body":
+            assert status == 413, status  # refused by its length, not waited for
         answers[name] = "closed" if status is None else str(status)
         assert_alive(http, tally, f"ok-{len(answers)}")
     assert not any(i.startswith("bad") for i in stored_ids(sync_redis))
