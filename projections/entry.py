@@ -91,7 +91,7 @@ class _Country(msgspec.Struct, frozen=True):
 
 class EntryFacts(msgspec.Struct, frozen=True):
     """The parts of an entry an entity's summary counts. Decoding a stored document
-    into these skips its data and headline: about a fifth of the cost of an `Entry`."""
+    into these skips its data and headline: about a third of the cost of an `Entry`."""
 
     type: str
     occurred: str
