@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 from litestar import Request, get, post
 from litestar.openapi.spec import OpenAPIMediaType, Operation, Reference, RequestBody
+from litestar.params import FromQuery
 
 from events.codec import UNREADABLE
 from services.audit import digest as digests
@@ -16,7 +17,8 @@ from services.audit import rawlog
 from services.audit.parallel import HelperFailed
 from services.audit.replay import ReplayError, ReplayReport, ReplayRunning, replay
 from services.audit.verify import Report, verify
-from services.bootstrap import Services, helpers_for
+from services.bootstrap import helpers_for
+from services.http.deps import ServicesDep
 from services.http.errors import AUTH, ApiError, responses
 
 
@@ -53,14 +55,14 @@ class DigestBodyOperation(Operation):
 
 @get("/v1/audit/verify", summary="Recompute every partition's hash chain from the raw log",
      responses=responses(*AUTH))
-async def verify_log(services: Services) -> Report:
+async def verify_log(services: ServicesDep) -> Report:
     return await verify(services.client)
 
 
 @post("/v1/audit/verify", status_code=200,
       summary="Verify the log and that it still extends a saved digest (the request body)",
       responses=responses(400, *AUTH, 422), operation_class=DigestBodyOperation)
-async def verify_against_digest(request: Request[Any, Any, Any], services: Services) -> Report:
+async def verify_against_digest(request: Request[Any, Any, Any], services: ServicesDep) -> Report:
     try:
         raw = msgspec.json.decode(await request.body())
     except UNREADABLE as exc:
@@ -77,7 +79,7 @@ async def verify_against_digest(request: Request[Any, Any, Any], services: Servi
 
 @get("/v1/audit/digest", summary="Per-partition chain heads, signed with TIMELINE_DIGEST_KEY",
      responses=responses(*AUTH))
-async def digest(services: Services) -> digests.Digest:
+async def digest(services: ServicesDep) -> digests.Digest:
     return await digests.build(services.client, services.partitions,
                                services.settings.digest_key)
 
@@ -85,8 +87,8 @@ async def digest(services: Services) -> digests.Digest:
 @get("/v1/audit/log", summary="Raw stored events of one partition after a sequence, with hashes",
      responses=responses(400, *AUTH))
 async def raw_log(
-    services: Services, partition: str | None = None, after: str | None = None,
-    limit: str | None = None,
+    services: ServicesDep, partition: FromQuery[str | None] = None,
+    after: FromQuery[str | None] = None, limit: FromQuery[str | None] = None,
 ) -> rawlog.RawPage:
     number = _int_param("partition", partition, None, 0, services.partitions - 1)
     start = _int_param("after", after, 0, 0, 10**15)
@@ -100,7 +102,9 @@ async def raw_log(
       responses=responses(400, *AUTH, 409, 503, s409="a replay is already running, or the "
                           "log cannot be replayed", s503="a rebuild helper process failed (it "
                           "lost the server, or was killed): nothing was changed"))
-async def replay_log(services: Services, promote: str | None = None) -> ReplayReport:
+async def replay_log(
+    services: ServicesDep, promote: FromQuery[str | None] = None
+) -> ReplayReport:
     switch = _flag("promote", promote)
     try:
         return await replay(services.client, services.partitions, promote=switch,

@@ -8,8 +8,8 @@ from litestar import Response, get
 from litestar.openapi.datastructures import ResponseSpec
 from redis.exceptions import RedisClusterException, RedisError
 
-from services.bootstrap import Services
 from services.http.auth import OPEN_SECURITY
+from services.http.deps import ServicesDep
 from services.queries import projection_lag
 
 MAX_LAG = 1000  # entries a partition's projection may trail its log and stay ready
@@ -23,7 +23,7 @@ async def healthz() -> dict[str, str]:
 @get("/readyz", summary="The server answers and projections are within lag",
      security=OPEN_SECURITY, responses={503: ResponseSpec(
          data_container=dict[str, Any], description="not ready: `reason` says why")})
-async def readyz(services: Services) -> Response[dict[str, Any]]:
+async def readyz(services: ServicesDep) -> Response[dict[str, Any]]:
     try:
         behind = await projection_lag(services.log, services.read_model)
     except (RedisError, RedisClusterException, OSError) as exc:

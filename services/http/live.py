@@ -18,12 +18,12 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Litestar, Request, get
-from litestar.params import Parameter
+from litestar.params import FromQuery, Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from events.refs import ENTITY_ID_PATTERN
 from projections.live import LiveMessage, LiveReader, is_stream_id, matches
-from services.bootstrap import Services
+from services.http.deps import ServicesDep
 from services.http.errors import AUTH, ApiError, responses
 
 POLL_MS = 1000  # longest wait in Redis: a stopping server ends streams within this
@@ -91,9 +91,9 @@ async def _stream(
      responses=responses(400, *AUTH))
 async def live(
     request: Request[Any, Any, Any],
-    services: Services,
-    entity: str | None = None,
-    topic: str | None = None,
+    services: ServicesDep,
+    entity: FromQuery[str | None] = None,
+    topic: FromQuery[str | None] = None,
     keepalive: Annotated[float, Parameter(
         ge=1, le=300, description="seconds between keep-alive comments on a quiet stream")] = 15,
 ) -> ServerSentEvent:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from litestar import get
+from litestar.params import FromPath, FromQuery
 
 from events.errors import EventValidationError
-from services.bootstrap import Services
+from services.http.deps import ServicesDep
 from services.http.errors import AUTH, ApiError, responses
 from services.queries import EntitySummary, EventView, entity_summary, parse_as_of
 
@@ -13,8 +14,8 @@ from services.queries import EntitySummary, EventView, entity_summary, parse_as_
 @get("/v1/events", summary="One event: its current entry and every stored version",
      responses=responses(400, *AUTH, 404))
 async def event(
-    services: Services, source: str | None = None, id: str | None = None,  # noqa: A002
-    as_of: str | None = None,
+    services: ServicesDep, source: FromQuery[str | None] = None, id: FromQuery[str | None] = None,  # noqa: A002
+    as_of: FromQuery[str | None] = None,
 ) -> EventView:
     missing = [name for name, value in (("source", source), ("id", id)) if not value]
     if missing:
@@ -36,7 +37,7 @@ async def event(
 
 @get("/v1/entities/{ident:str}", summary="What is known about one entity",
      responses=responses(400, *AUTH, 404))
-async def entity(services: Services, ident: str) -> EntitySummary:
+async def entity(services: ServicesDep, ident: FromPath[str]) -> EntitySummary:
     summary = await entity_summary(services.read_model, ident)
     if summary is None:
         raise ApiError(404, "not-found", f"no entity {ident!r}")

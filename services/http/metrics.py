@@ -7,8 +7,8 @@ from typing import Any
 from litestar import Litestar, Request, Response, get
 
 from events.envelope import NewEvent
-from services.bootstrap import Services
 from services.http.auth import OPEN_SECURITY
+from services.http.deps import ServicesDep
 from services.log.append import AppendResult
 from services.metrics import Metrics, exposition, snapshot
 
@@ -35,6 +35,6 @@ def count_appended(app: Litestar, events: list[NewEvent], results: list[AppendRe
 
 
 @get("/metrics", summary="Prometheus metrics", media_type=TEXT_FORMAT, security=OPEN_SECURITY)
-async def metrics(request: Request[Any, Any, Any], services: Services) -> Response[bytes]:
+async def metrics(request: Request[Any, Any, Any], services: ServicesDep) -> Response[bytes]:
     snap = await snapshot(services.client, services.read_model, services.partitions)
     return Response(exposition(metrics_of(request.app), snap), media_type=TEXT_FORMAT)

@@ -7,15 +7,15 @@ from typing import Annotated
 from litestar import get
 from litestar.params import Parameter
 
-from services.bootstrap import Services
 from services.entity_search import EntityMatch, search_entities
+from services.http.deps import ServicesDep
 from services.http.errors import AUTH, responses
 
 
 @get("/v1/entities", summary="Known entities whose id or name starts with a prefix",
      responses=responses(400, *AUTH))
 async def entities(
-    services: Services,
+    services: ServicesDep,
     prefix: Annotated[str, Parameter(max_length=128, description="start of an id or name; "
                                      "empty lists the first ids")] = "",
     limit: Annotated[int, Parameter(ge=1, le=100)] = 10,

@@ -24,12 +24,14 @@ from litestar.openapi.spec import (
     Parameter,
     Schema,
 )
+from litestar.params import FromPath
 
 from projections.entry import Entry
 from projections.store import BadCursor
 from services.bootstrap import Services
 from services.exports.formats import EXPORTS, NEGOTIABLE, filename, render
 from services.exports.pages import EXPORT_CAP, collect
+from services.http.deps import ServicesDep
 from services.http.errors import AUTH, ApiError, responses
 from services.queries import (
     BadQuery,
@@ -215,7 +217,7 @@ def page_body(ref: TimelineRef, docs: list[bytes], next_cursor: str | None) -> b
 @get("/v1/timelines/entity/{ident:str}",
      summary="An entity's timeline", responses=RESPONSES, operation_class=TimelineOperation)
 async def entity_timeline(
-    request: Request[Any, Any, Any], services: Services, ident: str
+    request: Request[Any, Any, Any], services: ServicesDep, ident: FromPath[str]
 ) -> Response[Any]:
     return await timeline(request, services, "entity", [ident])
 
@@ -224,7 +226,7 @@ async def entity_timeline(
      summary="Events involving both entities", responses=RESPONSES,
      operation_class=TimelineOperation)
 async def pair_timeline(
-    request: Request[Any, Any, Any], services: Services, a: str, b: str
+    request: Request[Any, Any, Any], services: ServicesDep, a: FromPath[str], b: FromPath[str]
 ) -> Response[Any]:
     return await timeline(request, services, "pair", [a, b])
 
@@ -232,7 +234,7 @@ async def pair_timeline(
 @get("/v1/timelines/place/{country:str}",
      summary="Events located in a country", responses=RESPONSES, operation_class=TimelineOperation)
 async def place_timeline(
-    request: Request[Any, Any, Any], services: Services, country: str
+    request: Request[Any, Any, Any], services: ServicesDep, country: FromPath[str]
 ) -> Response[Any]:
     return await timeline(request, services, "place", [country])
 
@@ -240,14 +242,14 @@ async def place_timeline(
 @get("/v1/timelines/topic/{topic:str}",
      summary="Events tagged with a topic", responses=RESPONSES, operation_class=TimelineOperation)
 async def topic_timeline(
-    request: Request[Any, Any, Any], services: Services, topic: str
+    request: Request[Any, Any, Any], services: ServicesDep, topic: FromPath[str]
 ) -> Response[Any]:
     return await timeline(request, services, "topic", [topic])
 
 
 @get("/v1/timelines/all",
      summary="Every event", responses=RESPONSES, operation_class=TimelineOperation)
-async def all_timeline(request: Request[Any, Any, Any], services: Services) -> Response[Any]:
+async def all_timeline(request: Request[Any, Any, Any], services: ServicesDep) -> Response[Any]:
     return await timeline(request, services, "all", [])
 
 

@@ -168,9 +168,6 @@ async def test_collect_stops_at_the_cap_and_resumes(services: Services, worker: 
     assert [e.id for e in first.entries + rest.entries] == [e.id for e in everything]
 
 
-# Litestar 2.25 deprecates the inferred style of every route's parameters (for 3.0;
-# pyproject pins <3); in this process, warnings are errors.
-@pytest.mark.filterwarnings("ignore::litestar.exceptions.LitestarDeprecationWarning")
 async def test_a_capped_export_carries_the_cursor_that_continues_it(
     services: Services, worker: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
