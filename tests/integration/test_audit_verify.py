@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from services.audit import digest as digests
+from services.audit import rawlog
 from services.audit.verify import Report, verify
 from services.bootstrap import Services
 from services.log import keys
@@ -244,26 +245,36 @@ def test_http_digest_and_verify_against_it(
                        f"{original - 1}"}]
 
 
-def test_the_raw_log_pages_through_a_partition(
-    logged: Services, sync_redis: redis.Redis, http: httpx.Client
-) -> None:
-    p = busiest(sync_redis)
-    stored = read(sync_redis, p)
-    foreign_id = sync_redis.xadd(keys.log(p), {"note": "by hand"}).decode()
+def _raw_pages(http: httpx.Client, p: int, limit: int) -> list[dict[str, object]]:
     seen, after = [], 0
     while True:
-        page = http.get("/v1/audit/log", params={"partition": p, "after": after, "limit": 7})
+        page = http.get("/v1/audit/log", params={"partition": p, "after": after, "limit": limit})
         assert page.status_code == 200, page.text
         body = page.json()
         assert body["partition"] == p
         seen += body["entries"]
         if body["next_after"] is None:
-            break
+            return seen
         after = body["next_after"]
-    assert [e["id"] for e in seen] == [i.decode() for i, _ in stored] + [foreign_id]
-    assert all(e["event"].encode() == f[b"event"] and e["hash"] == f[b"hash"].decode()
-               for e, (_, f) in zip(seen, stored, strict=False))
-    assert seen[-1] == {"id": foreign_id, "other_fields": {"note": "by hand"}}
+
+
+def test_the_raw_log_pages_through_a_partition(
+    logged: Services, sync_redis: redis.Redis, http: httpx.Client
+) -> None:
+    p = busiest(sync_redis)
+    stored = read(sync_redis, p)
+    # Beside the last entry's own sequence (`<n>-1` after `<n>-0`), then after it.
+    last = int(stored[-1][0].split(b"-")[0])
+    beside = sync_redis.xadd(keys.log(p), {"note": "beside"}, id=f"{last}-1").decode()
+    foreign_id = sync_redis.xadd(keys.log(p), {"note": "by hand"}).decode()
+    # 7 a page, and exactly the stored entries a page (so the first ends at `<n>-0`).
+    for limit in (7, len(stored)):
+        seen = _raw_pages(http, p, limit)
+        assert [e["id"] for e in seen] == [i.decode() for i, _ in stored] + [beside, foreign_id]
+        assert all(e["event"].encode() == f[b"event"] and e["hash"] == f[b"hash"].decode()
+                   for e, (_, f) in zip(seen, stored, strict=False))
+        assert seen[-2:] == [{"id": beside, "other_fields": {"note": "beside"}},
+                             {"id": foreign_id, "other_fields": {"note": "by hand"}}]
     for params, field in (({}, "partition"), ({"partition": 8}, "partition"),
                           ({"partition": 0, "limit": 0}, "limit"),
                           ({"partition": 0, "after": "x"}, "after")):
@@ -287,3 +298,13 @@ def test_the_readme_one_link_check_with_shell_tools(
                           check=True)
     computed, stored = done.stdout.split("\n")[:2]
     assert computed.split()[0] == stored and len(stored) == 64
+
+
+async def test_the_raw_log_starts_before_the_first_sequence(
+    services: Services, sync_redis: redis.Redis
+) -> None:
+    """`after=0` reads from the stream's start: an entry injected as `0-1` is listed."""
+    sync_redis.xadd(keys.log(3), {"note": "before"}, id="0-1")
+    sync_redis.xadd(keys.log(3), {"note": "first"}, id="1-0")
+    page = await rawlog.read_page(services.client, 3, 0, 10)
+    assert [e.id for e in page.entries] == ["0-1", "1-0"] and page.next_after is None
