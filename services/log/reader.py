@@ -54,12 +54,3 @@ class LogReader:
 
     async def total(self) -> int:
         return sum((await self.heads()).values())
-
-    async def entries(
-        self, partition: int, after: int = 0, count: int = 1000
-    ) -> list[tuple[int, bytes, str]]:
-        """(sequence, stored event JSON, hash) after `after`, in order."""
-        page = await self.client.xrange(keys.log(partition), f"{after + 1}-0", "+", count=count)
-        return [
-            (int(i.split(b"-")[0]), f[b"event"], f[b"hash"].decode()) for i, f in page
-        ]
