@@ -36,6 +36,16 @@ class NotYetProjected(RuntimeError):
     pass
 
 
+class NeverWritten(ValueError):
+    """A position beyond its partition's log head. A publish answers only once its
+    events are in the log, and heads only grow, so no wait can reach it: the token
+    is from another log (or a wiped one), or made up."""
+
+    def __init__(self, partition: int, sequence: int, head: int) -> None:
+        super().__init__(f"position {partition}-{sequence} was never written to this log "
+                         f"(partition {partition} ends at sequence {head})")
+
+
 class TimelineRef(msgspec.Struct):
     kind: str
     key: str
@@ -139,17 +149,28 @@ def parse_token(token: str) -> dict[int, int]:
     return wanted
 
 
-async def wait_for_position(read_model: ReadModel, token: str) -> None:
-    """Return once the projection has applied `token`, else NotYetProjected."""
+async def wait_for_position(read_model: ReadModel, log: LogReader, token: str) -> None:
+    """Return once the projection has applied `token`; NeverWritten at once when the
+    log has not reached it, else NotYetProjected after MIN_POSITION_WAIT."""
     wanted = parse_token(token)
     deadline = time.monotonic() + MIN_POSITION_WAIT
+    heads_checked = False
     while True:
         applied = await read_model.applied()
         if all(applied.get(p, 0) >= s for p, s in wanted.items()):
             return
+        if not heads_checked:
+            _written(wanted, await log.heads())
+            heads_checked = True
         if time.monotonic() > deadline:
             raise NotYetProjected(token)
         await asyncio.sleep(0.01)
+
+
+def _written(wanted: dict[int, int], heads: dict[int, int]) -> None:
+    for partition, sequence in sorted(wanted.items()):
+        if sequence > heads.get(partition, 0):
+            raise NeverWritten(partition, sequence, heads.get(partition, 0))
 
 
 def parse_as_of(text: str) -> str:

@@ -35,6 +35,7 @@ from services.http.deps import ServicesDep
 from services.http.errors import AUTH, ApiError, responses
 from services.queries import (
     BadQuery,
+    NeverWritten,
     NotYetProjected,
     TimelineParams,
     TimelineRef,
@@ -87,7 +88,7 @@ QUERY_PARAMETERS = [
            "the timeline as it was known at this moment"),
     _query("include_retracted", Schema(type=OpenAPIType.BOOLEAN), "default false"),
     _query("min_position", _TEXT, "a publish's `position`: wait until it is projected "
-                                  "(up to 5 s, else 503)"),
+                                  "(up to 5 s, else 503; 400 if the log never held it)"),
     _query("format", Schema(type=OpenAPIType.STRING, enum=list(SUPPORTED_FORMATS)),
            "json (a page) or a whole-timeline export"),
 ]
@@ -190,7 +191,10 @@ async def timeline(
     if params.min_position:
         _reachable(params.min_position, services.partitions)
         try:
-            await wait_for_position(services.read_model, params.min_position)
+            await wait_for_position(services.read_model, services.log, params.min_position)
+        except NeverWritten as exc:
+            raise ApiError(400, "bad-request", f"min_position: {exc}",
+                           errors=[{"path": "min_position", "message": str(exc)}]) from None
         except NotYetProjected:
             raise ApiError(503, "not-yet-projected", "the projection has not reached "
                            "min_position yet; retry shortly", retry_after=1) from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 from typing import Any
 
 import httpx
@@ -157,16 +159,28 @@ def test_an_entry_amended_between_two_pages_is_not_repeated(http: httpx.Client) 
     assert ids(second) == ["m3"]
 
 
-def test_min_position_not_reached_is_503_with_retry_after(http: httpx.Client) -> None:
-    response = http.get("/v1/timelines/all", params={"min_position": "0-999999"})
-    assert response.status_code == 503
+def test_min_position_not_reached_is_503_with_retry_after(
+    http: httpx.Client, worker: subprocess.Popen[bytes]
+) -> None:
+    worker.send_signal(signal.SIGSTOP)  # appended, never projected while it is stopped
+    try:
+        position = publish(http, STORY[:1])
+        response = http.get("/v1/timelines/all", params={"min_position": position})
+    finally:
+        worker.send_signal(signal.SIGCONT)
+    assert response.status_code == 503, response.text
     assert response.headers["retry-after"] == "1"
     assert response.json()["error"] == "not-yet-projected"
+    assert ids(http.get("/v1/timelines/all", params={"min_position": position})) == ["mou"]
 
 
-def test_a_min_position_that_can_never_be_reached_is_400(http: httpx.Client) -> None:
+def test_a_min_position_that_can_never_be_reached_is_400(http: httpx.Client, story: str) -> None:
+    partition, head = story.split(",")[0].split("-")  # the log was empty: the story's end
     for token, complaint in (("42-1", "partition 42 does not exist"), ("٣-5", "position token"),
-                             (" 3-5", "position token"), ("3_0-5", "position token")):
+                             (" 3-5", "position token"), ("3_0-5", "position token"),
+                             ("0-999999", "0-999999 was never written to this log"),
+                             (f"{partition}-{int(head) + 1}",
+                              f"ends at sequence {head})")):
         response = http.get("/v1/timelines/all", params={"min_position": token})
         assert response.status_code == 400, token
         [error] = response.json()["errors"]
