@@ -54,18 +54,21 @@ LAST_OF_SEQUENCE = 2**64 - 1  # the largest second part a stream id can have
 
 
 async def read_page(client: Any, partition: int, after: int, limit: int) -> RawPage:
-    """Entries whose sequence (the id's first part) is above `after` (every entry for
-    0), `limit` of them and then any left with the last one's sequence.
+    """Entries whose sequence (the id's first part) is above `after` (for 0, any with
+    sequence 0 too), `limit` of them and then any left with the last one's sequence.
 
     A page ends between two sequences because the next one starts at `after + 1`:
     ending inside one would skip an entry injected as `<n>-1` beside our `<n>-0`,
     and an outside verifier would never see it. (Beyond MAX_LIMIT entries sharing
     one sequence the rest are still skipped; `audit verify` reads every entry.)"""
     read, key = RawRange(client), keys.log(partition)
-    page = await read(key, f"{after + 1}-0" if after else "-", "+", limit)
+    # Entries injected as `0-<n>` come first, apart: a page of them alone would give
+    # next_after 0, the same page again.
+    zeroes = await read(key, "-", f"0-{LAST_OF_SEQUENCE}", MAX_LIMIT) if not after else []
+    page = await read(key, f"{after + 1}-0", "+", limit)
     last = None
     if len(page) == limit:
         last_id = page[-1][0]
         last = int(last_id.split(b"-")[0])
         page += await read(key, b"(" + last_id, f"{last}-{LAST_OF_SEQUENCE}", MAX_LIMIT)
-    return RawPage(partition, [raw_entry(i, f) for i, f in page], last)
+    return RawPage(partition, [raw_entry(i, f) for i, f in zeroes + page], last)

@@ -303,8 +303,15 @@ def test_the_readme_one_link_check_with_shell_tools(
 async def test_the_raw_log_starts_before_the_first_sequence(
     services: Services, sync_redis: redis.Redis
 ) -> None:
-    """`after=0` reads from the stream's start: an entry injected as `0-1` is listed."""
-    sync_redis.xadd(keys.log(3), {"note": "before"}, id="0-1")
-    sync_redis.xadd(keys.log(3), {"note": "first"}, id="1-0")
-    page = await rawlog.read_page(services.client, 3, 0, 10)
-    assert [e.id for e in page.entries] == ["0-1", "1-0"] and page.next_after is None
+    """`after=0` reads from the stream's start: entries injected as `0-<n>` are listed,
+    and the page after them moves on (a next_after of 0 would repeat it forever)."""
+    for ident in ("0-1", "0-2", "1-0", "2-0"):
+        sync_redis.xadd(keys.log(3), {"note": ident}, id=ident)
+    seen, after = [], 0
+    for _ in range(4):
+        page = await rawlog.read_page(services.client, 3, after, 1)
+        seen += [e.id for e in page.entries]
+        if page.next_after is None:
+            break
+        after = page.next_after
+    assert seen == ["0-1", "0-2", "1-0", "2-0"] and page.next_after is None
