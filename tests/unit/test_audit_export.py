@@ -204,3 +204,21 @@ def test_the_standalone_script_checks_raw_log_pages(tmp_path: Path) -> None:
     files[0].write_text(json.dumps(first, ensure_ascii=False), encoding="utf-8")
     done = run_tool(*map(str, files))
     assert done.returncode == 1 and "BROKEN: partition 0 sequence 2" in done.stdout
+
+
+def test_the_standalone_script_reports_a_foreign_entry_and_chains_past_it(
+    tmp_path: Path
+) -> None:
+    entries = []
+    for line in export_lines(count=4)[:3]:  # partition 0's three entries
+        text = line.decode().rstrip("\n")
+        value = json.loads(text)
+        entries.append({"id": f"{value['sequence']}-0",
+                        "event": text[: text.rindex(',"hash":"')] + "}", "hash": value["hash"]})
+    entries.insert(1, {"id": "1-1", "other_fields": {"note": "by hand"}})  # as the API lists it
+    page = tmp_path / "page.json"
+    page.write_text(json.dumps({"partition": 0, "entries": entries, "next_after": None}))
+    done = run_tool(str(page))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "FOREIGN: partition 0 sequence 1" in done.stdout and "BROKEN" not in done.stdout
+    assert f"partition 0: sequence 3 head {entries[-1]['hash']}" in done.stdout
