@@ -38,12 +38,14 @@ class NotYetProjected(RuntimeError):
 
 class NeverWritten(ValueError):
     """A position beyond its partition's log head. A publish answers only once its
-    events are in the log, and heads only grow, so no wait can reach it: the token
-    is from another log (or a wiped one), or made up."""
+    events are in the log (the head is written in the same script), so no wait can
+    reach it: the token is from another log, or from writes this log has lost since
+    (wiped, restored from an older file, a failover without TIMELINE_WRITE_REPLICAS)."""
 
     def __init__(self, partition: int, sequence: int, head: int) -> None:
-        super().__init__(f"position {partition}-{sequence} was never written to this log "
-                         f"(partition {partition} ends at sequence {head})")
+        super().__init__(f"position {partition}-{sequence} is not in this log: partition "
+                         f"{partition} ends at sequence {head} (a token from another log, "
+                         "or from writes this log no longer holds)")
 
 
 class TimelineRef(msgspec.Struct):

@@ -178,9 +178,9 @@ def test_a_min_position_that_can_never_be_reached_is_400(http: httpx.Client, sto
     partition, head = story.split(",")[0].split("-")  # the log was empty: the story's end
     for token, complaint in (("42-1", "partition 42 does not exist"), ("٣-5", "position token"),
                              (" 3-5", "position token"), ("3_0-5", "position token"),
-                             ("0-999999", "0-999999 was never written to this log"),
+                             ("0-999999", "position 0-999999 is not in this log"),
                              (f"{partition}-{int(head) + 1}",
-                              f"ends at sequence {head})")):
+                              f"ends at sequence {head} (")):
         response = http.get("/v1/timelines/all", params={"min_position": token})
         assert response.status_code == 400, token
         [error] = response.json()["errors"]
