@@ -1,7 +1,7 @@
 """A replay's rebuild split across processes, a few partitions each.
 
 The rebuild's own process is its bottleneck: folding and encoding the log in
-Python takes more CPU than the server spends applying it (docs/performance.md,
+Python takes more CPU than the server spends applying it (docs/performance-history.md,
 "Changes after 09:58"). Partitions can be rebuilt apart: an amendment names its
 target's subject, so it lives in its target's partition, and every other write
 commutes across partitions (timeline members have score 0; spans keep a
