@@ -14,7 +14,9 @@ from services.queries import EntitySummary, EventView, entity_summary, parse_as_
 @get("/v1/events", summary="One event: its current entry and every stored version",
      responses=responses(400, *AUTH, 404))
 async def event(
-    services: ServicesDep, source: FromQuery[str | None] = None, id: FromQuery[str | None] = None,  # noqa: A002
+    services: ServicesDep,
+    source: FromQuery[str | None] = None,
+    id: FromQuery[str | None] = None,  # noqa: A002
     as_of: FromQuery[str | None] = None,
 ) -> EventView:
     missing = [name for name, value in (("source", source), ("id", id)) if not value]

@@ -88,7 +88,7 @@ QUERY_PARAMETERS = [
            "the timeline as it was known at this moment"),
     _query("include_retracted", Schema(type=OpenAPIType.BOOLEAN), "default false"),
     _query("min_position", _TEXT, "a publish's `position`: wait until it is projected "
-                                  "(up to 5 s, else 503; 400 if the log never held it)"),
+                                  "(up to 5 s, else 503; 400 if the log does not hold it)"),
     _query("format", Schema(type=OpenAPIType.STRING, enum=list(SUPPORTED_FORMATS)),
            "json (a page) or a whole-timeline export"),
 ]
