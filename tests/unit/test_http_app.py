@@ -1,5 +1,5 @@
-"""The app's route declarations: built with warnings as errors (pytest's config), so a
-parameter Litestar would have to infer (deprecated, gone in Litestar 3) fails here."""
+"""The app's route declarations: built with warnings as errors, so a parameter
+Litestar would have to infer (deprecated, gone in Litestar 3) fails here."""
 
 from __future__ import annotations
 
