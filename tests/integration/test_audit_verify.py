@@ -4,6 +4,7 @@ partition and sequence, through the Python API, the CLI and HTTP."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -300,18 +301,27 @@ def test_the_readme_one_link_check_with_shell_tools(
     assert computed.split()[0] == stored and len(stored) == 64
 
 
-async def test_the_raw_log_starts_before_the_first_sequence(
+async def test_raw_log_pages_list_every_entry_once_whatever_the_ids_and_limit(
     services: Services, sync_redis: redis.Redis
 ) -> None:
-    """`after=0` reads from the stream's start: entries injected as `0-<n>` are listed,
-    and the page after them moves on (a next_after of 0 would repeat it forever)."""
-    for ident in ("0-1", "0-2", "1-0", "2-0"):
-        sync_redis.xadd(keys.log(3), {"note": ident}, id=ident)
-    seen, after = [], 0
-    for _ in range(4):
-        page = await rawlog.read_page(services.client, 3, after, 1)
-        seen += [e.id for e in page.entries]
-        if page.next_after is None:
-            break
-        after = page.next_after
-    assert seen == ["0-1", "0-2", "1-0", "2-0"] and page.next_after is None
+    """Every subset of ids where pages can go wrong (injected `0-<n>` before the first
+    sequence, `<n>-1` beside `<n>-0`), paged at limits 1 to 4: each entry is listed
+    once, in order, and following next_after ends."""
+    ids = ["0-1", "0-2", "1-0", "1-1", "2-0", "3-0", "3-1"]
+    key = keys.log(5)
+    for layout in itertools.chain.from_iterable(
+            itertools.combinations(ids, n) for n in range(1, len(ids) + 1)):
+        sync_redis.delete(key)
+        for ident in layout:
+            sync_redis.xadd(key, {"note": ident}, id=ident)
+        for limit in range(1, 5):
+            seen: list[str] = []
+            after: int | None = 0
+            for _ in range(len(ids) + 1):  # more pages than entries: it would never end
+                assert after is not None
+                page = await rawlog.read_page(services.client, 5, after, limit)
+                seen += [e.id for e in page.entries]
+                after = page.next_after
+                if after is None:
+                    break
+            assert (seen, after) == (list(layout), None), (layout, limit)
