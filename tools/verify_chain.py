@@ -19,21 +19,22 @@ def entries(text):
         page = json.loads(line)
         if "entries" in page:  # a /v1/audit/log page
             for e in page["entries"]:
-                sequence = int(e["id"].split("-")[0])
-                yield page["partition"], sequence, e.get("event"), e.get("hash")
+                sequence, _, sub = e["id"].partition("-")
+                ours = sub == "0" and "event" in e and "hash" in e  # else injected beside
+                yield page["partition"], int(sequence), e.get("event"), e.get("hash"), ours
         else:  # an export line
             event = line[: line.rindex(',"hash":"')] + "}"
-            yield page["partition"], page["sequence"], event, page["hash"]
+            yield page["partition"], page["sequence"], event, page["hash"], True
 
 
 heads, broken = {}, 0
 for name in sys.argv[1:] or ["-"]:
     with open(name if name != "-" else 0, encoding="utf-8") as handle:
         found = list(entries(handle.read()))
-    for part, seq, event, stored in found:
+    for part, seq, event, stored, ours in found:
         last, prev = heads.get(part, (0, "00" * 32))
-        if event is None or stored is None:  # not our layout: the next entry chains past it
-            print(f"FOREIGN: partition {part} sequence {seq}: no event or no hash")
+        if not ours:  # an id not <n>-0, or no event or hash: the next entry chains past it
+            print(f"FOREIGN: partition {part} sequence {seq}: not an entry of the chain")
             broken += 1
             continue
         chained = hashlib.sha256(bytes.fromhex(prev) + event.encode()).hexdigest()

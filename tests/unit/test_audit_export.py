@@ -215,10 +215,13 @@ def test_the_standalone_script_reports_a_foreign_entry_and_chains_past_it(
         value = json.loads(text)
         entries.append({"id": f"{value['sequence']}-0",
                         "event": text[: text.rindex(',"hash":"')] + "}", "hash": value["hash"]})
-    entries.insert(1, {"id": "1-1", "other_fields": {"note": "by hand"}})  # as the API lists it
+    # As the API lists them: one with other fields, one with our fields but not `<n>-0`.
+    entries.insert(1, {"id": "1-1", "other_fields": {"note": "by hand"}})
+    entries.insert(3, {**entries[2], "id": "2-1"})
     page = tmp_path / "page.json"
     page.write_text(json.dumps({"partition": 0, "entries": entries, "next_after": None}))
     done = run_tool(str(page))
     assert done.returncode == 1, done.stdout + done.stderr
     assert "FOREIGN: partition 0 sequence 1" in done.stdout and "BROKEN" not in done.stdout
+    assert "FOREIGN: partition 0 sequence 2" in done.stdout and "2 break(s)" in done.stdout
     assert f"partition 0: sequence 3 head {entries[-1]['hash']}" in done.stdout
