@@ -13,6 +13,7 @@ from bench.resp import pack
 Tally = Counter[tuple[str, str]]
 # Where a command's key is, where it is not the first argument (none: no key).
 KEY_AT = {"XGROUP": 2, "SELECT": None, "MULTI": None, "EXEC": None}
+FEED = 1 << 16  # bytes handed to the RESP reader at a time
 
 
 def commands(data: bytes) -> Iterator[tuple[list[bytes], int]]:
@@ -22,15 +23,20 @@ def commands(data: bytes) -> Iterator[tuple[list[bytes], int]]:
     (aof-timestamp-enabled, which the service never sets), a value that is not a
     command, bytes that are not whole commands (a file cut off mid-command)."""
     reader = hiredis.Reader()
-    reader.feed(data)
-    read = 0
+    read = fed = 0
     while True:
         try:
             command = reader.gets()
         except hiredis.ProtocolError as exc:
             raise ValueError(f"not RESP after byte {read}: {exc}") from None
         if command is False:
-            break
+            if fed >= len(data):
+                break
+            # A piece at a time: the reader moves what it holds unread to the front
+            # of its buffer as it goes, so the whole file at once took quadratic time.
+            reader.feed(data[fed:fed + FEED])
+            fed += FEED
+            continue
         if not isinstance(command, list) or not all(isinstance(a, bytes) for a in command):
             raise ValueError(f"not a command after byte {read}: {command!r:.60}")
         size = len(pack(*command))

@@ -168,9 +168,14 @@ def test_settling_waits_out_an_aof_rewrite(tmp_path: Path) -> None:
     assert started_before.note() == "; an AOF rewrite was running at the start"
 
 
-def test_an_aof_file_reads_back_as_its_commands_and_their_bytes() -> None:
+@pytest.mark.parametrize("feed", [7, 1 << 16])  # commands cut across the reader's pieces
+def test_an_aof_file_reads_back_as_its_commands_and_their_bytes(
+    feed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench import aof
     from bench.aof import commands, tally
 
+    monkeypatch.setattr(aof, "FEED", feed)
     set_k = b"*3\r\n$3\r\nSET\r\n$8\r\nstore:k1\r\n$2\r\nv1\r\n"
     xadd = b"*5\r\n$4\r\nxadd\r\n$8\r\nstore:k2\r\n$3\r\n1-0\r\n$1\r\nf\r\n$0\r\n\r\n"
     data = set_k + xadd + set_k
