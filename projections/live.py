@@ -22,6 +22,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from projections.entry import Entry, entry_decoder, entry_encoder, timelines
+from projections.outages import worth_waiting
 from projections.store import ReadModel
 from projections.writes import Fresh
 
@@ -109,6 +110,8 @@ class LiveFeed:
                 try:
                     await self.client.eval(_PUBLISH, 1, LIVE, *args)
                 except ResponseError as exc:
+                    if worth_waiting(exc):
+                        raise  # before the ack: the batch comes again
                     refused.append(exc)
             else:
                 pipe.eval(_PUBLISH, 1, LIVE, *args)
@@ -123,10 +126,16 @@ class LiveFeed:
         if acknowledge is not None and isinstance(results[-1], BaseException):
             raise results[-1]  # not acknowledged: the batch comes again
         refused += [r for r in results if isinstance(r, ResponseError)]
+        waiting = [r for r in refused if worth_waiting(r)]
+        if waiting:
+            # Refused for a while (out of memory, say): the caller waits and publishes
+            # again. The acknowledgement may have gone through (XACK is taken out of
+            # memory); a second one changes nothing.
+            raise waiting[0]
         if refused:
             # The server refused a command (say, a key of the wrong type): retrying
             # cannot help, and the feed is secondary, so the projection flows on.
-            # Connection errors still propagate: the batch is then retried whole.
+            # Connection errors still propagate: the caller publishes again.
             log.error("live feed publish failed", error=str(refused[0]), entries=entries)
 
 

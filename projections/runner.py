@@ -342,9 +342,8 @@ class Worker:
     ) -> None:
         started = time.perf_counter()
         projected = await self.apply_entries(partition, entries)
-        await self.live.publish(projected.fresh, projected.earlier, len(entries),
-                                time.perf_counter() - started,
-                                (log_key(partition), PROJECTION, [i for i, _ in entries]))
+        await self._feed(projected, len(entries), started,
+                         (log_key(partition), PROJECTION, [i for i, _ in entries]))
         log.info("batch projected", partition=partition, events=len(entries),
                  last=_sequence(entries[-1][0]), seconds=round(time.perf_counter() - started, 4))
 
@@ -402,6 +401,21 @@ class Worker:
                   hint="timeline audit parked; fix, then timeline audit unpark")
         return Projected(applied, {}, [])
 
+    async def _feed(self, projected: Projected, events: int, started: float,
+                    acknowledge: tuple[str, str, list[bytes]] | None = None) -> None:
+        """Publish applied entries to the live feed (and acknowledge them). The apply
+        is done, so a server refusing writes for a while is waited out here: failing
+        would leave the batch pending, off the feed until the partition's next owner."""
+        while True:
+            try:
+                await self.live.publish(projected.fresh, projected.earlier, events,
+                                        time.perf_counter() - started, acknowledge)
+                return
+            except Exception as exc:
+                if not worth_waiting(exc):
+                    raise
+                await self._wait_out(exc)
+
     async def _wait_out(self, exc: BaseException) -> None:
         if self._stopping.is_set():
             raise exc
@@ -426,8 +440,7 @@ class Worker:
                 return
             started = time.perf_counter()
             projected = await self.apply_entries(partition, page)
-            await self.live.publish(projected.fresh, projected.earlier, len(page),
-                                    time.perf_counter() - started)
+            await self._feed(projected, len(page), started)
             applied = _sequence(page[-1][0])
 
     async def drain_pending(self, partition: int) -> None:

@@ -1,19 +1,25 @@
 """The worker's side of the live feed (projections/live.py): a batch's entries go
 out without a script round trip of their own, a refused feed never holds back
-the batch's acknowledgement, and entries applied outside a batch go out too."""
+the batch's acknowledgement, a feed refused for a while is published once the
+server takes writes again, and entries applied outside a batch go out too."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import OutOfMemoryError
 from structlog.testing import capture_logs
 
+from projections import runner
 from projections.broker import create_group
 from projections.entry import Entry, entry_encoder
 from projections.live import LIVE, LiveFeed, LiveReader
-from projections.runner import PROJECTION
+from projections.runner import PROJECTION, Worker
 from projections.writes import Fresh
 from services.bootstrap import Services
 from services.log import keys
@@ -95,3 +101,73 @@ async def test_entries_another_consumer_left_pending_reach_the_feed_when_caught_
         processes.stop(worker)
     messages = await LiveReader(services.client).read("0-0", block_ms=1)
     assert sorted(m.entry.id for m in messages) == ["after", "left-1", "left-2"]
+
+
+async def test_a_feed_refused_for_a_while_raises_so_it_is_published_again(
+    services: Services
+) -> None:
+    """Out of memory the server refuses the feed, but not an acknowledgement (XACK is
+    taken out of memory): the feed raises, and published again it goes out once."""
+    client = services.client
+    stream, group = "timeline:{p0}:test-feed", "projection"
+    await client.xgroup_create(stream, group, id="0", mkstream=True)
+    ident = await client.xadd(stream, {"event": "{}"})
+    await client.xreadgroup(group, "worker-1", {stream: ">"}, count=10)
+    feed, fresh = LiveFeed(client, services.read_model), {"k1": Fresh(doc("a"), ["all"], [])}
+    await client.config_set("maxmemory", "1")
+    try:
+        with pytest.raises(OutOfMemoryError):
+            await feed.publish(fresh, [], events=1, seconds=0.01,
+                               acknowledge=(stream, group, [ident]))
+    finally:
+        await client.config_set("maxmemory", "0")
+    assert await LiveReader(client).read("0-0", block_ms=1) == []
+    await feed.publish(fresh, [], events=1, seconds=0.01, acknowledge=(stream, group, [ident]))
+    assert [m.entry.id for m in await LiveReader(client).read("0-0", block_ms=1)] == ["a"]
+    assert (await client.xpending(stream, group))["pending"] == 0
+
+
+async def test_the_worker_waits_out_a_feed_refused_after_the_apply(
+    services: Services, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server runs out of memory between a batch's apply and its feed: the worker
+    waits it out and publishes the batch, which it acknowledges, instead of leaving
+    it off the feed (and pending) until the partition's next owner."""
+    monkeypatch.setattr(runner, "TICK_SECONDS", 0.2)
+    client = services.client
+    worker = Worker(client, redis_url, services.partitions, name="feed-refused")
+    project, refusals = worker.projector.project, []
+
+    async def project_then_refuse(partition: int, events: Any) -> Any:
+        projected = await project(partition, events)
+        if not refusals:
+            await client.config_set("maxmemory", "1")
+            refusals.append(asyncio.create_task(accept_writes_after(1.0)))
+        return projected
+
+    async def accept_writes_after(seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        await client.config_set("maxmemory", "0")
+
+    monkeypatch.setattr(worker.projector, "project", project_then_refuse)
+    running = asyncio.create_task(worker.run())
+    try:
+        with capture_logs() as logs:
+            await publish(services, [mou("refused-feed")])
+            await until_fed(client, "refused-feed")
+        await refusals[0]
+        partition = keys.partition_of("lg", services.partitions)
+        assert (await client.xpending(keys.log(partition), PROJECTION))["pending"] == 0
+        assert any(e["event"] == "server unavailable, retrying" for e in logs)
+        assert not any(e["log_level"] == "error" for e in logs), logs
+    finally:
+        await client.config_set("maxmemory", "0")
+        worker.stop()
+        await asyncio.wait_for(running, 60)
+
+
+async def until_fed(client: Any, ident: str, within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
+    while [m.entry.id for m in await LiveReader(client).read("0-0", block_ms=1)] != [ident]:
+        assert time.monotonic() < deadline, f"{ident} did not reach the live feed"
+        await asyncio.sleep(0.05)
