@@ -99,45 +99,54 @@ class LiveFeed:
             args += [entry_encoder.encode(entry), _names_encoder.encode(timelines(entry)), ""]
         entries = (len(args) - 1) // 3
         pipe = self.client.pipeline(transaction=False)
-        refused: list[BaseException] = []
+        refused: BaseException | None = None
         # EVAL, not a registered script: in a pipeline redis-py sends SCRIPT EXISTS
         # first, a round trip of its own per batch, and after a restart EVALSHA answers
         # NOSCRIPT and costs a SCRIPT LOAD. The server caches the compiled body by its digest.
-        if entries:
-            if isinstance(self.client, RedisCluster):
-                # The live stream and the partition's stream are in different slots:
-                # on a cluster the feed goes in a call of its own, before the ack.
-                try:
-                    await self.client.eval(_PUBLISH, 1, LIVE, *args)
-                except ResponseError as exc:
-                    if worth_waiting(exc):
-                        raise  # before the ack: the batch comes again
-                    refused.append(exc)
-            else:
-                pipe.eval(_PUBLISH, 1, LIVE, *args)
-        pipe.hincrby(BATCH_STATS, "count", 1)
-        pipe.hincrby(BATCH_STATS, "events", events)
-        pipe.hincrbyfloat(BATCH_STATS, "sum", seconds)
-        pipe.hincrby(BATCH_STATS, f"le:{bucket_of(seconds)}", 1)
+        feed_in_pipe = bool(entries) and not isinstance(self.client, RedisCluster)
+        if feed_in_pipe:
+            pipe.eval(_PUBLISH, 1, LIVE, *args)
+        elif entries:
+            # The live stream and the partition's stream are in different slots:
+            # on a cluster the feed goes in a call of its own, before the ack.
+            try:
+                await self.client.eval(_PUBLISH, 1, LIVE, *args)
+            except ResponseError as exc:
+                refused = _unless_waiting(exc)
+        _record_batch(pipe, events, seconds)
         if acknowledge is not None:
             stream, group, ids = acknowledge
             pipe.xack(stream, group, *ids)
         results = await pipe.execute(raise_on_error=False)
         if acknowledge is not None and isinstance(results[-1], BaseException):
             raise results[-1]  # not acknowledged: the batch comes again
-        refused += [r for r in results if isinstance(r, ResponseError)]
-        waiting = [r for r in refused if worth_waiting(r)]
-        if waiting:
-            # Refused for a while (out of memory, say): the caller waits and publishes
-            # again. The acknowledgement may have gone through (XACK is taken out of
-            # memory); a second one changes nothing.
-            raise waiting[0]
-        if refused:
-            # The server refused a command (say, a key of the wrong type): retrying
-            # cannot help, and the feed is secondary, so the projection flows on.
-            # Connection errors still propagate: the caller publishes again.
-            log.error("live feed publish failed", error=str(refused[0]), entries=entries)
+        if feed_in_pipe and isinstance(results[0], ResponseError):
+            refused = _unless_waiting(results[0])
+        if refused is not None:
+            log.error("live feed publish failed", error=str(refused), entries=entries)
+        stats = [r for r in results[feed_in_pipe:feed_in_pipe + 4] if isinstance(r, Exception)]
+        if stats:  # a histogram short of a batch: not worth publishing the feed again
+            log.warning("batch statistics not recorded", error=str(stats[0]))
 
+
+def _unless_waiting(exc: ResponseError) -> ResponseError:
+    """The feed's refusal, to log; raised instead when the server refuses only for a
+    while (out of memory, say), so the caller waits and publishes again. On one server
+    the acknowledgement may have gone through meanwhile (XACK is taken out of memory):
+    a second one changes nothing. Connection errors propagate the same way."""
+    if worth_waiting(exc):
+        raise exc
+    # Refused for good (say, a key of the wrong type): retrying cannot help, and the
+    # feed is secondary, so the projection flows on.
+    return exc
+
+
+def _record_batch(pipe: Any, events: int, seconds: float) -> None:
+    """Four commands: the batch-duration histogram /metrics reads."""
+    pipe.hincrby(BATCH_STATS, "count", 1)
+    pipe.hincrby(BATCH_STATS, "events", events)
+    pipe.hincrbyfloat(BATCH_STATS, "sum", seconds)
+    pipe.hincrby(BATCH_STATS, f"le:{bucket_of(seconds)}", 1)
 
 def is_stream_id(text: str) -> bool:
     return bool(_STREAM_ID.fullmatch(text)) and max(_id_tuple(text)) <= _MAX_ID_PART

@@ -18,7 +18,7 @@ from structlog.testing import capture_logs
 from projections import runner
 from projections.broker import create_group
 from projections.entry import Entry, entry_encoder
-from projections.live import LIVE, LiveFeed, LiveReader
+from projections.live import BATCH_STATS, LIVE, LiveFeed, LiveReader
 from projections.runner import PROJECTION, Worker
 from projections.writes import Fresh
 from services.bootstrap import Services
@@ -101,6 +101,21 @@ async def test_entries_another_consumer_left_pending_reach_the_feed_when_caught_
         processes.stop(worker)
     messages = await LiveReader(services.client).read("0-0", block_ms=1)
     assert sorted(m.entry.id for m in messages) == ["after", "left-1", "left-2"]
+
+
+async def test_unrecorded_statistics_neither_fail_nor_repeat_the_feed(
+    services: Services
+) -> None:
+    """The batch histogram is written beside the feed; its refusal (here its key holds
+    a string) is a warning of its own, not a feed failure to log or to publish again."""
+    client = services.client
+    await client.set(BATCH_STATS, "not a hash")
+    with capture_logs() as logs:
+        await LiveFeed(client, services.read_model).publish(
+            {"k1": Fresh(doc("a"), ["all"], [])}, [], events=1, seconds=0.01)
+    assert [m.entry.id for m in await LiveReader(client).read("0-0", block_ms=1)] == ["a"]
+    assert [(e["log_level"], e["event"]) for e in logs] == [
+        ("warning", "batch statistics not recorded")]
 
 
 async def test_a_feed_refused_for_a_while_raises_so_it_is_published_again(
