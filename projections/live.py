@@ -148,6 +148,7 @@ def _record_batch(pipe: Any, events: int, seconds: float) -> None:
     pipe.hincrbyfloat(BATCH_STATS, "sum", seconds)
     pipe.hincrby(BATCH_STATS, f"le:{bucket_of(seconds)}", 1)
 
+
 def is_stream_id(text: str) -> bool:
     return bool(_STREAM_ID.fullmatch(text)) and max(_id_tuple(text)) <= _MAX_ID_PART
 
