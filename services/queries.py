@@ -36,7 +36,7 @@ class NotYetProjected(RuntimeError):
     pass
 
 
-class NeverWritten(ValueError):
+class NotInLog(ValueError):
     """A position beyond its partition's log head. A publish answers only once its
     events are in the log (the head is written in the same script), so no wait can
     reach it: the token is from another log, or from writes this log has lost since
@@ -152,7 +152,7 @@ def parse_token(token: str) -> dict[int, int]:
 
 
 async def wait_for_position(read_model: ReadModel, log: LogReader, token: str) -> None:
-    """Return once the projection has applied `token`; NeverWritten at once when the
+    """Return once the projection has applied `token`; NotInLog at once when the
     log has not reached it, else NotYetProjected after MIN_POSITION_WAIT."""
     wanted = parse_token(token)
     deadline = time.monotonic() + MIN_POSITION_WAIT
@@ -172,7 +172,7 @@ async def wait_for_position(read_model: ReadModel, log: LogReader, token: str) -
 def _written(wanted: dict[int, int], heads: dict[int, int]) -> None:
     for partition, sequence in sorted(wanted.items()):
         if sequence > heads.get(partition, 0):
-            raise NeverWritten(partition, sequence, heads.get(partition, 0))
+            raise NotInLog(partition, sequence, heads.get(partition, 0))
 
 
 def parse_as_of(text: str) -> str:

@@ -35,7 +35,7 @@ from services.http.deps import ServicesDep
 from services.http.errors import AUTH, ApiError, responses
 from services.queries import (
     BadQuery,
-    NeverWritten,
+    NotInLog,
     NotYetProjected,
     TimelineParams,
     TimelineRef,
@@ -192,7 +192,7 @@ async def timeline(
         _reachable(params.min_position, services.partitions)
         try:
             await wait_for_position(services.read_model, services.log, params.min_position)
-        except NeverWritten as exc:
+        except NotInLog as exc:
             raise ApiError(400, "bad-request", f"min_position: {exc}",
                            errors=[{"path": "min_position", "message": str(exc)}]) from None
         except NotYetProjected:
