@@ -47,6 +47,13 @@ def closed_write_is_lost_connection(send: Send) -> Send:
                 raise
             # redis-py has already disconnected it; the retry reconnects.
             raise RedisConnectionError(f"connection closed before writing: {exc}") from exc
+        except AttributeError as exc:
+            # Disconnected by another task meanwhile (RedisCluster drops a failed node's
+            # connections): redis-py writes to `_writer`, now None. A lost connection too;
+            # raised as such it is retried, where it ended a worker's lease keeper.
+            if getattr(self, "_writer", None) is not None:
+                raise
+            raise RedisConnectionError(f"connection closed before writing: {exc}") from exc
 
     send_packed_command.mends_closed_write = True  # type: ignore[attr-defined]
     return send_packed_command

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from services.redis import loop
 from services.redis.connection import client
@@ -45,3 +46,21 @@ def test_other_runtime_errors_are_left_alone() -> None:
     mended = loop.closed_write_is_lost_connection(send)
     with pytest.raises(RuntimeError, match="something else"):
         loop.run(mended(None, b"PING", True))  # type: ignore[arg-type]
+
+
+def test_a_write_on_a_connection_another_task_disconnected_is_a_lost_connection() -> None:
+    class Disconnected:
+        _writer = None
+
+    async def send(self: Any, *_: Any) -> None:
+        self._writer.writelines([b"PING"])  # as redis-py's send_packed_command does
+
+    mended = loop.closed_write_is_lost_connection(send)  # type: ignore[arg-type]
+    with pytest.raises(RedisConnectionError, match="connection closed before writing"):
+        loop.run(mended(Disconnected(), b"PING", True))  # type: ignore[arg-type]
+
+    class Connected:
+        _writer = object()
+
+    with pytest.raises(AttributeError):  # any other AttributeError is a bug, left alone
+        loop.run(mended(Connected(), b"PING", True))  # type: ignore[arg-type]
