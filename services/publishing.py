@@ -55,7 +55,11 @@ def read_events(text: str) -> Iterator[tuple[int, Any]]:
         try:  # one pretty-printed object rather than JSON lines
             whole = msgspec.json.decode(stripped)
         except UNREADABLE:
-            pass
+            # A line holding only `{` is no JSON-lines record: the file is one object,
+            # broken (cut short, say), and is refused whole, as a broken array is,
+            # rather than rejected line by line.
+            if stripped.partition("\n")[0].strip() == "{":
+                raise
         else:
             yield 1, whole
             return

@@ -244,6 +244,19 @@ def test_publish_one_pretty_printed_event(env: dict[str, str], tmp_path: Path) -
     assert tally_of(done) == {"appended": 1, "duplicate": 0, "rejected": 0}
 
 
+@pytest.mark.parametrize("command", [["publish"], ["import", "--format", "jsonl"]])
+def test_a_pretty_printed_event_cut_short_is_refused_whole(
+    command: list[str], env: dict[str, str], redis_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "cut.json"
+    path.write_text(json.dumps(factory.story(1)[0], indent=2)[:-40])
+    done = cli([*command, str(path)], env, tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "is not valid JSON" in done.stderr and "Traceback" not in done.stderr
+    assert log_length(redis_url) == 0
+    assert not list(tmp_path.glob("*.rejects.jsonl"))
+
+
 # -- show ---------------------------------------------------------------------------------
 
 ENTITY = "org-1"

@@ -199,6 +199,7 @@ def test_amendments_do_not_take_common_fields(event_type: str) -> None:
         ("mou.signed", {"cameo": 57}, "data.cameo"),
         ("mou.signed", {"sources": ["ftp://example.com"]}, "data.sources[0]"),
         ("mou.signed", {"sources": ["https://a b"]}, "data.sources[0]"),
+        ("mou.signed", {"sources": ["https://" + "a" * 2041]}, "data.sources[0]"),
         ("mou.signed", {"place": {"city": "Seoul"}}, "data.place.country"),
         ("mou.signed", {"place": {"country": "ZZ"}}, "data.place.country"),
         ("mou.signed", {"place": {"country": "kr"}}, "data.place.country"),
