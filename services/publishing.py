@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -45,31 +46,79 @@ class Unusable(msgspec.Struct, frozen=True):
     id: str | None = None
 
 
-def read_events(text: str) -> Iterator[tuple[int, Any]]:
+def read_events(text: str) -> JsonRecords:
     """(line number, decoded object) from a JSON document or JSON lines."""
-    stripped = text.strip()
-    if stripped.startswith("["):
-        yield from enumerate(msgspec.json.decode(stripped), start=1)
-        return
-    if stripped.startswith("{") and "\n" in stripped:
-        try:  # one pretty-printed object rather than JSON lines
-            whole = msgspec.json.decode(stripped)
-        except UNREADABLE:
-            # A line holding only `{` is no JSON-lines record: the file is one object,
-            # broken (cut short, say), and is refused whole, as a broken array is,
-            # rather than rejected line by line.
-            if stripped.partition("\n")[0].strip() == "{":
-                raise
-        else:
-            yield 1, whole
+    return JsonRecords(text)
+
+
+class JsonRecords:
+    """The records of a JSON document or of JSON lines, and how many there are.
+
+    A document (an array, or one pretty-printed object) is decoded whole here, so a
+    broken one raises before anything is appended. JSON lines are decoded one by one
+    as they are taken, so a large import holds its text and a batch or two, not every
+    decoded event; a line that does not decode is an `Unusable` record, never a raise
+    (`timeline publish` and `import` count on that to stream them)."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._whole = _document(text)
+        self._count = (len(self._whole) if self._whole is not None
+                       else sum(1 for _, line in _lines(text) if line.strip()))
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[tuple[int, Any]]:
+        if self._whole is not None:
+            yield from enumerate(self._whole, start=1)
             return
-    # Only \n ends a JSON line: str.splitlines() would also split at U+2028 in strings.
-    for number, line in enumerate(text.split("\n"), start=1):
-        if line.strip():
-            try:
-                yield number, msgspec.json.decode(line)
-            except UNREADABLE as exc:
-                yield number, Unusable([f"malformed JSON: {exc}"])
+        for number, line in _lines(self._text):
+            if line.strip():
+                try:
+                    yield number, msgspec.json.decode(line)
+                except UNREADABLE as exc:
+                    yield number, Unusable([f"malformed JSON: {exc}"])
+
+
+_VISIBLE = re.compile(r"\S")
+
+
+def _document(text: str) -> list[Any] | None:
+    """The records of `text` decoded whole if it is one JSON document (an array, or an
+    object over several lines); None for JSON lines."""
+    # Found without text.strip(), which would copy the whole text, to learn its first
+    # character and whether it has a second line.
+    visible = _VISIBLE.search(text)
+    begin = visible.start() if visible else len(text)
+    first, first_end = text[begin:begin + 1], text.find("\n", begin)
+    if first == "[":
+        records: list[Any] = msgspec.json.decode(text)
+        return records
+    if first != "{" or first_end < 0 or _VISIBLE.search(text, first_end) is None:
+        return None
+    try:  # one pretty-printed object rather than JSON lines
+        return [msgspec.json.decode(text)]
+    except UNREADABLE:
+        # A line holding only `{` is no JSON-lines record: the file is one object,
+        # broken (cut short, say), and is refused whole, as a broken array is, rather
+        # than rejected line by line.
+        if text[begin:first_end].strip() == "{":
+            raise
+        return None
+
+
+def _lines(text: str) -> Iterator[tuple[int, str]]:
+    """(line number, line) of `text`, one line at a time (`split` would copy the whole
+    text at once). Only a newline ends a JSON line: str.splitlines() would also split
+    at U+2028 inside strings."""
+    start, number = 0, 0
+    while start <= len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        number += 1
+        yield number, text[start:end]
+        start = end + 1
 
 
 async def publish_all(

@@ -21,7 +21,7 @@ from services.cli import audit as audit_commands
 from services.cli import parked as parked_commands
 from services.cli.common import console, err, json_encoder, load_settings, plain, run
 from services.importers.common import BadFile
-from services.publishing import Rejection, Tally, publish_all, read_events
+from services.publishing import JsonRecords, Rejection, Tally, publish_all, read_events
 from services.redis.embedded import die_with_parent
 
 app = typer.Typer(
@@ -175,7 +175,12 @@ def _publish_file(path: str, rejects_path: Path | None, progress: bool,
 
     async def main() -> Tally:
         async with bootstrap.services(settings) as built:
-            items = list(parse(text))
+            items = parse(text)
+            # JSON records are decoded as they are appended (they raise nothing once
+            # made); other formats are read whole first, so that a file broken
+            # part-way (a CSV error) appends nothing.
+            if not isinstance(items, JsonRecords):
+                items = list(items)
             with Progress(console=err, disable=not progress, transient=True) as bar:
                 task = bar.add_task("appending", total=len(items))
                 return await publish_all(built.appender, items, "cli", rejections.append,
