@@ -87,23 +87,29 @@ _VISIBLE = re.compile(r"\S")
 def _document(text: str) -> list[Any] | None:
     """The records of `text` decoded whole if it is one JSON document (an array, or an
     object over several lines); None for JSON lines."""
-    # Found without text.strip(), which would copy the whole text, to learn its first
-    # character and whether it has a second line.
     visible = _VISIBLE.search(text)
-    begin = visible.start() if visible else len(text)
-    first, first_end = text[begin:begin + 1], text.find("\n", begin)
-    if first == "[":
-        records: list[Any] = msgspec.json.decode(text)
+    if visible is None:
+        return None
+    begin, first_end = visible.start(), text.find("\n", visible.start())
+    if text[begin] == "[":
+        records: list[Any] = msgspec.json.decode(text.strip())
         return records
-    if first != "{" or first_end < 0 or _VISIBLE.search(text, first_end) is None:
+    if text[begin] != "{" or first_end < 0 or _VISIBLE.search(text, first_end) is None:
+        return None
+    first_line = text[begin:first_end]
+    with contextlib.suppress(*UNREADABLE):
+        msgspec.json.decode(first_line)
+        # A whole record on the first line and more after it: JSON lines, which the
+        # whole text would fail to decode as (and, if it is not ASCII, keep a UTF-8
+        # copy of for as long as it lives).
         return None
     try:  # one pretty-printed object rather than JSON lines
-        return [msgspec.json.decode(text)]
+        return [msgspec.json.decode(text.strip())]
     except UNREADABLE:
         # A line holding only `{` is no JSON-lines record: the file is one object,
         # broken (cut short, say), and is refused whole, as a broken array is, rather
         # than rejected line by line.
-        if text[begin:first_end].strip() == "{":
+        if first_line.strip() == "{":
             raise
         return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import os
 import signal
@@ -160,11 +161,22 @@ def worker() -> None:
     run(main())
 
 
+def _read_stdin() -> str:
+    """stdin as strict UTF-8, as a file is read: in UTF-8 mode (a C locale, say) its
+    own text layer lets invalid bytes through as lone surrogates, which no JSON
+    decoder takes."""
+    wrapper = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8")
+    try:
+        return wrapper.read()
+    finally:
+        wrapper.detach()  # sys.stdin keeps its buffer
+
+
 def _publish_file(path: str, rejects_path: Path | None, progress: bool,
                   parse: Any = read_events, fmt: str = "jsonl") -> Tally:
     settings = load_settings()
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        text = _read_stdin() if path == "-" else Path(path).read_text(encoding="utf-8")
         text = text.removeprefix("\ufeff")  # a byte order mark is no part of the first event
     except (OSError, UnicodeDecodeError) as exc:
         err.print(f"[red]cannot read {plain(path)}:[/red] {plain(exc)}")

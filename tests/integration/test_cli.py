@@ -207,6 +207,22 @@ def test_publish_reads_stdin(env: dict[str, str], redis_url: str, tmp_path: Path
     assert log_length(redis_url) == 30
 
 
+def test_stdin_that_is_not_utf8_is_refused_whole(
+    env: dict[str, str], redis_url: str, tmp_path: Path
+) -> None:
+    """In UTF-8 mode (a C locale, say) Python's stdin would pass invalid bytes on as
+    lone surrogates; the last line's would fail only after the first batches."""
+    text = "".join(json.dumps(e) + "\n" for e in factory.story(1200, seed=4))
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "publish", "-"], cwd=tmp_path,
+        env={**env, "PYTHONUTF8": "1"}, input=text.encode() + b'"\xff"\n',
+        capture_output=True, timeout=120)
+    stderr = done.stderr.decode()
+    assert done.returncode == 2, stderr
+    assert "cannot read -" in stderr and "Traceback" not in stderr
+    assert log_length(redis_url) == 0
+
+
 def test_publish_a_json_array(env: dict[str, str], tmp_path: Path) -> None:
     source = tmp_path / "events.json"
     source.write_text(json.dumps(factory.story(7)))

@@ -39,6 +39,15 @@ def test_documents_are_numbered_by_position() -> None:
     assert list(read_events('{\n  "a": 1\n}')) == [(1, {"a": 1})]
 
 
+@pytest.mark.parametrize("text", [
+    '[{"a": 1}]\x0c', '\xa0[{"a": 1}]', '\xa0{\n  "a": 1\n}', '{\n  "a": 1\n}\u2028',
+    ' {"a":\n1}\x0c', '\u3000{\n"a": 1}\x85',
+])
+def test_a_document_may_have_any_white_space_around_it(text: str) -> None:
+    records = read_events(text)
+    assert len(records) == 1 and list(records) == [(1, {"a": 1})]
+
+
 @pytest.mark.parametrize("text", ['[{"a": 1}, {"b"', '{\n  "a": 1,\n  "b": [1, 2\n'])
 def test_a_broken_document_raises_before_any_record_is_taken(text: str) -> None:
     with pytest.raises(msgspec.DecodeError):
@@ -54,8 +63,12 @@ def _peak(work: Callable[[], Any]) -> int:
         tracemalloc.stop()
 
 
-def test_json_lines_are_decoded_one_at_a_time() -> None:
-    text = "".join(json.dumps(event) + "\n" for event in factory.story(3000))
+@pytest.mark.parametrize("ascii_only", [True, False])
+def test_json_lines_are_decoded_one_at_a_time(ascii_only: bool) -> None:
+    # Not ASCII, a failed decode of the whole text would keep a UTF-8 copy of it.
+    text = "".join(json.dumps({**event, "note": "Zürich, 서울"}, ensure_ascii=ascii_only) + "\n"
+                   for event in factory.story(3000))
+    made = _peak(lambda: read_events(text))  # first: nothing is cached on `text` yet
     records = read_events(text)
 
     def one_at_a_time() -> None:
@@ -63,5 +76,5 @@ def test_json_lines_are_decoded_one_at_a_time() -> None:
             pass
 
     held_at_once = _peak(lambda: list(records))
-    assert _peak(lambda: read_events(text)) < held_at_once / 20  # counting decodes nothing
+    assert made < held_at_once / 20  # counting decodes nothing
     assert _peak(one_at_a_time) < held_at_once / 20
