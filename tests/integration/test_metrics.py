@@ -29,6 +29,16 @@ def scrape(http: httpx.Client) -> Samples:
             for s in family.samples}
 
 
+def scrape_until(http: httpx.Client, name: str, expected: float,
+                 within: float = 10.0) -> Samples:
+    deadline = time.monotonic() + within
+    while True:
+        samples = scrape(http)
+        if samples.get((name, frozenset())) == expected or time.monotonic() > deadline:
+            return samples
+        time.sleep(0.05)
+
+
 def value(samples: Samples, name: str, **labels: str) -> float:
     """A series' value; a series not exported fails (a missing one is not a zero)."""
     key = (name, frozenset(labels.items()))
@@ -73,10 +83,11 @@ def test_metrics_follow_publishing_and_projection(
         response = http.get("/v1/timelines/entity/org-metrics",
                             params={"min_position": f"{PARTITION}-3"})
         assert response.status_code == 200
-        time.sleep(0.2)  # the batch statistics are written right after the apply
         sync_redis.xadd(parked_stream(5), {"entry": "1-0", "error": "test"})
         sync_redis.xadd(parked_stream(5), {"entry": "2-0", "error": "test"})
-        caught_up = scrape(http)
+        # The batch statistics are written after the apply (on a cluster, after the
+        # live feed's call too).
+        caught_up = scrape_until(http, "timeline_projection_batch_events_total", 3)
     finally:
         assert processes.stop(worker) == 0
 
