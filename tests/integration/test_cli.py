@@ -223,6 +223,38 @@ def test_stdin_that_is_not_utf8_is_refused_whole(
     assert log_length(redis_url) == 0
 
 
+@pytest.mark.parametrize(("fmt", "streamed"), [("jsonl", True), ("csv", False)])
+def test_only_json_records_reach_the_append_undecoded(
+    fmt: str, streamed: bool, env: dict[str, str], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """JSON lines are decoded as they are appended (a large file is never held decoded
+    whole); a CSV file is read whole first, so one broken part-way appends nothing."""
+    from typer.testing import CliRunner
+
+    import services.cli.main as main
+    from services.publishing import Tally
+
+    taken: list[Any] = []
+
+    async def publish_all(appender: Any, items: Any, *args: Any, **kwargs: Any) -> Tally:
+        taken.append(items)
+        return Tally()
+
+    monkeypatch.setattr(main, "publish_all", publish_all)
+    if fmt == "jsonl":
+        path = write_jsonl(tmp_path / "e.jsonl", factory.story(3))
+    else:
+        path = tmp_path / "e.csv"
+        path.write_text("id,type,subject,occurred,parties\n"
+                        + "".join(f"c{i},mou.signed,lg,2024-01,lg;jax\n" for i in range(3)))
+    done = CliRunner().invoke(main.app, ["import", "--format", fmt, str(path)], env=env)
+    assert done.exit_code == 0, done.output
+    [items] = taken
+    assert len(items) == 3
+    assert isinstance(items, list) is not streamed
+
+
 def test_publish_a_json_array(env: dict[str, str], tmp_path: Path) -> None:
     source = tmp_path / "events.json"
     source.write_text(json.dumps(factory.story(7)))
