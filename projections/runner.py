@@ -263,6 +263,9 @@ class Worker:
                 if not worth_waiting(exc):
                     raise
             await self.broker.stop()
+            # The last line of a graceful stop: a stop that hangs after it hangs
+            # outside the worker (a 20-s SIGTERM in one CI run was never explained).
+            log.info("worker stopped", worker=self.name)
 
     def stop(self) -> None:
         self._stopping.set()

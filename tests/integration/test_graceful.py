@@ -38,7 +38,9 @@ async def test_sigterm_mid_projection_is_graceful(
     events = factory.story(12_000, seed=11, amend=300)
     await publish(services, events)
     env = processes.env_for(redis_url)
-    worker = processes.start(["worker"], env, logs_dir / "graceful-a.log")
+    worker_log = logs_dir / "graceful-a.log"  # shared by both backends' runs
+    logged_before = worker_log.stat().st_size if worker_log.exists() else 0
+    worker = processes.start(["worker"], env, worker_log)
     try:
         while await applied_total(services) < 1_000:
             assert worker.poll() is None
@@ -51,6 +53,7 @@ async def test_sigterm_mid_projection_is_graceful(
         processes.stop(worker)
     assert code == 0
     assert took < GRACE_SECONDS
+    assert b'"worker stopped"' in worker_log.read_bytes()[logged_before:]
     progress = await applied_total(services)
     assert progress < len(events), "the worker finished before it was asked to stop"
 
