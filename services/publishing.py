@@ -64,7 +64,7 @@ class JsonRecords:
         self._text = text
         self._whole = _document(text)
         self._count = (len(self._whole) if self._whole is not None
-                       else sum(1 for _, line in _lines(text) if line.strip()))
+                       else sum(1 for _ in _filled_lines(text)))
 
     def __len__(self) -> int:
         return self._count
@@ -73,12 +73,11 @@ class JsonRecords:
         if self._whole is not None:
             yield from enumerate(self._whole, start=1)
             return
-        for number, line in _lines(self._text):
-            if line.strip():
-                try:
-                    yield number, msgspec.json.decode(line)
-                except UNREADABLE as exc:
-                    yield number, Unusable([f"malformed JSON: {exc}"])
+        for number, line in _filled_lines(self._text):
+            try:
+                yield number, msgspec.json.decode(line)
+            except UNREADABLE as exc:
+                yield number, Unusable([f"malformed JSON: {exc}"])
 
 
 _VISIBLE = re.compile(r"\S")
@@ -114,16 +113,18 @@ def _document(text: str) -> list[Any] | None:
         return None
 
 
-def _lines(text: str) -> Iterator[tuple[int, str]]:
-    """(line number, line) of `text`, one line at a time (`split` would copy the whole
-    text at once). Only a newline ends a JSON line: str.splitlines() would also split
-    at U+2028 inside strings."""
+def _filled_lines(text: str) -> Iterator[tuple[int, str]]:
+    """(line number, line) of every line of `text` that is not blank, one at a time
+    (`split` would copy the whole text at once). Only a newline ends a JSON line:
+    str.splitlines() would also split at U+2028 inside strings."""
     start, number = 0, 0
     while start <= len(text):
         end = text.find("\n", start)
         end = len(text) if end < 0 else end
         number += 1
-        yield number, text[start:end]
+        line = text[start:end]
+        if line.strip():
+            yield number, line
         start = end + 1
 
 
