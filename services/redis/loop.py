@@ -26,6 +26,8 @@ import uvloop
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from services.redis.packing import use_hiredis
+
 T = TypeVar("T")
 _CLOSED = "the handler is closed"
 
@@ -67,6 +69,8 @@ def mend_closed_writes() -> None:
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    """`asyncio.run` on uvloop, once redis-py's connections take closed writes for lost ones."""
+    """`asyncio.run` on uvloop, once redis-py's connections take closed writes for lost
+    ones and pack their commands through hiredis (services/redis/packing.py)."""
     mend_closed_writes()
+    use_hiredis()
     return uvloop.run(coro)

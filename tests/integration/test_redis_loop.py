@@ -1,5 +1,6 @@
 """services/redis/loop.py: on uvloop, a command sent over a connection whose socket
-the loop has already closed is retried on a new connection, as on asyncio's loop."""
+the loop has already closed is retried on a new connection, as on asyncio's loop; and
+commands are packed by hiredis (services/redis/packing.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from services.redis import loop
@@ -64,3 +66,23 @@ def test_a_write_on_a_connection_another_task_disconnected_is_a_lost_connection(
 
     with pytest.raises(AttributeError):  # any other AttributeError is a bug, left alone
         loop.run(mended(Connected(), b"PING", True))  # type: ignore[arg-type]
+
+
+async def _round_trip(url: str) -> list[Any]:
+    redis_client = client(url)
+    try:
+        await redis_client.set("loop:packed", "é")
+        await redis_client.hset("loop:packed:h", mapping={"n": 7, "f": 0.5, "b": b"\x00\xff"})
+        return [await redis_client.get("loop:packed"),
+                await redis_client.hgetall("loop:packed:h"),
+                await redis_client.config_get("maxmemory-policy")]
+    finally:
+        await redis_client.aclose()
+
+
+def test_commands_are_packed_by_hiredis_once_run_starts(redis_url: str) -> None:
+    value, fields, config = loop.run(_round_trip(redis_url))
+    assert getattr(AbstractConnection.pack_command, "packs_with_hiredis", False)
+    assert value == "é".encode()
+    assert fields == {b"n": b"7", b"f": b"0.5", b"b": b"\x00\xff"}
+    assert list(config) in (["maxmemory-policy"], [b"maxmemory-policy"])

@@ -1,0 +1,55 @@
+"""Commands packed by hiredis, in C, where redis-py's asyncio connections pack them
+in Python.
+
+redis-py's synchronous client packs with hiredis when it is installed (a
+dependency of ours, through `redis[hiredis]`); its asyncio connections, which
+every process of ours uses, do not: their `pack_command` encodes and joins each
+argument in Python. A page's script call (17 arguments) took ~30 µs to pack that
+way on the slow host and ~3.5 µs through hiredis, for the same bytes
+(docs/performance.md, "Packing commands").
+
+What hiredis refuses (bool, None, bytearray, enums and other types) goes the way
+redis-py goes, so its errors (DataError) and encodings stay as they were; so does
+every command of a connection whose encoder is not UTF-8 with strict errors.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import hiredis
+from redis.asyncio.connection import AbstractConnection
+
+Pack = Callable[..., list[bytes]]
+
+
+def hiredis_packed(pack: Pack) -> Pack:
+    """`pack` (redis-py's `pack_command`), done by hiredis whenever it gives the same bytes."""
+
+    @functools.wraps(pack)
+    def pack_command(self: AbstractConnection, *args: Any) -> list[bytes]:
+        encoder = self.encoder
+        if encoder.encoding != "utf-8" or encoder.encoding_errors != "strict":
+            return pack(self, *args)
+        name = args[0]
+        # As redis-py does: a command name such as "CONFIG GET" is sent as two arguments.
+        if isinstance(name, str):
+            args = (*name.encode().split(), *args[1:])
+        elif isinstance(name, bytes) and b" " in name:
+            args = (*name.split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError:
+            return pack(self, *args)
+
+    pack_command.packs_with_hiredis = True  # type: ignore[attr-defined]
+    return pack_command
+
+
+def use_hiredis() -> None:
+    """Idempotent: every asyncio connection of this process packs through hiredis."""
+    pack = AbstractConnection.pack_command
+    if not getattr(pack, "packs_with_hiredis", False):
+        AbstractConnection.pack_command = hiredis_packed(pack)  # type: ignore[method-assign]
