@@ -77,6 +77,12 @@ class Held:
         self.leases = leases
         self.tick_seconds = tick_seconds
         self.partitions: set[int] = set()
+        self._takes: dict[int, int] = {}  # partition -> how many times its lease was taken
+
+    def take(self, partition: int) -> None:
+        """The lease of `partition` was just acquired: hold it."""
+        self.partitions.add(partition)
+        self._takes[partition] = self._takes.get(partition, 0) + 1
 
     async def keep(self) -> None:
         """Renew every tick until cancelled; an outage is waited out, anything else ends it."""
@@ -92,5 +98,9 @@ class Held:
     async def renew(self) -> None:
         await self.leases.heartbeat()
         for partition in list(self.partitions):
-            if not await self.leases.renew(partition):
+            takes = self._takes.get(partition)
+            renewed = await self.leases.renew(partition)
+            # A refusal that answers for a lease since given up and taken again (the
+            # rebalance ran while the reply was on its way) says nothing of the new one.
+            if not renewed and self._takes.get(partition) == takes:
                 self.partitions.discard(partition)  # the rebalance gives it up

@@ -295,9 +295,11 @@ class Worker:
             if partition in self.owned:
                 continue
             # Held but not owned: a take that failed, retried under the lease it kept.
-            if partition in self.held.partitions or await self.leases.acquire(partition):
-                self.held.partitions.add(partition)
-                await self._take(partition)
+            if partition not in self.held.partitions:
+                if not await self.leases.acquire(partition):
+                    continue
+                self.held.take(partition)
+            await self._take(partition)
         await self._release_unowned()
 
     async def _release_unowned(self) -> None:

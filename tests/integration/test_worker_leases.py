@@ -1,5 +1,6 @@
 """A projection worker's leases, run in this process against the real server: they
-stay renewed while its rebalance waits on something slow (projections/lease.py, Held)."""
+stay renewed while its rebalance waits on something slow, and a renewal refused for a
+lease since given up does not drop the lease taken again (projections/lease.py, Held)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import time
 import pytest
 
 from projections import runner
-from projections.lease import WORKERS, lease_key
+from projections.lease import WORKERS, Held, Leases, lease_key
 from projections.runner import PROJECTION, Worker
 from services.bootstrap import Services
 from tests.integration.projection_helpers import until
@@ -67,3 +68,44 @@ async def stopped(running: asyncio.Task[None]) -> None:
             task.print_stack(file=sys.stderr)
         running.cancel()
         raise AssertionError(f"the worker did not stop within {STOP_WITHIN_SECONDS} s") from None
+
+
+async def _renew_across(services: Services, retake: bool) -> tuple[set[int], bytes | None]:
+    """Held renews partition 0 while its lease is given up, and (`retake`) taken
+    again before the renewal's refusal arrives: what Held keeps, and who holds it."""
+    leases = Leases(services.client, "renewer", PROJECTION, ttl_ms=60_000)
+    held = Held(leases, tick_seconds=0.2)
+    assert await leases.acquire(0)
+    held.take(0)
+    given_up, answered = asyncio.Event(), asyncio.Event()
+    renew = leases.renew
+
+    async def late_reply(partition: int) -> bool:
+        await given_up.wait()
+        renewed = await renew(partition)  # runs on the server after the release
+        await answered.wait()  # ...and its reply arrives after the retake
+        return renewed
+
+    leases.renew = late_reply  # type: ignore[method-assign]
+    renewing = asyncio.create_task(held.renew())
+    await asyncio.sleep(0.05)  # the renewal is on its way
+    held.partitions.discard(0)  # the rebalance gives the partition up...
+    await leases.release(0)
+    given_up.set()
+    await asyncio.sleep(0.05)
+    if retake:  # ...and takes it again
+        assert await leases.acquire(0)
+        held.take(0)
+    answered.set()
+    await renewing
+    holder = await services.client.get(lease_key(0, PROJECTION))
+    await leases.release(0)
+    return held.partitions, holder
+
+
+async def test_a_stale_refused_renewal_keeps_a_lease_taken_again(services: Services) -> None:
+    assert await _renew_across(services, retake=True) == ({0}, b"renewer")
+
+
+async def test_a_refused_renewal_gives_the_partition_up(services: Services) -> None:
+    assert await _renew_across(services, retake=False) == (set(), None)
