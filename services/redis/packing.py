@@ -8,9 +8,12 @@ argument in Python. A page's script call (17 arguments) took ~30 µs to pack tha
 way on the slow host and ~3.5 µs through hiredis, for the same bytes
 (docs/performance.md, "Packing commands").
 
-What hiredis refuses (bool, None, bytearray, enums and other types) goes the way
-redis-py goes, so its errors (DataError) and encodings stay as they were; so does
-every command of a connection whose encoder is not UTF-8 with strict errors.
+Only commands made of plain str, bytes, int and float go through hiredis: it
+refuses bool, None and bytearray, but it also takes memoryviews its own way and
+crashes the process on an int beyond Python's 4,300-digit limit for text, or a float
+subclass whose repr fails. Everything else goes the way redis-py goes, so its bytes
+and its errors (DataError, ValueError) stay as they were; so does every command of a
+connection whose encoder is not UTF-8 with strict errors.
 """
 
 from __future__ import annotations
@@ -23,6 +26,19 @@ import hiredis
 from redis.asyncio.connection import AbstractConnection
 
 Pack = Callable[..., list[bytes]]
+_HUGE = 10**4000  # far below the digits Python refuses to turn into text
+
+
+def _plain(args: tuple[Any, ...]) -> bool:
+    """Every argument is of a type hiredis packs exactly as redis-py does (not a subclass)."""
+    for arg in args:
+        kind = type(arg)
+        if kind is int:
+            if not -_HUGE < arg < _HUGE:
+                return False
+        elif kind is not str and kind is not bytes and kind is not float:
+            return False
+    return True
 
 
 def hiredis_packed(pack: Pack) -> Pack:
@@ -31,18 +47,16 @@ def hiredis_packed(pack: Pack) -> Pack:
     @functools.wraps(pack)
     def pack_command(self: AbstractConnection, *args: Any) -> list[bytes]:
         encoder = self.encoder
-        if encoder.encoding != "utf-8" or encoder.encoding_errors != "strict":
+        if (encoder.encoding != "utf-8" or encoder.encoding_errors != "strict"
+                or not args or type(args[0]) not in (str, bytes) or not _plain(args)):
             return pack(self, *args)
         name = args[0]
         # As redis-py does: a command name such as "CONFIG GET" is sent as two arguments.
         if isinstance(name, str):
-            args = (*name.encode().split(), *args[1:])
-        elif isinstance(name, bytes) and b" " in name:
-            args = (*name.split(), *args[1:])
-        try:
-            return [hiredis.pack_command(args)]
-        except TypeError:
-            return pack(self, *args)
+            return [hiredis.pack_command((*name.encode().split(), *args[1:]))]
+        if b" " in name:
+            return [hiredis.pack_command((*name.split(), *args[1:]))]
+        return [hiredis.pack_command(args)]
 
     pack_command.packs_with_hiredis = True  # type: ignore[attr-defined]
     return pack_command

@@ -70,29 +70,35 @@ async def stopped(running: asyncio.Task[None]) -> None:
         raise AssertionError(f"the worker did not stop within {STOP_WITHIN_SECONDS} s") from None
 
 
-async def _renew_across(services: Services, retake: bool) -> tuple[set[int], bytes | None]:
+async def _renew_across(
+    services: Services, retake: bool
+) -> tuple[list[bool], set[int], bytes | None]:
     """Held renews partition 0 while its lease is given up, and (`retake`) taken
-    again before the renewal's refusal arrives: what Held keeps, and who holds it."""
+    again before the renewal's refusal arrives: the renewal's replies, what Held
+    keeps, and who holds the lease."""
     leases = Leases(services.client, "renewer", PROJECTION, ttl_ms=60_000)
     held = Held(leases, tick_seconds=0.2)
     assert await leases.acquire(0)
     held.take(0)
-    given_up, answered = asyncio.Event(), asyncio.Event()
-    renew = leases.renew
+    in_flight, given_up, ran, answered = (asyncio.Event() for _ in range(4))
+    renew, replies = leases.renew, []
 
     async def late_reply(partition: int) -> bool:
+        in_flight.set()  # Held has read its count of takes: the renewal is on its way
         await given_up.wait()
         renewed = await renew(partition)  # runs on the server after the release
+        replies.append(renewed)
+        ran.set()
         await answered.wait()  # ...and its reply arrives after the retake
         return renewed
 
     leases.renew = late_reply  # type: ignore[method-assign]
     renewing = asyncio.create_task(held.renew())
-    await asyncio.sleep(0.05)  # the renewal is on its way
+    await in_flight.wait()
     held.partitions.discard(0)  # the rebalance gives the partition up...
     await leases.release(0)
     given_up.set()
-    await asyncio.sleep(0.05)
+    await ran.wait()
     if retake:  # ...and takes it again
         assert await leases.acquire(0)
         held.take(0)
@@ -100,12 +106,12 @@ async def _renew_across(services: Services, retake: bool) -> tuple[set[int], byt
     await renewing
     holder = await services.client.get(lease_key(0, PROJECTION))
     await leases.release(0)
-    return held.partitions, holder
+    return replies, held.partitions, holder
 
 
 async def test_a_stale_refused_renewal_keeps_a_lease_taken_again(services: Services) -> None:
-    assert await _renew_across(services, retake=True) == ({0}, b"renewer")
+    assert await _renew_across(services, retake=True) == ([False], {0}, b"renewer")
 
 
 async def test_a_refused_renewal_gives_the_partition_up(services: Services) -> None:
-    assert await _renew_across(services, retake=False) == (set(), None)
+    assert await _renew_across(services, retake=False) == ([False], set(), None)
