@@ -26,7 +26,7 @@ import uvloop
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from services.redis.packing import use_hiredis
+from services.redis.packing import hiredis_packed
 
 T = TypeVar("T")
 _CLOSED = "the handler is closed"
@@ -57,20 +57,22 @@ def closed_write_is_lost_connection(send: Send) -> Send:
                 raise
             raise RedisConnectionError(f"connection closed before writing: {exc}") from exc
 
-    send_packed_command.mends_closed_write = True  # type: ignore[attr-defined]
     return send_packed_command
 
 
-def mend_closed_writes() -> None:
-    """Idempotent: patch redis-py's asyncio connections once per process."""
-    send = AbstractConnection.send_packed_command
-    if not getattr(send, "mends_closed_write", False):
-        AbstractConnection.send_packed_command = closed_write_is_lost_connection(send)  # type: ignore[method-assign]
+def patch_connections(method: str, wrap: Callable[[Any], Any]) -> None:
+    """Idempotent: redis-py's asyncio connections (every class inherits from this one)
+    call `wrap(method)` for `method` from now on in this process."""
+    current = getattr(AbstractConnection, method)
+    if not getattr(current, "patched_by_timeline", False):
+        patched = wrap(current)
+        patched.patched_by_timeline = True
+        setattr(AbstractConnection, method, patched)
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """`asyncio.run` on uvloop, once redis-py's connections take closed writes for lost
     ones and pack their commands through hiredis (services/redis/packing.py)."""
-    mend_closed_writes()
-    use_hiredis()
+    patch_connections("send_packed_command", closed_write_is_lost_connection)
+    patch_connections("pack_command", hiredis_packed)
     return uvloop.run(coro)

@@ -58,12 +58,4 @@ def hiredis_packed(pack: Pack) -> Pack:
             return [hiredis.pack_command((*name.split(), *args[1:]))]
         return [hiredis.pack_command(args)]
 
-    pack_command.packs_with_hiredis = True  # type: ignore[attr-defined]
     return pack_command
-
-
-def use_hiredis() -> None:
-    """Idempotent: every asyncio connection of this process packs through hiredis."""
-    pack = AbstractConnection.pack_command
-    if not getattr(pack, "packs_with_hiredis", False):
-        AbstractConnection.pack_command = hiredis_packed(pack)  # type: ignore[method-assign]

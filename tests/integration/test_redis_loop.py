@@ -82,7 +82,7 @@ async def _round_trip(url: str) -> list[Any]:
 
 def test_commands_are_packed_by_hiredis_once_run_starts(redis_url: str) -> None:
     value, fields, config = loop.run(_round_trip(redis_url))
-    assert getattr(AbstractConnection.pack_command, "packs_with_hiredis", False)
+    assert getattr(AbstractConnection.pack_command, "patched_by_timeline", False)
     assert value == "é".encode()
     assert fields == {b"n": b"7", b"f": b"0.5", b"b": b"\x00\xff"}
     assert list(config) in (["maxmemory-policy"], [b"maxmemory-policy"])
