@@ -32,6 +32,19 @@ async def until(condition: Callable[[], bool], within: float = 60.0) -> None:
     raise TimeoutError("condition not met")
 
 
+async def until_equal(probe: Callable[[], Any], expected: Any, within: float = 30.0) -> None:
+    """Poll the awaitable `probe()` until it answers `expected` (what another process,
+    or a call of its own on a cluster, writes a moment later)."""
+    deadline = time.monotonic() + within
+    value = None
+    while time.monotonic() < deadline:
+        value = await probe()
+        if value == expected:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"expected {expected!r}, last saw {value!r}")
+
+
 async def wait_projected(services: Services, within: float = 120.0) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:

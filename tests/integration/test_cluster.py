@@ -26,7 +26,7 @@ from services.log import keys
 from services.log.append import NotDurable
 from tests import factory, processes
 from tests.cluster import LocalCluster
-from tests.integration.projection_helpers import wait_projected
+from tests.integration.projection_helpers import until_equal, wait_projected
 
 pytestmark = pytest.mark.slow
 
@@ -196,15 +196,15 @@ async def test_ingest_stream_rejects_and_appends_then_the_worker_stops_cleanly(
         for raw in factory.story(3):
             await on_cluster.client.xadd(STREAM, {"event": _json(raw)})
         await on_cluster.client.xadd(STREAM, {"event": b"{not json"})
-        await _until(lambda: on_cluster.log.total(), 3)
-        await _until(lambda: on_cluster.client.xlen(REJECTED), 1)
+        await until_equal(lambda: on_cluster.log.total(), 3)
+        await until_equal(lambda: on_cluster.client.xlen(REJECTED), 1)
         await wait_projected(on_cluster)
 
         async def pending() -> int:
             return int((await on_cluster.client.xpending(STREAM, GROUP))["pending"])
 
         # On a cluster the ingest's XACK is a call of its own after the rejected copy.
-        await _until(pending, 0)
+        await until_equal(pending, 0)
     finally:
         code = processes.stop(worker)
     assert code == 0  # graceful stop on a cluster too: batches finished, leases released
@@ -214,17 +214,3 @@ def _json(raw: dict[str, Any]) -> bytes:
     import json
 
     return json.dumps(raw).encode()
-
-
-async def _until(probe: Any, expected: int, within: float = 30.0) -> None:
-    import asyncio
-    import time
-
-    deadline = time.monotonic() + within
-    value = None
-    while time.monotonic() < deadline:
-        value = await probe()
-        if value == expected:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"expected {expected}, last saw {value}")
