@@ -76,13 +76,22 @@ class Held:
     def __init__(self, leases: Leases, tick_seconds: float) -> None:
         self.leases = leases
         self.tick_seconds = tick_seconds
-        self.partitions: set[int] = set()
+        self._partitions: set[int] = set()
         self._takes: dict[int, int] = {}  # partition -> how many times its lease was taken
+
+    @property
+    def partitions(self) -> frozenset[int]:
+        """Read-only: a lease is held only through `take`, which counts it for `renew`."""
+        return frozenset(self._partitions)
 
     def take(self, partition: int) -> None:
         """The lease of `partition` was just acquired: hold it."""
-        self.partitions.add(partition)
+        self._partitions.add(partition)
         self._takes[partition] = self._takes.get(partition, 0) + 1
+
+    def drop(self, partition: int) -> None:
+        """Stop renewing `partition`'s lease (given up, or found lost)."""
+        self._partitions.discard(partition)
 
     async def keep(self) -> None:
         """Renew every tick until cancelled; an outage is waited out, anything else ends it."""
@@ -97,10 +106,10 @@ class Held:
 
     async def renew(self) -> None:
         await self.leases.heartbeat()
-        for partition in list(self.partitions):
+        for partition in self.partitions:
             takes = self._takes.get(partition)
             renewed = await self.leases.renew(partition)
             # A refusal that answers for a lease since given up and taken again (the
             # rebalance ran while the reply was on its way) says nothing of the new one.
             if not renewed and self._takes.get(partition) == takes:
-                self.partitions.discard(partition)  # the rebalance gives it up
+                self.drop(partition)  # the rebalance gives it up

@@ -305,7 +305,7 @@ class Worker:
     async def _release_unowned(self) -> None:
         """A lease kept for a failed take that this worker's share no longer wants."""
         for partition in self.held.partitions - set(self.owned):
-            self.held.partitions.discard(partition)
+            self.held.drop(partition)
             await self.leases.release(partition)
 
     async def _take(self, partition: int) -> None:
@@ -330,7 +330,7 @@ class Worker:
             # A read cut short by the stop leaves entries pending: finish them
             # while the lease is still ours.
             await self.drain_pending(partition)
-            self.held.partitions.discard(partition)
+            self.held.drop(partition)
             await self.leases.release(partition)
         log.info("partition released", partition=partition, worker=self.name)
 

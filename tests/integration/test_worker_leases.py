@@ -95,7 +95,7 @@ async def _renew_across(
     leases.renew = late_reply  # type: ignore[method-assign]
     renewing = asyncio.create_task(held.renew())
     await in_flight.wait()
-    held.partitions.discard(0)  # the rebalance gives the partition up...
+    held.drop(0)  # the rebalance gives the partition up...
     await leases.release(0)
     given_up.set()
     await ran.wait()
