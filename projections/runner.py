@@ -15,7 +15,8 @@ import math
 import os
 import socket
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import msgspec
 import structlog
@@ -52,6 +53,7 @@ GRACE_SECONDS = 10.0  # how long a stop waits for the batch in hand
 STALE_ATTEMPTS = 5
 
 log = structlog.get_logger("projection")
+T = TypeVar("T")
 
 
 def log_key(partition: int) -> str:
@@ -65,10 +67,13 @@ def decode_entries(entries: Entries) -> list[StoredEvent]:
     return [stored_decoder.decode(fields[b"event"]) for _, fields in entries]
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _sequence(stream_id: bytes | str) -> int:
     """Log entry ids are `<sequence>-0`."""
-    text = stream_id.decode() if isinstance(stream_id, bytes) else stream_id
-    return int(text.split("-")[0])
+    return int(_text(stream_id).split("-")[0])
 
 
 async def raw_batch(message: Any) -> BatchMessage:
@@ -104,6 +109,15 @@ class Projected(msgspec.Struct):
     applied: int
     fresh: dict[str, Fresh]
     earlier: list[str]
+
+
+class Progress(msgspec.Struct, frozen=True):
+    """Where a partition's projection stands: the applied sequence, the last sequence
+    delivered to the consumer group, and how many delivered entries await their ack."""
+
+    applied: int
+    delivered: int
+    pending: int
 
 
 class Projector:
@@ -230,6 +244,8 @@ class Worker:
                                   graceful_timeout=GRACE_SECONDS)
         self.owned: dict[int, Any] = {}
         self._stopping = asyncio.Event()
+        self._in_hand: dict[int, asyncio.Lock] = {}  # held while a partition's batch is handled
+        self._behind: dict[int, Progress] = {}  # the last tick's progress of partitions behind
 
     async def run(self) -> None:
         await self.broker.start()
@@ -240,6 +256,7 @@ class Worker:
                     keeper.result()  # it ended on an error: the worker ends with it
                 try:
                     await self._rebalance()
+                    await self._recover_stranded()
                 except Exception as exc:  # the leases expire meanwhile; correctness holds
                     if not worth_waiting(exc):
                         raise
@@ -338,7 +355,8 @@ class Worker:
         async def handle(msg: RedisBatchStreamMessage) -> None:
             raw = msg.raw_message
             entries = list(zip(raw["message_ids"], raw["data"], strict=True))
-            await self._apply_then_ack(partition, entries)
+            async with self._lock(partition):
+                await self._apply_then_ack(partition, entries)
 
         return handle
 
@@ -400,8 +418,12 @@ class Worker:
                 await asyncio.sleep(0.05 * failures)
         assert error is not None
         sequence = _sequence(entry[0])
-        await park(self.client, PROJECTION, partition, sequence, entry[1], error, failures)
-        applied = await self.projector.skip(partition, sequence)
+
+        async def park_and_skip() -> int:  # both idempotent: a retry after a lost reply is safe
+            await park(self.client, PROJECTION, partition, sequence, entry[1], error, failures)
+            return await self.projector.skip(partition, sequence)
+
+        applied = await self._waiting_out(park_and_skip)
         log.error("entry parked", partition=partition, sequence=sequence, error=repr(error),
                   hint="timeline audit parked; fix, then timeline audit unpark")
         return Projected(applied, {}, [])
@@ -411,11 +433,15 @@ class Worker:
         """Publish applied entries to the live feed (and acknowledge them). The apply
         is done, so a server refusing writes for a while is waited out here: failing
         would leave the batch pending, off the feed until the partition's next owner."""
+        await self._waiting_out(lambda: self.live.publish(
+            projected.fresh, projected.earlier, events, time.perf_counter() - started,
+            acknowledge))
+
+    async def _waiting_out(self, call: Callable[[], Awaitable[T]]) -> T:
+        """`call()`, again after each server outage or refusal, until it answers."""
         while True:
             try:
-                await self.live.publish(projected.fresh, projected.earlier, events,
-                                        time.perf_counter() - started, acknowledge)
-                return
+                return await call()
             except Exception as exc:
                 if not worth_waiting(exc):
                     raise
@@ -447,6 +473,47 @@ class Worker:
             projected = await self.apply_entries(partition, page)
             await self._feed(projected, len(page), started)
             applied = _sequence(page[-1][0])
+
+    def _lock(self, partition: int) -> asyncio.Lock:
+        return self._in_hand.setdefault(partition, asyncio.Lock())
+
+    async def _recover_stranded(self) -> None:
+        """Apply what was delivered to an owned partition but is neither applied nor in hand.
+
+        FastStream never delivers a batch twice, so a batch whose handler failed
+        (an error not worth waiting out), a read served to a subscriber being
+        stopped, or an apply a failover lost after its acknowledgement would
+        otherwise wait for the partition's next event (its gap) or next owner.
+        A partition counts as stranded when it made no progress between two ticks
+        with no batch in hand: a batch being handled holds its lock throughout.
+        """
+        if not self.owned:
+            return
+        applied = await self.projector.read_model.applied()
+        behind: dict[int, Progress] = {}
+        for partition in list(self.owned):
+            if self._lock(partition).locked():
+                continue
+            progress = await self._progress(partition, applied.get(partition, 0))
+            if progress.applied < progress.delivered or progress.pending:
+                behind[partition] = progress
+        stranded = [p for p, now in behind.items() if self._behind.get(p) == now]
+        self._behind = behind
+        for partition in stranded:
+            async with self._lock(partition):
+                log.warning("stranded entries recovered", partition=partition,
+                            **msgspec.structs.asdict(behind[partition]))
+                await self.drain_pending(partition)
+                done = (await self.projector.read_model.applied()).get(partition, 0)
+                await self.catch_up(partition, done, behind[partition].delivered)
+            self._behind.pop(partition, None)
+
+    async def _progress(self, partition: int, applied: int) -> Progress:
+        for group in await self.client.xinfo_groups(log_key(partition)):
+            if _text(group["name"]) == PROJECTION:
+                return Progress(applied, _sequence(group["last-delivered-id"]),
+                                int(group["pending"]))
+        return Progress(applied, 0, 0)
 
     async def drain_pending(self, partition: int) -> None:
         """Apply and acknowledge what an earlier owner read but never acknowledged."""
