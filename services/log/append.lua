@@ -2,7 +2,8 @@
 -- KEYS: log, ids, versions, head, and optionally the owners hash (see below)
 -- ARGV[1]: the head the caller chained from ("sequence|hashhex")
 -- ARGV[2]: msgpack list of {key, digest, type, subject, expectedversion (-1: none), json,
---          hashhex, target key of an amendment or ""}
+--          hashhex, target key of an amendment or "", the target's type the amendment was
+--          checked against or ""}
 -- ARGV[3]: with KEYS[5], this partition's number: the script also claims each identity
 --          for it, as claim.lua does (an identity another partition owns: status 2), but
 --          only with the write: an entry refused (a version, a missing target) leaves its
@@ -12,7 +13,8 @@
 --        {"recheck", {status, sequence}...} when some entries are not new (nothing written), or
 --        {"head", "sequence|hashhex"} when the chain moved (nothing written).
 -- status: 0 appended, 1 duplicate, 2 id-reused, 3 version, 4 target missing (an amendment
--- whose target is neither stored nor appended earlier in this batch)
+-- whose target is neither stored nor appended earlier in this batch with the type and
+-- subject it was checked against: the copy it was checked against was not written)
 -- The server's cost is mostly per redis.call: per event only XADD; the dedupe and
 -- version reads and the index writes are one call per CHUNK entries.
 local log, ids, versions, head = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -65,13 +67,29 @@ each_chunk(subjects, function(args, subject) args[#args + 1] = subject end, func
   for j, value in ipairs(found) do counts[args[j]] = tonumber(value or '0') end
 end)
 
+-- identity -> "type|subject" of each entry this batch appends
+local appending = {}
+
+-- Whether an amendment's target is written (stored, or appended earlier in this batch)
+-- as the caller checked it: another request may have stored the same identity since,
+-- as something else, after the copy in this request the check judged by was refused.
+local function target_as_checked(e)
+  local record = appending[e[8]]
+  if not record then
+    local stored = redis.call('HGET', ids, e[8])
+    if not stored then return false end
+    record = string.match(stored, '^%d+|[^|]*|(.*)$')
+  end
+  return record == e[9] .. '|' .. e[4]
+end
+
 -- Statuses as two arrays of numbers: no table per entry when, as usual, all are new.
-local codes, seqs, all_new, appending = {}, {}, true, {}
+local codes, seqs, all_new = {}, {}, true
 for i, e in ipairs(entries) do
   local code, seq = 0, 0
   if foreign[i] then
     code = 2
-  elseif e[8] ~= '' and not appending[e[8]] and redis.call('HEXISTS', ids, e[8]) == 0 then
+  elseif e[8] ~= '' and not target_as_checked(e) then
     code = 4
   elseif known[i] then
     local stored_seq, digest = string.match(known[i], '^(%d+)|([^|]*)|')
@@ -80,7 +98,7 @@ for i, e in ipairs(entries) do
     code, seq = 3, counts[e[4]]
   else
     counts[e[4]] = counts[e[4]] + 1
-    appending[e[1]] = true
+    appending[e[1]] = e[3] .. '|' .. e[4]
   end
   codes[i], seqs[i] = code, seq
   all_new = all_new and code == 0

@@ -97,7 +97,7 @@ class Appender:
         self, events: list[NewEvent], recordedby: str = "anonymous"
     ) -> list[AppendResult]:
         """Append `events` in order; results in the same order."""
-        await self._check_amendments(events)
+        judged = await self._check_amendments(events)
         homes = [keys.partition_of(e.attrs["subject"], self.partitions) for e in events]
         results: list[AppendResult | None] = [None] * len(events)
         by_partition: dict[int, list[int]] = defaultdict(list)
@@ -116,7 +116,8 @@ class Appender:
 
         async def run(partition: int, indexes: list[int]) -> None:
             batch = [events[i] for i in indexes]
-            done = await self._append_partition(partition, batch, recordedby, claim_in_script)
+            done = await self._append_partition(partition, batch, recordedby, claim_in_script,
+                                                judged)
             for i, result in zip(indexes, done, strict=True):
                 results[i] = result
 
@@ -131,12 +132,14 @@ class Appender:
                     raise outcome
         return [r for r in results if r is not None]
 
-    async def _check_amendments(self, events: list[NewEvent]) -> None:
+    async def _check_amendments(self, events: list[NewEvent]) -> dict[str, str]:
         """A correction or retraction must target an earlier, ordinary event of
-        the same source and subject; a correction's data must fit the target's type."""
+        the same source and subject; a correction's data must fit the target's type.
+        Returns the type each amendment (by its identity) was judged against: the
+        append script writes it only if its target still has that type then."""
         amendments = [(i, e) for i, e in enumerate(events) if e.type in _AMENDMENTS]
         if not amendments:
-            return
+            return {}
         in_batch: dict[tuple[str, str], tuple[int, NewEvent]] = {}
         for index, event in enumerate(events):
             in_batch.setdefault((event.source, event.id), (index, event))
@@ -146,21 +149,26 @@ class Appender:
                       event_key(e.source, e.payload.target))
         stored = await pipe.execute()
         errors: list[tuple[int, str | None, FieldError]] = []
+        judged: dict[str, str] = {}
         for (index, event), known in zip(amendments, stored, strict=True):
-            problem = _target_problem(index, event, known, in_batch)
+            target_type, problem = _judge_target(index, event, known, in_batch)
             if problem:
                 errors.append((index, event.id, problem))
+            judged.setdefault(event.key, target_type)
         if errors:
             raise BatchRejected(errors)
+        return judged
 
     async def _append_partition(
-        self, partition: int, batch: list[NewEvent], recordedby: str, claim: bool
+        self, partition: int, batch: list[NewEvent], recordedby: str, claim: bool,
+        judged: dict[str, str],
     ) -> list[AppendResult]:
         async with self._locks[partition]:
-            return await self._append_locked(partition, batch, recordedby, claim)
+            return await self._append_locked(partition, batch, recordedby, claim, judged)
 
     async def _append_locked(
-        self, partition: int, batch: list[NewEvent], recordedby: str, claim: bool
+        self, partition: int, batch: list[NewEvent], recordedby: str, claim: bool,
+        judged: dict[str, str],
     ) -> list[AppendResult]:
         results: dict[int, AppendResult] = {}
         pending = _first_of_each_key(batch)
@@ -174,7 +182,7 @@ class Appender:
             # recordedtimes never go backwards (as_of depends on it): a retry follows
             # whatever another process appended, stamped before its write went in.
             entries, sequence = _chain(partition, [batch[i] for i in pending], head,
-                                       recordedby, now_rfc3339())
+                                       recordedby, now_rfc3339(), judged)
             reply = await self._write(partition, [head, _packer.encode(entries)], claim)
             kind = _text(reply[0])
             if kind == "head":
@@ -190,8 +198,25 @@ class Appender:
                         results[i] = _result(batch[i], partition, int(code), int(seq))
                 pending = [i for i in pending if i not in results]
         if len(results) < len(batch):
-            _settle_in_batch_repeats(batch, results, partition)
+            stored = await self._stored_of_reused(partition, batch, results)
+            _settle_in_batch_repeats(batch, results, partition, stored)
         return [results[i] for i in range(len(batch))]
+
+    async def _stored_of_reused(
+        self, partition: int, batch: list[NewEvent], results: dict[int, AppendResult]
+    ) -> dict[str, tuple[int, str]]:
+        """The stored sequence and digest of each identity whose first copy in `batch` met
+        another event stored in this partition (`id-reused`): a later copy may be that one."""
+        reused = [batch[i].key for i, r in results.items() if r.reason == "id-reused"]
+        if not reused:
+            return {}
+        found = await self.client.hmget(keys.ids(partition), reused)
+        stored = {}
+        for key, record in zip(reused, found, strict=True):
+            if record:
+                sequence, digest, _ = _text(record).split("|", 2)
+                stored[key] = (int(sequence), digest)
+        return stored
 
 
     async def _write(self, partition: int, args: list[Any], claim: bool) -> Any:
@@ -242,12 +267,13 @@ class Appender:
 _AMENDMENTS = (catalog.CORRECTED, catalog.RETRACTED)
 
 
-def _target_problem(
+def _judge_target(
     index: int, event: NewEvent, known: bytes | None,
     in_batch: dict[tuple[str, str], tuple[int, NewEvent]],
-) -> FieldError | None:
-    """What is wrong with an amendment's target, judged from the stored log or, failing
-    that, from the first event of the same request with the target's identity."""
+) -> tuple[str, FieldError | None]:
+    """The type of an amendment's target and what is wrong with the target, judged from
+    the stored log or, failing that, from the first event of the same request with the
+    target's identity."""
     target_id = event.payload.target
     earlier = in_batch.get((event.source, target_id))
     if known is not None:
@@ -255,19 +281,21 @@ def _target_problem(
     elif earlier is not None and earlier[0] < index:
         target_type, target_subject = earlier[1].type, earlier[1].subject
     else:
-        return FieldError("data.target",
-                          f"no event {target_id!r} from this source about {event.subject!r}")
+        return "", FieldError(
+            "data.target", f"no event {target_id!r} from this source about {event.subject!r}")
     if target_subject != event.subject:
-        return FieldError("subject", f"must equal the target's subject {target_subject!r}")
+        return target_type, FieldError(
+            "subject", f"must equal the target's subject {target_subject!r}")
     if target_type in _AMENDMENTS:
-        return FieldError("data.target", "a correction or retraction cannot be amended")
+        return target_type, FieldError(
+            "data.target", "a correction or retraction cannot be amended")
     data = getattr(event.payload, "data", None)
     if data is not None:
         try:
             catalog.decode_data(target_type, data, "data.data")
         except EventValidationError as exc:
-            return exc.errors[0]
-    return None
+            return target_type, exc.errors[0]
+    return target_type, None
 
 
 def _text(value: bytes | str) -> str:
@@ -297,9 +325,11 @@ def _first_of_each_key(batch: list[NewEvent]) -> list[int]:
 
 
 def _settle_in_batch_repeats(
-    batch: list[NewEvent], results: dict[int, AppendResult], partition: int
+    batch: list[NewEvent], results: dict[int, AppendResult], partition: int,
+    stored: dict[str, tuple[int, str]],
 ) -> None:
-    """A (source, id) repeated within one request answers like a re-send."""
+    """A (source, id) repeated within one request answers like a re-send: a duplicate
+    of what is stored under it (written by this request or before), else a conflict."""
     first: dict[str, int] = {}
     for i, event in enumerate(batch):
         key = event.key
@@ -307,11 +337,14 @@ def _settle_in_batch_repeats(
             first[key] = i
             continue
         original, outcome = batch[first[key]], results[first[key]]
-        if outcome.status == "conflict":  # the first copy was not written: neither is this
+        if key in stored:  # the first copy met another event stored under this identity
+            sequence, digest = stored[key]
+            results[i] = _result(event, partition, 1 if digest == event.digest else 2, sequence)
+        elif outcome.status == "conflict":  # the first copy was not written: neither is this
             results[i] = msgspec.structs.replace(outcome)
-            continue
-        code = 1 if original.digest == event.digest else 2
-        results[i] = _result(event, partition, code, outcome.sequence or 0)
+        else:
+            code = 1 if original.digest == event.digest else 2
+            results[i] = _result(event, partition, code, outcome.sequence or 0)
 
 
 def _result(event: NewEvent, partition: int, code: int, seq: int) -> AppendResult:
@@ -325,7 +358,8 @@ def _result(event: NewEvent, partition: int, code: int, seq: int) -> AppendResul
 
 
 def _chain(
-    partition: int, batch: list[NewEvent], head: str, recordedby: str, recorded: str
+    partition: int, batch: list[NewEvent], head: str, recordedby: str, recorded: str,
+    judged: dict[str, str],
 ) -> tuple[list[list[Any]], int]:
     """Stored form of each event, sequenced and hash-chained from `head`; and the
     sequence of the last one."""
@@ -343,5 +377,6 @@ def _chain(
         target = event.amendment.target if event.amendment is not None else None
         entries.append([event.key, event.digest, attrs["type"], attrs["subject"], expected,
                         body.decode(), prev.hex(),
-                        event_key(attrs["source"], target) if target else ""])
+                        event_key(attrs["source"], target) if target else "",
+                        judged.get(event.key, "")])
     return entries, sequence

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from events.codec import GENESIS, canonical_bytes, chain_hash, decode
-from events.envelope import validate_event
+from events.envelope import NewEvent, validate_event
 from events.stored import event_key
 from services.bootstrap import Services
 from services.log import keys
-from services.log.append import BatchRejected
+from services.log.append import Appender, BatchRejected
 from tests import factory
 
 
@@ -237,6 +237,81 @@ async def test_an_amendment_is_judged_against_the_first_copy_of_its_target(
     with pytest.raises(BatchRejected) as refused:
         await append(services, mou("t1"), vendor_twin, fix)
     assert refused.value.errors[0][2].path.startswith("data.data")
+
+
+async def _with_a_rival(services: Services, rival_event: dict[str, Any],
+                         *raw: dict[str, Any]) -> list[Any]:
+    """Append `raw` while another process stores `rival_event` between this request's
+    amendment check and its write."""
+    rival, appender = (Appender(services.client, services.partitions) for _ in range(2))
+    check = appender._check_amendments
+
+    async def check_then_rival_appends(events: list[NewEvent]) -> dict[str, str]:
+        judged = await check(events)
+        [stored] = await rival.append([validate_event(rival_event, "2025-01-01")])
+        assert stored.status == "appended"
+        return judged
+
+    appender._check_amendments = check_then_rival_appends  # type: ignore[method-assign]
+    return await appender.append([validate_event(r, "2025-01-01") for r in raw])
+
+
+def _same_partition_subject(partitions: int, subject: str = "lg") -> str:
+    home = keys.partition_of(subject, partitions)
+    return next(s for s in (f"s{i}" for i in range(1000))
+                if s != subject and keys.partition_of(s, partitions) == home)
+
+
+async def test_a_correction_checked_against_a_copy_that_lost_to_a_rival_is_not_written(
+    services: Services,
+) -> None:
+    """Judged against the request's own copy of its target; by the write, another
+    process has stored that identity as another type, and the copy is refused."""
+    vendor_twin = {**mou("t1"), "type": "x-test.noted", "data": {"anything": 1}}
+    fix = {"specversion": "1.0", "id": "c1", "source": "urn:test", "subject": "lg",
+           "type": "event.corrected",
+           "data": {"target": "t1", "reason": "r", "data": {"anything": 2}}}
+    results = await _with_a_rival(services, mou("t1"), vendor_twin, fix)
+    assert [(r.status, r.reason) for r in results] == [
+        ("conflict", "id-reused"), ("conflict", "target-missing")]
+    assert await services.log.total() == 1  # the rival's event alone
+
+
+async def test_a_retraction_checked_against_a_copy_of_another_subject_is_not_written(
+    services: Services,
+) -> None:
+    other = _same_partition_subject(services.partitions)
+    retract = {"specversion": "1.0", "id": "r1", "source": "urn:test", "subject": other,
+               "type": "event.retracted", "data": {"target": "t1", "reason": "r"}}
+    results = await _with_a_rival(services, mou("t1"), mou("t1", subject=other), retract)
+    assert [(r.status, r.reason) for r in results] == [
+        ("conflict", "id-reused"), ("conflict", "target-missing")]
+    assert await services.log.total() == 1
+
+
+async def test_a_correction_checked_against_a_copy_a_rival_stored_first_is_written(
+    services: Services,
+) -> None:
+    """The rival stored the same event: the request's copy is a duplicate of it, and the
+    correction fits what is stored."""
+    fix = {"specversion": "1.0", "id": "c1", "source": "urn:test", "subject": "lg",
+           "type": "event.corrected",
+           "data": {"target": "t1", "reason": "r",
+                    "data": {"parties": [{"id": "lg"}, {"id": "kia"}]}}}
+    results = await _with_a_rival(services, mou("t1"), mou("t1"), fix)
+    assert [r.status for r in results] == ["duplicate", "appended"]
+
+
+async def test_a_repeat_of_the_stored_event_after_a_conflicting_copy_is_a_duplicate(
+    services: Services,
+) -> None:
+    [stored] = await append(services, mou("a"))
+    results = await append(services, mou("a", occurred="2020"), mou("a"),
+                           mou("a", occurred="2021"))
+    assert [(r.status, r.reason, r.position) for r in results] == [
+        ("conflict", "id-reused", None), ("duplicate", None, stored.position),
+        ("conflict", "id-reused", None)]
+    assert await services.log.total() == 1
 
 
 async def test_a_repeat_of_an_unwritten_event_is_not_called_a_duplicate(
