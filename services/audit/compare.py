@@ -33,6 +33,7 @@ HASHES = {"entries": "entry", "history": "history", "superseded": "superseded-ve
           "aliases": "alias", "maxspan": "span", "names": "name", "kinds": "kind",
           "stamps": "name-stamp"}
 ZSETS = {"tl:": "timeline", "ever:": "as-of-index"}
+SCAN_COUNT = 1000  # keys the server looks at per SCAN call
 JSON_SCOPES = ("entry", "history", "superseded-version")
 
 
@@ -151,10 +152,24 @@ class Comparer:
         found: list[Difference] = []
         for name, scope in HASHES.items():
             found += await self.hash(name, scope)
-        names = sorted(set(await ReadModel(self.client, self.live).timeline_names())
-                       | set(await ReadModel(self.client, self.rebuilt).timeline_names()))
-        found += await self.timelines(names)
+        names = set(await ReadModel(self.client, self.live).timeline_names())
+        names |= set(await ReadModel(self.client, self.rebuilt).timeline_names())
+        names |= await self.stored_timelines(self.live) | await self.stored_timelines(self.rebuilt)
+        found += await self.timelines(sorted(names))
         return found
+
+    async def stored_timelines(self, namespace: str) -> set[str]:
+        """The names of every timeline and as-of index a copy holds a key for. Every write
+        also lists the name in `maxspan`, but a damaged copy is what a replay looks for,
+        and a key no list names would otherwise never be compared."""
+        prefix = namespace_key(namespace, "")  # no glob characters: matched literally
+        names = set()
+        async for key in self.client.scan_iter(match=prefix + "*", count=SCAN_COUNT):
+            rest = (_text(key) or "")[len(prefix):]
+            for family in ZSETS:
+                if rest.startswith(family):
+                    names.add(rest[len(family):])
+        return names
 
     async def hash(self, name: str, scope: str) -> list[Difference]:
         """The rebuilt copy's fields checked in the live one; then, unless that proved

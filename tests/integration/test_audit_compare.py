@@ -138,6 +138,22 @@ async def test_identical_copies_have_no_differences(
     assert await Comparer(services.client, LIVE, REBUILT).everything() == []
 
 
+@pytest.mark.parametrize("family", ["tl:", "ever:"])
+async def test_a_timeline_only_the_live_copy_holds_is_compared_unlisted(
+    services: Services, sync_redis: redis.Redis, family: str
+) -> None:
+    """A damaged live copy may hold a timeline (or as-of index) no `maxspan` lists."""
+    stored = ever_member(1, "e-1", 1) if family == "ever:" else member(1, "e-1")
+    for namespace in (LIVE, REBUILT):
+        write_hash(sync_redis, namespace_key(namespace, "entries"), {"urn:t\x1fe-1": "{}"})
+        write_hash(sync_redis, namespace_key(namespace, "maxspan"), {"entity:org-a": 1})
+        sync_redis.zadd(namespace_key(namespace, family + "entity:org-a"), {stored: 0})
+    sync_redis.zadd(namespace_key(LIVE, family + "entity:org-ghost"), {stored: 0})
+
+    found = await Comparer(services.client, LIVE, REBUILT).everything()
+    assert [(d.timeline, d.problem) for d in found] == [("entity:org-ghost", "extra-live")]
+
+
 def amended(rng: random.Random, rebuilt: dict[str, str], changed: int, dropped: int,
             extra: int) -> dict[str, str]:
     """A live copy of `rebuilt`: values changed, fields dropped, fields of its own."""
