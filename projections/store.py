@@ -185,11 +185,12 @@ class ReadModel:
         # span, in the same call (and namespace) as the walk.
         low, high = "" if q.start else "-", _upper_bound(q.end)
         if cursor:
-            after = decode_cursor(cursor, tag)
+            after, shown = decode_cursor(cursor, tag)
             # As of an instant the walk also meets an entry's other versions, and the
-            # cursor may be one the page turned away: it stays the bound itself. (The
-            # view as of a past instant does not change between pages.)
-            past = "(" + after if q.as_of else past_entry(after, q.descending)
+            # cursor may be one the page turned away: then it stays the bound itself. Once
+            # the entry was shown (only one version holds at an instant), all its versions
+            # are passed: an amendment recorded since adds versions beside the cursor.
+            past = "(" + after if q.as_of and not shown else past_entry(after, q.descending)
             if q.descending:
                 high = past
             else:
@@ -207,7 +208,9 @@ class ReadModel:
         if docs and isinstance(docs[0], str):  # a client that decodes replies
             docs = [doc.encode() for doc in docs]
         last = _text(reply[0])
-        return docs, encode_cursor(last, tag) if last else None
+        if not last:
+            return docs, None
+        return docs, encode_cursor(last, tag, bool(docs) and _shows(docs[-1], last))
 
     async def entry(
         self, source: str, ident: str, as_of: str | None = None
@@ -281,20 +284,40 @@ def _upper_bound(end: str | None) -> str:
     return "(" + _compact(day + dt.timedelta(days=1)) if day < dt.date.max else "+"
 
 
-def encode_cursor(last_member: str, order: str) -> str:
-    raw = f"{order}\x1e{last_member}".encode()
+_SHOWN = "!"  # after a cursor's order: the page showed the entry of its last member
+
+
+def encode_cursor(last_member: str, order: str, shown: bool = False) -> str:
+    raw = f"{order}{_SHOWN if shown else ''}\x1e{last_member}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, order: str) -> str:
+def decode_cursor(cursor: str, order: str) -> tuple[str, bool]:
+    """The last member a cursor names, and whether its page showed that member's entry."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (ValueError, UnicodeDecodeError):
         raise BadCursor("cursor is not one this server issued") from None
     kind, sep, last = raw.partition("\x1e")
-    if not sep or kind != order:
+    shown = kind.endswith(_SHOWN)
+    if not sep or kind.removesuffix(_SHOWN) != order:
         raise BadCursor("cursor does not belong to this query's order")
-    return last
+    return last, shown
+
+
+class _Identity(msgspec.Struct):
+    source: str
+    id: str
+
+
+_identity = msgspec.json.Decoder(_Identity)
+
+
+def _shows(doc: bytes, member: str) -> bool:
+    """Whether the document is of the member's entry: a page's members of one entry
+    come together, so the page showed the cursor's entry if its last document is it."""
+    shown = _identity.decode(doc)
+    return f"{shown.source}\x1f{shown.id}" == key_of_member(member)
 
 
 def past_entry(member: str, descending: bool) -> str:

@@ -226,3 +226,38 @@ async def test_as_of_equals_the_fold_of_what_was_recorded_by_then(services: Serv
             assert found is not None
             same([found[0]], [model.entries[stored.key]])
             same(found[1], model.history[stored.key])
+
+
+def met(ident: str, month: int) -> dict[str, Any]:
+    return event(ident, "meeting.held", f"2023-0{month}-01",
+                 {"parties": [ref("acme"), ref("delta")]})
+
+
+def fix(ident: str, target: str) -> dict[str, Any]:
+    return event(ident, "event.corrected", "2025-01-01",
+                 {"target": target, "reason": "other partner",
+                  "data": {"parties": [ref("acme"), ref(f"p-{ident}")]}})
+
+
+@pytest.mark.parametrize("descending", [False, True], ids=["asc", "desc"])
+async def test_an_entry_amended_between_two_as_of_pages_comes_once(
+    services: Services, descending: bool
+) -> None:
+    """Amending the entry a page ended on adds versions beside the cursor (a closed copy
+    of the version that held then): the next page must not show the entry again."""
+    await publish(services, [met("m1", 1), met("m2", 2), met("m3", 3)])
+    first = "m3" if descending else "m1"
+    if descending:  # amended before the instant too: the cursor is an as-of index member
+        await publish(services, [fix("early", first)])
+    await wait_projected(services)
+    query = Query(timeline="entity:acme", as_of=max(e.recordedtime for e in
+                                                    await stored_log(services)),
+                  descending=descending)
+    page = await services.read_model.page(query, 1)
+    seen = [e.id for e in page.entries]
+    await publish(services, [fix("late", first)])
+    await wait_projected(services)
+    while page.next_cursor:
+        page = await services.read_model.page(query, 1, page.next_cursor)
+        seen += [e.id for e in page.entries]
+    assert seen == (["m3", "m2", "m1"] if descending else ["m1", "m2", "m3"])
