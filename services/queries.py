@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from events import catalog
 from events.dates import parse_partial_date
 from events.envelope import parse_timestamp
 from events.errors import EventValidationError, FieldError
@@ -101,6 +102,8 @@ def parse_params(raw: dict[str, Any]) -> TimelineParams:
             except EventValidationError as exc:
                 errors.extend(exc.errors)
     params.types = tuple(raw.get("type") or ())
+    if not all(catalog.is_known(t) for t in params.types):  # `|` would match two types
+        errors.append(FieldError("type", "each must be a catalog type or x-<name>.<verb>"))
     if raw.get("with"):
         if not _ENTITY.fullmatch(raw["with"]):
             errors.append(FieldError("with", "must be an entity id"))

@@ -118,7 +118,9 @@ def test_bad_parameters_are_400_naming_the_field(http: httpx.Client) -> None:
     for params, field in (({"limit": 0}, "limit"), ({"limit": 1001}, "limit"),
                           ({"from": "2023-13"}, "from"), ({"order": "up"}, "order"),
                           ({"cursor": "!!"}, "cursor"), ({"min_position": "x"}, "min_position"),
-                          ({"include_retracted": "maybe"}, "include_retracted")):
+                          ({"include_retracted": "maybe"}, "include_retracted"),
+                          ({"type": "mou.signed|site.visited"}, "type"),
+                          ({"type": "Mou signed"}, "type")):
         response = http.get("/v1/timelines/all", params=params)
         assert response.status_code == 400, params
         assert field in {e["path"] for e in response.json()["errors"]}
