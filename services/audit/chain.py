@@ -118,7 +118,10 @@ class PartitionChain:
                     continue
             self._sync(expected, prev, length, stored)
             named = dict(zip(fields[::2], fields[1::2], strict=False))
-            self.feed(ident, named)
+            if len(named) * 2 < len(fields):  # a name given twice: a dict keeps one value
+                self.feed_repeated(ident, fields)
+            else:
+                self.feed(ident, named)
             if linked is not None and self.length > length:
                 linked.append((named[b"event"], named[b"hash"]))
             expected, prev, length, stored = self.expected, self.prev, self.length, b""
@@ -155,6 +158,16 @@ class PartitionChain:
             return
         assert event is not None and stored is not None and slot is not None
         self._link(slot, event, stored.decode())
+
+    def feed_repeated(self, stream_id: bytes, fields: list[bytes]) -> None:
+        """An entry that gives a field name twice (`fields` as XRANGE sends them): which
+        `event` is the entry's is not ours to choose (`redis-cli XRANGE` shows the
+        first), so it is foreign; a single `hash` still anchors the next link."""
+        ident = stream_id.decode("ascii", "replace")
+        names = [n.decode("utf-8", "replace") for n in fields[::2]]
+        hashes = [v for n, v in zip(fields[::2], fields[1::2], strict=False) if n == b"hash"]
+        self._foreign(ident, _slot(ident), hashes[0] if len(hashes) == 1 else None,
+                      f"fields {names} repeat a name, not ['event', 'hash']")
 
     def _foreign(self, ident: str, slot: int | None, stored: bytes | None, reason: str) -> None:
         self.report("foreign-entry", f"entry {ident}: {reason}", slot)

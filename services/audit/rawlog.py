@@ -35,14 +35,15 @@ def _text(value: bytes) -> str:
 
 
 def raw_entry(stream_id: bytes, fields: list[bytes]) -> RawEntry:
-    """`fields` as XRANGE sends them, `[name, value, ...]`; a repeated name keeps its
-    last value."""
+    """`fields` as XRANGE sends them, `[name, value, ...]`. The first `event` and `hash`
+    are the entry's (as `redis-cli XRANGE` shows them); a repeat of either goes to
+    `other_fields`, like any other name, so the entry shows as not in our layout."""
     entry = RawEntry(_text(stream_id))
     others = {}
     for name, value in zip(fields[::2], fields[1::2], strict=False):
-        if name == b"event":
+        if name == b"event" and entry.event is None:
             entry.event = _text(value)
-        elif name == b"hash":
+        elif name == b"hash" and entry.hash is None:
             entry.hash = _text(value)
         else:
             others[_text(name)] = _text(value)

@@ -18,12 +18,15 @@ from tests.processes import ROOT, env_for
 
 # Replace a partition's stream wholesale, entry ids and fields as given: the only
 # way to put different content at a sequence that is not the stream's last.
+# ARGV: per entry its id, how many field names and values follow, then those.
 REWRITE = """
 redis.call('DEL', KEYS[1])
-for i = 1, #ARGV, 3 do
-  redis.call('XADD', KEYS[1], ARGV[i], 'event', ARGV[i + 1], 'hash', ARGV[i + 2])
+local i = 1
+while i <= #ARGV do
+  local count = tonumber(ARGV[i + 1])
+  redis.call('XADD', KEYS[1], ARGV[i], unpack(ARGV, i + 2, i + 1 + count))
+  i = i + 2 + count
 end
-return #ARGV / 3
 """
 
 Raw = list[tuple[bytes, dict[bytes, bytes]]]
@@ -34,9 +37,18 @@ def read(client: redis.Redis, partition: int) -> Raw:
 
 
 def rewrite(client: redis.Redis, partition: int, entries: Raw) -> None:
+    rewrite_fields(client, partition, [
+        (stream_id, [b"event", fields[b"event"], b"hash", fields[b"hash"]])
+        for stream_id, fields in entries])
+
+
+def rewrite_fields(client: redis.Redis, partition: int,
+                   entries: list[tuple[bytes, list[bytes]]]) -> None:
+    """`rewrite` with each entry's fields as XADD takes them: `[name, value, ...]`, a
+    name given twice if so."""
     args: list[Any] = []
     for stream_id, fields in entries:
-        args += [stream_id, fields[b"event"], fields[b"hash"]]
+        args += [stream_id, len(fields), *fields]
     client.register_script(REWRITE)(keys=[keys.log(partition)], args=args)
 
 

@@ -28,6 +28,7 @@ from tests.integration.audit_helpers import (
     read,
     rechain,
     rewrite,
+    rewrite_fields,
     set_head,
 )
 from tests.integration.projection_helpers import publish
@@ -77,6 +78,21 @@ async def test_a_foreign_entry_is_named(logged: Services, sync_redis: redis.Redi
     stream_id = sync_redis.xadd(keys.log(3), {"note": "appended by hand"})
     found = problems(await verify(logged.client))
     assert found == [("foreign-entry", 3, int(stream_id.split(b"-")[0]))]
+
+
+async def test_an_entry_that_repeats_its_event_field_is_foreign(
+    logged: Services, sync_redis: redis.Redis
+) -> None:
+    """Streams take a field name twice: a forged first `event` before the real one."""
+    p = busiest(sync_redis)
+    entries = [(i, [b"event", f[b"event"], b"hash", f[b"hash"]]) for i, f in read(sync_redis, p)]
+    stream_id, fields = entries[2]
+    forged = b'{"headline":"a forged statement"}'
+    entries[2] = (stream_id, [b"event", forged, *fields])
+    rewrite_fields(sync_redis, p, entries)
+    assert problems(await verify(logged.client)) == [("foreign-entry", p, 3)]
+    [shown] = (await rawlog.read_page(logged.client, p, 2, 1)).entries
+    assert (shown.event, shown.other_fields) == (forged.decode(), {"event": fields[1].decode()})
 
 
 async def test_a_log_stream_beyond_the_partition_count(logged: Services,
