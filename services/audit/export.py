@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +119,9 @@ class Line(msgspec.Struct):
     key: str
     ids_value: str
     subject: str
+    type: str
+    amends: str = ""  # an amendment's target, as an identity key
+    fix: Any = None  # a correction's new data for its target
 
 
 def parse_line(number: int, text: bytes | str) -> Line:
@@ -136,11 +140,16 @@ def parse_line(number: int, text: bytes | str) -> Line:
         raise RestoreRefused(f"line {number}: `hash` is not 64 lowercase hex digits")
     body = canonical_bytes(raw)
     _check_event(number, body)
-    return Line(
+    line = Line(
         sequence=raw["sequence"], partition=raw["partition"], hash=raw["hash"], event=body,
-        key=event_key(raw["source"], raw["id"]), subject=raw["subject"],
+        key=event_key(raw["source"], raw["id"]), subject=sys.intern(raw["subject"]),
         ids_value=f"{raw['sequence']}|{content_digest(raw)}|{raw['type']}|{raw['subject']}",
+        type=sys.intern(raw["type"]),
     )
+    if line.type in _AMENDMENTS:  # its data decoded as the amendment's above
+        line.amends = event_key(raw["source"], raw["data"]["target"])
+        line.fix = raw["data"].get("data")
+    return line
 
 
 def _check_event(number: int, body: bytes) -> None:
@@ -163,13 +172,39 @@ def _check_event(number: int, body: bytes) -> None:
                              "service writes it (YYYY-MM-DDThh:mm:ss.ffffffZ)")
 
 
+_AMENDMENTS = (catalog.CORRECTED, catalog.RETRACTED)
+
+
+def _check_target(number: int, line: Line, target: tuple[str, str] | None) -> None:
+    """What the append path checks of an amendment's target (services.log.append):
+    an earlier, ordinary event of the same source and subject, whose type a
+    correction's data fits."""
+    if target is None:
+        raise RestoreRefused(f"line {number}: `data.target`: no event the file holds "
+                             "before it has that id from this source")
+    target_type, target_subject = target
+    if target_subject != line.subject:
+        raise RestoreRefused(f"line {number}: `subject`: the target is about "
+                             f"{target_subject!r}, not {line.subject!r}")
+    if target_type in _AMENDMENTS:
+        raise RestoreRefused(f"line {number}: `data.target`: a correction or retraction "
+                             "cannot be amended")
+    if line.fix is not None:
+        try:
+            catalog.decode_data(target_type, line.fix, "data.data")
+        except EventValidationError as exc:
+            first = exc.errors[0]
+            raise RestoreRefused(f"line {number}: `{first.path}`: {first.message}") from None
+
+
 class FileChecker:
     """Checks lines in file order; every break refuses the file."""
 
     def __init__(self, marks: dict[int, int] | None = None) -> None:
         self.checked = CheckedFile(marks=marks or {})
         self._state: dict[int, _Partition] = {}
-        self._seen: set[str] = set()  # (source, id) names one event across partitions
+        # (source, id) names one event across partitions: its type and subject
+        self._seen: dict[str, tuple[str, str]] = {}
 
     def add(self, number: int, line: Line) -> None:
         checked = self.checked
@@ -187,7 +222,9 @@ class FileChecker:
                                  "from the previous one: the file was altered")
         if line.key in self._seen:
             raise RestoreRefused(f"line {number}: (source, id) appears twice")
-        self._seen.add(line.key)
+        if line.amends:
+            _check_target(number, line, self._seen.get(line.amends))
+        self._seen[line.key] = (line.type, line.subject)
         known = checked.subjects.setdefault(line.subject, line.partition)
         if known != line.partition:
             raise RestoreRefused(f"line {number}: subject {line.subject!r} is in partitions "

@@ -143,6 +143,42 @@ def test_sound_chains_the_log_could_not_hold_are_refused(
         check_lines(numbered(chained(events)))
 
 
+def amendment(sequence: int, subject: str, target: str, data: Any = None) -> dict[str, Any]:
+    """A retraction (or, with `data`, a correction) in partition 0 of `target`."""
+    body = {"target": target, "reason": "r"}
+    return {**stored(0, sequence, subject, 0), "id": f"a-{sequence}",
+            "type": "event.corrected" if data is not None else "event.retracted",
+            "data": {**body, "data": data} if data is not None else body}
+
+
+@pytest.mark.parametrize(("events", "message"), [
+    ([stored(0, 1, "org-a", 1), amendment(2, "org-a", "never-stored")],
+     "line 2: `data.target`: no event the file holds before it"),
+    ([amendment(1, "org-a", "e-0-2"), stored(0, 2, "org-a", 1)],
+     "line 1: `data.target`: no event the file holds before it"),
+    ([stored(0, 1, "org-a", 1), amendment(2, "org-b", "e-0-1")],
+     "line 2: `subject`: the target is about 'org-a', not 'org-b'"),
+    ([stored(0, 1, "org-a", 1), amendment(2, "org-a", "e-0-1"),
+      amendment(3, "org-a", "a-2")],
+     "line 3: `data.target`: a correction or retraction cannot be amended"),
+    ([{**stored(0, 1, "org-a", 1), "type": "mou.signed",
+       "data": {"parties": [{"id": "org-a"}, {"id": "org-b"}]}},
+      amendment(2, "org-a", "e-0-1", data={"n": 2})],
+     "line 2: `data.data"),
+], ids=["missing", "later", "other-subject", "of-an-amendment", "data-of-another-type"])
+def test_amendments_the_append_path_would_refuse_are_refused(
+    events: list[dict[str, Any]], message: str
+) -> None:
+    with pytest.raises(RestoreRefused, match=message):
+        check_lines(numbered(chained(events)))
+
+
+def test_amendments_of_earlier_events_pass() -> None:
+    events = [stored(0, 1, "org-a", 1), amendment(2, "org-a", "e-0-1", data={"n": 5}),
+              amendment(3, "org-a", "e-0-1")]
+    assert check_lines(numbered(chained(events))).events == 3
+
+
 def test_an_empty_file_is_refused() -> None:
     with pytest.raises(RestoreRefused, match="no events"):
         check_lines([])
