@@ -58,10 +58,24 @@ def _rank(ident: str, name: str, prefix: str) -> int | None:
 
 
 async def search_entities(read_model: ReadModel, prefix: str, limit: int) -> list[EntityMatch]:
-    """Known entities whose id, name or a word of the name starts with `prefix`."""
-    prefix = fold(prefix.strip())
-    client: Any = read_model.client
+    """Known entities whose id, name or a word of the name starts with `prefix`.
+
+    The search reads one copy of the read model in several calls; a promote that
+    switches copies meanwhile drops the one being read, so the search runs again
+    on the copy it switched to (a promote takes far longer than a search).
+    """
     namespace = await read_model.active()
+    while True:
+        found = await _search_in(read_model, namespace, fold(prefix.strip()), limit)
+        now = await read_model.active()
+        if now == namespace:
+            return found
+        namespace = now
+
+
+async def _search_in(read_model: ReadModel, namespace: str, prefix: str, limit: int
+                     ) -> list[EntityMatch]:
+    client: Any = read_model.client
     names, kinds_key = namespace_key(namespace, "names"), namespace_key(namespace, "kinds")
     found: list[tuple[int, str, str]] = []
     cursor, seen = 0, 0

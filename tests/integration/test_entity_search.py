@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
+import redis
+
+from projections.store import ReadModel, namespace_key
+from services.audit.replay import drop_namespace, flip
+from services.bootstrap import Services
+from services.entity_search import search_entities
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -73,3 +81,24 @@ def test_bad_parameters_are_named(http: httpx.Client) -> None:
     response = http.get("/v1/entities", params={"prefix": "a", "limit": "0"})
     assert response.status_code == 400
     assert [e["path"] for e in response.json()["errors"]] == ["limit"]
+
+
+async def test_a_search_across_a_promote_reads_a_whole_copy(
+    services: Services, sync_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy the search started on is switched away from and dropped between its
+    first call and its scan: it searches the copy the promote switched to."""
+    for namespace in ("blue", "green"):
+        sync_redis.hset(namespace_key(namespace, "names"), "org-lg", "LG AI Research")
+        sync_redis.hset(namespace_key(namespace, "applied"), 0, 1)
+    client, scan, promoted = services.client, services.client.hscan, []
+
+    async def scan_after_a_promote(*args: Any, **kwargs: Any) -> Any:
+        if not promoted:
+            promoted.append(await flip(client, "blue", "green"))
+            await drop_namespace(client, "blue")
+        return await scan(*args, **kwargs)
+
+    monkeypatch.setattr(client, "hscan", scan_after_a_promote)
+    found = await search_entities(ReadModel(client), "lg", 10)
+    assert promoted and [m.id for m in found] == ["org-lg"]
