@@ -210,7 +210,10 @@ class ReadModel:
         last = _text(reply[0])
         if not last:
             return docs, None
-        return docs, encode_cursor(last, tag, bool(docs) and _shows(docs[-1], last))
+        # Only an `as_of` walk meets an entry's other versions (live pages always pass the
+        # whole entry): there alone is the last document decoded to say what was shown.
+        shown = bool(q.as_of and docs) and _shows(docs[-1], last)
+        return docs, encode_cursor(last, tag, shown)
 
     async def entry(
         self, source: str, ident: str, as_of: str | None = None
