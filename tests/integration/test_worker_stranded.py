@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -40,6 +40,19 @@ async def pending(services: Services) -> int:
     counts = [await services.client.xpending(log_key(p), PROJECTION)
               for p, head in heads.items() if head]
     return sum(c["pending"] for c in counts)
+
+
+class FailingOnce:
+    """Stands in for an async callable: raises `error` on the first call, then calls it."""
+
+    def __init__(self, real: Callable[..., Awaitable[Any]], error: Exception) -> None:
+        self.real, self.error, self.failed = real, error, False
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.failed:
+            self.failed = True
+            raise self.error
+        return await self.real(*args, **kwargs)
 
 
 @contextlib.asynccontextmanager
@@ -82,20 +95,13 @@ async def test_a_batch_whose_handler_failed_is_fed_and_acknowledged(
     """A refusal that is not worth waiting out, after the apply: the batch stays pending,
     off the live feed, until the worker drains it itself."""
     worker = Worker(services.client, redis_url, services.partitions, name="failing-feed")
-    real_feed, failed = worker._feed, []
-
-    async def feed_failing_once(*args: Any, **kwargs: Any) -> None:
-        if not failed:
-            failed.append(1)
-            raise RuntimeError("refused for good")
-        await real_feed(*args, **kwargs)
-
-    monkeypatch.setattr(worker, "_feed", feed_failing_once)
+    feed = FailingOnce(worker._feed, RuntimeError("refused for good"))
+    monkeypatch.setattr(worker, "_feed", feed)
     await publish(services, [{**BASE, "id": f"e-{i}"} for i in range(5)])
     async with running(worker):
         await until_equal(lambda: behind(services), {}, within=20)  # applied, then the refusal
         await until_equal(lambda: pending(services), 0, within=20)
-    assert failed
+    assert feed.failed
     fed = await services.client.xrange(LIVE)
     assert sum(b'"id":"e-' in entry[b"entry"] for _, entry in fed) >= 5
 
@@ -106,15 +112,9 @@ async def test_a_refusal_while_parking_is_waited_out(
     """The server refusing writes (out of memory) as an entry is parked: the batch goes
     on once it takes them again, without waiting for a recovery."""
     await publish(services, [{**BASE, "id": f"e-{i}"} for i in range(40)])  # one partition
-    real_park, refusals = runner.park, []
-
-    async def park_refused_once(*args: Any, **kwargs: Any) -> None:
-        if not refusals:
-            refusals.append(1)
-            raise OutOfMemoryError("command not allowed when used memory > 'maxmemory'.")
-        await real_park(*args, **kwargs)
-
-    monkeypatch.setattr(runner, "park", park_refused_once)
+    park = FailingOnce(runner.park, OutOfMemoryError(
+        "command not allowed when used memory > 'maxmemory'."))
+    monkeypatch.setattr(runner, "park", park)
     projector = FailingProjector(ReadModel(services.client), {"e-10"})
     worker = Worker(services.client, redis_url, services.partitions, name="parking",
                     projector=projector)
@@ -122,6 +122,6 @@ async def test_a_refusal_while_parking_is_waited_out(
         async with running(worker):
             await until_equal(lambda: behind(services), {}, within=20)
             await until_equal(lambda: pending(services), 0, within=20)
-    assert refusals
+    assert park.failed
     assert [e["event"] for e in logs if e["event"] in ("entry parked", RECOVERED)] == [
         "entry parked"]
