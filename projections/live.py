@@ -197,6 +197,18 @@ class LiveReader:
             return _id_tuple(_text(first[0])) > _id_tuple(after)
         return _id_tuple(_text(info.get("last-generated-id") or "0-0")) > _id_tuple(after)
 
+    async def read_checked(
+        self, after: str, block_ms: int, count: int = 200
+    ) -> tuple[list[LiveMessage], bool]:
+        """Entries after `after`, and whether some after it may have been trimmed unread
+        (the entries returned then start past the gap): a reader slower than the cap.
+
+        Checked after the read: `after` still in the stream then was there at the read
+        too, as trimming only drops the oldest entries.
+        """
+        messages = await self.read(after, block_ms, count)
+        return messages, bool(messages) and await self.missed_since(after)
+
     async def read(self, after: str, block_ms: int, count: int = 200) -> list[LiveMessage]:
         """Entries after `after`, waiting up to `block_ms` for the first one."""
         reply = await self.client.xread({LIVE: after}, count=count, block=block_ms)

@@ -54,12 +54,17 @@ async def follow(
             sys.stderr.flush()
             stopping = asyncio.ensure_future(stop.wait())
             while True:
-                reading = asyncio.ensure_future(reader.read(after, POLL_MS))
+                reading = asyncio.ensure_future(reader.read_checked(after, POLL_MS))
                 await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 if stop.is_set():
                     reading.cancel()
                     return True
-                for message in reading.result():
+                messages, trimmed = reading.result()
+                if trimmed:
+                    sys.stderr.write("entries were trimmed before this tail read them; "
+                                     "some were missed\n")
+                    sys.stderr.flush()
+                for message in messages:
                     after = message.id
                     if not matches(message, entity, topic):
                         continue

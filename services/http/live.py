@@ -6,7 +6,7 @@ correction has just taken the entry off; a filter matches those too). A client
 that reconnects sends the last id it saw as `Last-Event-ID` (browsers do it by
 themselves) and first gets everything it missed. If what it missed was already
 trimmed from the capped stream, it gets one `event: reset` and should reload the
-timeline.
+timeline; so does a connected client that reads slower than the cap allows.
 """
 
 from __future__ import annotations
@@ -58,6 +58,10 @@ def _event(message: LiveMessage) -> ServerSentEventMessage:
     return ServerSentEventMessage(data=body.decode(), event="entry", id=message.id)
 
 
+def _reset(message: str) -> ServerSentEventMessage:
+    return ServerSentEventMessage(event="reset", data=_json.encode({"message": message}).decode())
+
+
 async def _stream(
     request: Request[Any, Any, Any], reader: LiveReader, after: str, reset: bool,
     entity: str | None, topic: str | None, keepalive: float,
@@ -66,12 +70,15 @@ async def _stream(
     # dispatch as an empty "message" event.
     yield ServerSentEventMessage(data=None, comment="connected", retry=RETRY_MS)
     if reset:
-        yield ServerSentEventMessage(event="reset", data=_json.encode(
-            {"message": "entries after Last-Event-ID were trimmed; reload the timeline"}
-        ).decode())
+        yield _reset("entries after Last-Event-ID were trimmed; reload the timeline")
     quiet_since = time.monotonic()
     while not _closing(request):
-        messages = await reader.read(after, POLL_MS)
+        # A client reading slower than entries are published falls behind the cap
+        # while connected, as a reconnecting one can.
+        messages, trimmed = await reader.read_checked(after, POLL_MS)
+        if trimmed:
+            yield _reset("entries were trimmed before this stream sent them; "
+                         "reload the timeline")
         sent = False
         for message in messages:
             after = message.id

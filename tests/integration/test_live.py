@@ -3,8 +3,10 @@ a real worker process and the real server."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import select
+import socket
 import subprocess
 import sys
 import time
@@ -17,7 +19,7 @@ import httpx
 import pytest
 import redis
 
-from projections.live import LIVE
+from projections.live import LIVE, MAXLEN
 from tests import processes
 from tests.factory import ref
 
@@ -198,6 +200,85 @@ def test_a_trimmed_gap_is_announced(http: httpx.Client, sync_redis: redis.Redis)
     with live(http, last_id="0-0") as stream:
         event = stream.next()
     assert event["event"] == "reset"
+
+
+def test_a_connected_client_that_falls_behind_the_cap_is_told_to_reset(
+    http: httpx.Client, sync_redis: redis.Redis
+) -> None:
+    """A client reading slower than entries arrive (here: not at all, with a tiny
+    receive window) falls behind the ~10,000 entries the stream keeps while still
+    connected: each gap in what it gets is announced by `event: reset`."""
+    publish(http, mou("template", "org-a", "org-b"))
+    template = wait_on_feed(sync_redis, "template")
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((http.base_url.host, int(http.base_url.port or 80)))
+        sock.sendall(b"GET /v1/live?keepalive=300 HTTP/1.1\r\nHost: api\r\n"
+                     b"Accept: text/event-stream\r\n\r\n")
+        received = sock.recv(4096)
+        while b": connected" not in received:
+            received += sock.recv(4096)
+        copies = 2 * MAXLEN
+        for start in range(0, copies, 1000):  # as the worker publishes, capped
+            with sync_redis.pipeline(transaction=False) as pipe:
+                for n in range(start, start + 1000):
+                    pipe.xadd(LIVE, {**template, b"entry": renamed(template, f"copy-{n}")},
+                              maxlen=MAXLEN, approximate=True)
+                pipe.execute()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)  # now read quickly
+        received += read_until(sock, f'"id":"copy-{copies - 1}"'.encode(), within=60)
+    events = [e.get("event") if e.get("event") == "reset" else json.loads(e["data"])
+              ["entry"]["id"] for e in sse_events(received) if "event" in e]
+    numbers = [-1 if e == "reset" else int(str(e).removeprefix("copy-"))
+               for e in events if e != "template"]
+    gaps = [i for i in range(1, len(numbers))
+            if numbers[i] >= 0 and numbers[i - 1] >= 0 and numbers[i] != numbers[i - 1] + 1]
+    assert "reset" in events, "the client never fell behind: nothing was tested"
+    assert not gaps, f"entries missed without a reset: {[numbers[i - 1:i + 1] for i in gaps]}"
+    assert numbers[-1] == copies - 1
+
+
+def wait_on_feed(client: redis.Redis, ident: str) -> dict[bytes, bytes]:
+    deadline = time.monotonic() + 15
+    while True:
+        for _, fields in client.xrange(LIVE):
+            if json.loads(fields[b"entry"])["id"] == ident:
+                return dict(fields)
+        assert time.monotonic() < deadline, f"the worker never published {ident}"
+        time.sleep(0.05)
+
+
+def renamed(fields: dict[bytes, bytes], ident: str) -> bytes:
+    return json.dumps({**json.loads(fields[b"entry"]), "id": ident}).encode()
+
+
+def read_until(sock: socket.socket, marker: bytes, within: float) -> bytes:
+    """What `sock` receives until `marker` and a second of silence after it."""
+    sock.settimeout(within)
+    received = b""
+    while received.find(marker, max(0, len(received) - (1 << 17))) < 0:
+        chunk = sock.recv(1 << 16)
+        assert chunk, "the stream ended"
+        received += chunk
+    sock.settimeout(1)
+    with contextlib.suppress(TimeoutError):
+        while chunk := sock.recv(1 << 16):
+            received += chunk
+    return received
+
+
+def sse_events(response: bytes) -> list[dict[str, str]]:
+    """Each event's fields (a comment's name is empty) in a chunked HTTP response."""
+    body, position = b"", response.index(b"\r\n\r\n") + 4
+    while (end := response.find(b"\r\n", position)) > 0:
+        size = int(response[position:end], 16)
+        body += response[end + 2:end + 2 + size]
+        position = end + 4 + size
+    events = []
+    for block in body.decode().replace("\r\n", "\n").split("\n\n"):
+        fields = dict(line.partition(":")[::2] for line in block.splitlines())
+        events.append({k: v.removeprefix(" ") for k, v in fields.items()})
+    return events
 
 
 def test_a_client_that_saw_nothing_is_not_reset_when_nothing_was_trimmed(

@@ -191,3 +191,19 @@ async def until_fed(client: Any, ident: str, within: float = 30.0) -> None:
     while [m.entry.id for m in await LiveReader(client).read("0-0", block_ms=1)] != [ident]:
         assert time.monotonic() < deadline, f"{ident} did not reach the live feed"
         await asyncio.sleep(0.05)
+
+
+async def test_a_reader_behind_the_trimmed_entries_is_told(services: Services) -> None:
+    """`read_checked` says when entries after the reader's position were trimmed
+    before it read them (checked after the read, so none can slip in between)."""
+    client = services.client
+    feed = LiveFeed(client, services.read_model)
+    for ident in ("a", "b", "c"):
+        await feed.publish({ident: Fresh(doc(ident), ["all"], [])}, [], 1, 0.0)
+    reader = LiveReader(client)
+    [first, second, third] = await reader.read("0-0", block_ms=1)
+    assert await reader.read_checked(first.id, block_ms=1) == ([second, third], False)
+    # the reader, at `first`, missed `second`
+    await client.xtrim(LIVE, minid=third.id, approximate=False)
+    assert await reader.read_checked(first.id, block_ms=1) == ([third], True)
+    assert await reader.read_checked(third.id, block_ms=1) == ([], False)
