@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
+import structlog
 from litestar import Request, Response, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
@@ -23,6 +24,7 @@ from events.codec import UNREADABLE
 from events.envelope import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, NewEvent, validate_event
 from events.errors import EventValidationError
 from events.refs import ENTITY_ID_PATTERN
+from projections.outages import worth_waiting
 from services.bootstrap import Services
 from services.http.auth import principal
 from services.http.errors import AUTH, ApiError, responses
@@ -38,6 +40,8 @@ from services.log.append import (
 BODY_IDLE_SECONDS = 10.0  # longest silence while a body is arriving
 CONTENT_TYPES = ("application/json", "application/cloudevents+json",
                  "application/cloudevents-batch+json")
+
+log = structlog.get_logger("http")
 
 
 class PublishResponse(msgspec.Struct):
@@ -149,6 +153,11 @@ PUBLISH_RESPONSES = {
 }
 
 
+def _transient(exc: Exception) -> bool:
+    """An outage or a contended write, which a retry gets past."""
+    return isinstance(exc, ContentionError | RedisClusterException) or worth_waiting(exc)
+
+
 @post("/v1/events", status_code=200, summary="Publish one event or a batch",
       responses=PUBLISH_RESPONSES, operation_class=PublishOperation)
 async def publish(request: Request[Any, Any, Any]) -> Response[PublishResponse]:
@@ -169,8 +178,12 @@ async def publish(request: Request[Any, Any, Any]) -> Response[PublishResponse]:
     except (ContentionError, RedisError, RedisClusterException) as exc:
         # Some partitions may be written: a retry answers those with `duplicate`. (A
         # cluster's slot map without a node for a partition's slot, mid-failover, is a
-        # RedisClusterException, not a RedisError.)
-        raise ApiError(503, "unavailable", f"the log could not be written now ({exc}); "
+        # RedisClusterException, not a RedisError.) The error's text names servers and
+        # scripts: it goes to the log, not to the client.
+        if not _transient(exc):
+            raise  # a bug or a damaged store, not an outage: store_error's 500
+        log.warning("log unavailable", error=str(exc))
+        raise ApiError(503, "unavailable", "the log could not be written now; "
                        "retrying the same request is safe", retry_after=1) from None
     count_appended(request.app, events, results)
     conflict = any(r.status == "conflict" for r in results)

@@ -126,7 +126,12 @@ def test_readiness_follows_the_server_and_api_and_worker_recover_without_restart
         time.sleep(1)
         assert worker.poll() is None, "nor the worker"
         body = httpx.get(base + "/readyz", timeout=15).json()
-        assert body["ready"] is False and "unreachable" in body["reason"]
+        assert body == {"ready": False, "reason": "server unreachable"}  # no address, errno
+        refused = httpx.post(base + "/v1/events", json={**event, "id": "while-down"},
+                             timeout=30)
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        assert refused.json()["message"] == ("the log could not be written now; "
+                                             "retrying the same request is safe")
         for path in ("/v1/timelines/entity/lg", "/v1/entities?prefix=l",
                      "/v1/events?source=s&id=i"):
             down = httpx.get(base + path, timeout=15)  # a read to retry, not a server bug
