@@ -37,4 +37,6 @@ def count_appended(app: Litestar, events: list[NewEvent], results: list[AppendRe
 @get("/metrics", summary="Prometheus metrics", media_type=TEXT_FORMAT, security=OPEN_SECURITY)
 async def metrics(request: Request[Any, Any, Any], services: ServicesDep) -> Response[bytes]:
     snap = await snapshot(services.client, services.read_model, services.partitions)
-    return Response(exposition(metrics_of(request.app), snap), media_type=TEXT_FORMAT)
+    # Set as a header: Litestar appends "; charset=utf-8" to a text/* media type.
+    return Response(exposition(metrics_of(request.app), snap),
+                    headers={"Content-Type": TEXT_FORMAT})

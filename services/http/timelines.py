@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 from litestar import MediaType, Request, Response, get
+from litestar.datastructures.headers import MediaTypeHeader
 from litestar.enums import ParamType
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
@@ -141,12 +142,26 @@ def negotiate(request: Request[Any, Any, Any], requested: str | None) -> str:
     if accept is None or accept.strip() in _PLAIN_ACCEPT:
         return "json"  # what nearly every client sends, without parsing it
     try:
-        best = request.accept.best_match(list(NEGOTIABLE), default="application/json")
+        return NEGOTIABLE[_best_offered(accept)]
     except (OverflowError, ValueError):  # Litestar lets q=inf through as OverflowError
         message = "a q value must be a number from 0 to 1"
         raise ApiError(400, "bad-request", f"Accept: {message}",
                        errors=[{"path": "Accept", "message": message}]) from None
-    return NEGOTIABLE[best]
+
+
+def _best_offered(accept: str) -> str:
+    """The offered media type of highest quality (RFC 9110 12.5.1): each type takes
+    the quality of the most specific range that matches it, and `q=0` refuses it.
+    JSON when the client accepts none (README: anything unknown means JSON); on a tie,
+    the earlier in NEGOTIABLE."""
+    ranges = [MediaTypeHeader(text) for text in accept.split(",")]
+    best, best_quality = "application/json", 0
+    for offered in NEGOTIABLE:
+        matching = [r.priority for r in ranges if MediaTypeHeader(offered).match(r)]
+        quality = max(matching, key=lambda p: (p[1], p[0]))[0] if matching else 0
+        if quality > best_quality:
+            best, best_quality = offered, quality
+    return best
 
 
 async def _title_name(services: Services, kind: str, keys: list[str]) -> str | None:
@@ -161,12 +176,15 @@ async def _export(
 ) -> Response[bytes]:
     collected = await collect(services.read_model, to_query(name, params), params.cursor)
     body = render(fmt, kind, key, collected.entries, await _title_name(services, kind, keys))
-    headers = {"Vary": "Accept", "X-Export-Cap": str(EXPORT_CAP)}
+    # Set here, not as media_type: Litestar appends "; charset=utf-8" to any text/*
+    # media type, which would name the charset twice.
+    headers = {"Content-Type": EXPORTS[fmt].media_type, "Vary": "Accept",
+               "X-Export-Cap": str(EXPORT_CAP)}
     if fmt != "timelinejs":
         headers["Content-Disposition"] = f'attachment; filename="{filename(fmt, kind, key)}"'
     if collected.next_cursor:
         headers["X-Next-Cursor"] = collected.next_cursor
-    return Response(body, media_type=EXPORTS[fmt].media_type, headers=headers)
+    return Response(body, headers=headers)
 
 
 def _reachable(token: str, partitions: int) -> None:

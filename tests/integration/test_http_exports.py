@@ -72,7 +72,7 @@ def story(http: httpx.Client, worker: object) -> str:
 def test_ics_by_format_and_by_accept(http: httpx.Client, story: str) -> None:
     by_format = get(http, "/v1/timelines/entity/lgai", story, params={"format": "ics"})
     assert by_format.status_code == 200, by_format.text
-    assert by_format.headers["content-type"].startswith("text/calendar")
+    assert by_format.headers["content-type"] == "text/calendar; charset=utf-8"
     assert by_format.headers["content-disposition"] == (
         'attachment; filename="timeline-entity-lgai.ics"')
     assert "accept" in by_format.headers["vary"].lower()
@@ -89,7 +89,7 @@ def test_ics_by_format_and_by_accept(http: httpx.Client, story: str) -> None:
     assert str(calendar["X-WR-CALNAME"]) == "Entity timeline: LG AI Research (lgai)"
     by_accept = get(http, "/v1/timelines/entity/lgai", story,
                     headers={"Accept": "text/calendar"})
-    assert by_accept.headers["content-type"].startswith("text/calendar")
+    assert by_accept.headers["content-type"] == "text/calendar; charset=utf-8"
     assert by_accept.content == by_format.content
     again = get(http, "/v1/timelines/entity/lgai", story, params={"format": "ics"})
     assert again.content == by_format.content  # stable UIDs and stamps: a feed, not a dump
@@ -99,7 +99,7 @@ def test_csv_by_format_and_by_accept(http: httpx.Client, story: str) -> None:
     response = get(http, "/v1/timelines/entity/lgai", story,
                    headers={"Accept": "text/csv, application/json;q=0.5"})
     assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/csv")
+    assert response.headers["content-type"] == "text/csv; charset=utf-8; header=present"
     rows = list(csv.DictReader(io.StringIO(response.text, newline="")))
     assert [r["id"] for r in rows] == ["award", "mou", "contract"]
     mou = rows[1]
@@ -125,12 +125,21 @@ def test_timelinejs_export(http: httpx.Client, story: str) -> None:
 
 
 def test_json_stays_the_default(http: httpx.Client, story: str) -> None:
-    for accept in (None, "*/*", "application/json", "text/html,*/*;q=0.8", "image/png"):
+    for accept in (None, "*/*", "application/json", "text/html,*/*;q=0.8", "image/png",
+                   "text/csv;q=0", "text/calendar;q=0, text/csv;q=0"):  # q=0: not acceptable
         headers = {"Accept": accept} if accept else {}
         response = get(http, "/v1/timelines/entity/lgai", story, headers=headers)
         assert response.status_code == 200, accept
         assert response.headers["content-type"].startswith("application/json")
         assert [e["id"] for e in response.json()["entries"]] == ["award", "mou", "contract"]
+
+
+def test_the_most_specific_range_sets_a_types_quality(http: httpx.Client, story: str) -> None:
+    """RFC 9110 12.5.1: `text/calendar;q=0` refuses calendars even though `text/*`
+    would take one."""
+    response = get(http, "/v1/timelines/entity/lgai", story,
+                   headers={"Accept": "text/*, text/calendar;q=0"})
+    assert response.headers["content-type"] == "text/csv; charset=utf-8; header=present"
 
 
 def test_unknown_format_is_400_naming_the_field(http: httpx.Client) -> None:

@@ -23,7 +23,7 @@ PARTITION = keys.partition_of(SUBJECT, 8)
 def scrape(http: httpx.Client) -> Samples:
     response = http.get("/metrics")
     assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
     return {(s.name, frozenset(s.labels.items())): s.value
             for family in text_string_to_metric_families(response.text)
             for s in family.samples}
