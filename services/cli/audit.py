@@ -16,6 +16,7 @@ import msgspec
 import typer
 from rich.progress import Progress
 from rich.table import Table
+from rich.text import Text
 
 from events.codec import UNREADABLE
 from services import bootstrap
@@ -253,9 +254,10 @@ def history_command(
     table = Table()
     for column in ("recordedtime", "recordedby", "position", "type", "occurred", "reason"):
         table.add_column(column)
-    for version in history:
-        table.add_row(version.recordedtime, version.recordedby, version.position, version.type,
-                      version.occurred or "", version.reason or "")
+    for version in history:  # Text: a reason or a principal may hold `[`, never markup
+        table.add_row(*(Text(cell) for cell in (
+            version.recordedtime, version.recordedby, version.position, version.type,
+            version.occurred or "", version.reason or "")))
     console.print(table)
 
 
@@ -304,7 +306,12 @@ def export_command(
         raise
     if output and partial:
         handle.close()
-        partial.replace(output)
+        try:
+            partial.replace(output)
+        except OSError as exc:  # a directory there, say: no stray copy of the log left
+            partial.unlink(missing_ok=True)
+            err.print(f"[red]cannot write {plain(output)}:[/red] {plain(exc)}")
+            raise typer.Exit(2) from None
     else:
         handle.flush()
     for problem in summary.problems:

@@ -71,7 +71,14 @@ async def _serve_http(built: bootstrap.Services, host: str, port: int) -> None:
     from services.http.server import GracefulServer
 
     server = GracefulServer(create_app(built.settings, built), host, port)
-    await server.serve()
+    try:
+        await server.serve()
+    except SystemExit as exc:  # uvicorn's own exit when it cannot start (its status 3)
+        if not exc.code:
+            raise
+        err.print(f"[red]cannot serve on {plain(host)}:{port}[/red] (the reason is logged "
+                  "above: the port taken, say)")
+        raise typer.Exit(2) from None
 
 
 def _spawn_workers(count: int, url: str) -> list[subprocess.Popen[bytes]]:
@@ -91,7 +98,8 @@ def _stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
 @app.command()
 def serve(
     host: Annotated[Optional[str], typer.Option(help="Address to bind")] = None,  # noqa: UP045
-    port: Annotated[Optional[int], typer.Option(help="Port to bind")] = None,  # noqa: UP045
+    port: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        help="Port to bind", min=0, max=65535)] = None,
     workers: Annotated[int, typer.Option(help="Projection worker processes", min=0)] = 1,
     demo: Annotated[bool, typer.Option(help="Load the demo story if the log is empty")] = False,
 ) -> None:
@@ -124,7 +132,8 @@ def serve(
 @app.command()
 def api(
     host: Annotated[Optional[str], typer.Option(help="Address to bind")] = None,  # noqa: UP045
-    port: Annotated[Optional[int], typer.Option(help="Port to bind")] = None,  # noqa: UP045
+    port: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        help="Port to bind", min=0, max=65535)] = None,
 ) -> None:
     """The HTTP API alone.
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from services import bootstrap
 from services.cli.common import console, err, json_encoder, load_settings, plain, run
@@ -43,8 +44,9 @@ def show_parked(
     for column in ("partition", "sequence", "source", "id", "type", "attempts", "error"):
         table.add_column(column)
     for p in found:
-        table.add_row(str(p.partition), str(p.sequence), p.source or "?", p.id or "?",
-                      p.type or "?", str(p.attempts), p.error)
+        table.add_row(*(Text(cell) for cell in (  # Text: an error may hold `[`, never markup
+            str(p.partition), str(p.sequence), p.source or "?", p.id or "?", p.type or "?",
+            str(p.attempts), p.error)))
     console.print(table)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +62,33 @@ def test_an_export_that_cannot_run_leaves_the_earlier_file_whole(tmp_path: Path)
     assert earlier.read_text() == '{"kept": true}\n'
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("log")) == [
         "log.jsonl"]
+
+
+def test_an_export_onto_a_directory_is_a_clean_error(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    done = cli(["export", "-o", str(tmp_path / "out")], env, tmp_path)
+    assert done.returncode == 2 and "cannot write" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no stray copy of the log
+
+
+@pytest.mark.parametrize("args", [["api", "--port", "99999"], ["serve", "--port", "-1"]])
+def test_a_port_out_of_range_is_a_usage_error(
+    args: list[str], env: dict[str, str], tmp_path: Path
+) -> None:
+    """Not bound modulo 65536 (99999 was port 34463)."""
+    done = cli(args, env, tmp_path)
+    assert done.returncode == 2 and "--port" in done.stderr, done.stderr
+
+
+def test_a_port_in_use_is_exit_2(env: dict[str, str], tmp_path: Path) -> None:
+    """uvicorn's own status (3) is none the README lists: this is a configuration error."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        done = cli(["api", "--port", str(taken.getsockname()[1])], env, tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "cannot serve on 127.0.0.1" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_a_digest_that_cannot_be_written_is_a_clean_error(
