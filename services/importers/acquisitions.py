@@ -27,7 +27,16 @@ import datetime as dt
 import re
 from typing import Any
 
-from services.importers.common import BadFile, Items, csv_records, cut, event_id, slugify, urls
+from services.importers.common import (
+    BadFile,
+    Items,
+    csv_records,
+    cut,
+    event_id,
+    slugify,
+    url_list,
+    urls,
+)
 from services.importers.countries import iso_from_name
 from services.publishing import Unusable
 
@@ -141,7 +150,7 @@ def convert(row: dict[str, str], company: dict[str, str] | None,
         data["status"] = cut(row["Status"], 300)
     if row.get("Terms") and row["Terms"].lower() != "undisclosed":
         data["summary"] = f"Terms: {cut(row['Terms'], 3900)}"
-    sources = urls(",".join((row.get("News Link", ""), row.get("Acquisition Profile", ""))))
+    sources = urls([*url_list(row.get("News Link", "")), row.get("Acquisition Profile", "")])
     if sources:
         data["sources"] = sources
     if company is not None:

@@ -13,7 +13,7 @@ import hashlib
 import io
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from events.refs import ENTITY_ID_PATTERN
@@ -25,6 +25,7 @@ Items = Iterator[tuple[int, Item]]
 _ENTITY = re.compile(ENTITY_ID_PATTERN)
 _EVENT_ID = re.compile(r"^[A-Za-z0-9._:/@+-]{1,128}$")
 _URL = re.compile(r"^https?://\S+$")
+_URL_START = re.compile(r",\s*(?=https?://)")
 
 
 class BadFile(ValueError):
@@ -50,14 +51,21 @@ def event_id(text: str) -> str:
     return f"{(slugify(text, 100) or 'x')}-{digest}"
 
 
-def urls(text: str, separator: str = ",") -> list[str]:
-    """The http(s) URLs in a separated list, in order, without repeats (max 20)."""
+def urls(candidates: Iterable[str]) -> list[str]:
+    """The http(s) URLs among `candidates` (each one URL, or not a URL), in order,
+    without repeats (max 20)."""
     found: list[str] = []
-    for part in text.split(separator):
-        url = part.strip()
+    for candidate in candidates:
+        url = candidate.strip()
         if _URL.fullmatch(url) and len(url) <= 2048 and url not in found:
             found.append(url)
     return found[:20]
+
+
+def url_list(text: str) -> list[str]:
+    """The items of a comma-separated list of URLs. A URL may hold a comma itself
+    (`...-102-million,1481527/`), so an item starts only where `http(s)://` does."""
+    return _URL_START.split(text)
 
 
 def cut(text: str, limit: int) -> str:
@@ -71,8 +79,8 @@ def csv_records(
 ) -> Iterator[tuple[int, dict[str, str] | Unusable]]:
     """(first line of the record, row with stripped values) of a CSV file with a header row;
     a row with more cells than the header is Unusable. BadFile when a required column is
-    missing, a column is not `known` (when given), or the CSV itself is broken (a quote
-    never closed, a field too long)."""
+    missing, a column is not `known` (when given) or named twice, or the CSV itself is
+    broken (a quote never closed, a field too long)."""
     reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""), strict=True)
     try:
         header = next(reader, [])
@@ -82,6 +90,9 @@ def csv_records(
         unknown = sorted(set(header) - set(known)) if known is not None else []
         if unknown:
             raise BadFile(f"unknown column(s) {', '.join(unknown)}: see the column mapping")
+        repeated = sorted({c for c in header if header.count(c) > 1})
+        if repeated:  # a row would keep only the last cell of each: data lost unseen
+            raise BadFile(f"{name} names the column(s) {', '.join(repeated)} more than once")
         line = reader.line_num + 1
         for cells in reader:
             if len(cells) > len(header):

@@ -184,7 +184,7 @@ def _envelope(ident: str, event_type: str, subject: str, row: Row,
 
 def _catalog_extras(rows: list[Row]) -> dict[str, Any]:
     extras: dict[str, Any] = {"cameo": rows[0].code, "summary": _summary(rows)}
-    sources = urls(",".join(r.fields["SOURCEURL"] for r in rows))
+    sources = urls(r.fields["SOURCEURL"] for r in rows)  # each one URL, commas and all
     if sources:
         extras["sources"] = sources
     return extras
@@ -231,7 +231,7 @@ def vendor(row: Row) -> dict[str, Any]:
         data["cameo"] = row.code
     if row.place is not None:
         data["place"] = row.place
-    sources = urls(row.fields["SOURCEURL"])
+    sources = urls([row.fields["SOURCEURL"]])
     if sources:
         data["sources"] = sources
     return _envelope(row.id, f"x-gdelt.{row.code.lower()}", subject.id, row, data)

@@ -31,7 +31,7 @@ from services.importers.common import BadFile, Items, cut, slugify
 from services.publishing import Unusable
 
 EVENT_TYPE = "x-timelinejs.entry"
-_TAG = re.compile(r"<[^>]*>")
+_TAG = re.compile(r"<[A-Za-z/!?][^>]*>")  # HTML: "< " or "<5" is text, not a tag
 _EVENT_ID = re.compile(r"^[A-Za-z0-9._:/@+-]{1,128}$")
 
 

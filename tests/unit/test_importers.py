@@ -126,6 +126,18 @@ def gdelt_row(**cells: str) -> str:
     return "\t".join(first)
 
 
+@pytest.mark.parametrize("code", ["057", "010"])  # a catalog type and a vendor type
+def test_a_gdelt_source_url_with_a_comma_is_kept_whole(code: str) -> None:
+    """SOURCEURL is one URL, and a real one holds a comma (../shared/data, event
+    881992564)."""
+    url = ("http://www.statecollege.com/news/local-news/"
+           "beaver-canyon-properties-sell-for-102-million,1481527/")
+    cells = (FIXTURES / "gdelt" / "sample.export.tsv").read_text().split("\n")[8].split("\t")
+    cells[26], cells[60] = code, url  # EventCode, SOURCEURL
+    [(_, event)] = list(gdelt.events("\t".join(cells)))
+    assert event["data"]["sources"] == [url]
+
+
 def test_a_gdelt_date_of_seven_digits_is_rejected_not_guessed() -> None:
     [(_, item)] = list(gdelt.events(gdelt_row(SQLDATE="2019101")))
     assert isinstance(item, Unusable) and "SQLDATE" in item.reasons[0]
@@ -201,6 +213,18 @@ def test_acquisitions_on_the_fixture() -> None:
     assert berkana["data"]["target"]["name"] == "Berkäna Wireless"
 
 
+def test_news_links_holding_commas_are_kept_whole() -> None:
+    """The file separates its links with ", ", and real links hold commas (line 111)."""
+    link = ("http://www.thefreelibrary.com/AMERICA+ONLINE+INC.+ACQUIRES+JOHNSON-GRACE,"
+            "+TECHNOLOGY+BRINGS+RICH...-a017923353")
+    other = "https://example.com/a,b"
+    text = ("Acquisitions ID,Acquired Company,Acquiring Company,Deal announced on,Price,"
+            "News Link\nAOL acquired Johnson-Grace in 1996,Johnson-Grace,AOL,1/02/1996,"
+            f'Undisclosed amount,"{link}, {other}"\n')
+    [(_, event)] = list(acquisitions.events(text))
+    assert event["data"]["sources"] == [link, other]
+
+
 def test_acquisitions_without_companies_have_no_places() -> None:
     items = by_line(acquisitions.events(ACQ.read_text(), None, this_year=2025))
     assert "place" not in valid(items[2])["data"]
@@ -268,6 +292,12 @@ def test_timelinejs_fixture() -> None:
         validate_event(items[9])  # left to the envelope's own validation
 
 
+def test_timelinejs_text_keeps_a_bare_less_than_sign() -> None:
+    """In HTML `< ` is text: only `<` before a letter, `/`, `!` or `?` opens a tag."""
+    assert timelinejs.plain("Revenue < $5M but <b>more</b> than > $1M") == \
+        "Revenue < $5M but more than > $1M"
+
+
 def test_timelinejs_ids_are_stable() -> None:
     text = TLJS.read_text()
     assert [i for _, i in timelinejs.events(text)] == [i for _, i in timelinejs.events(text)]
@@ -328,6 +358,10 @@ def test_csv_with_an_unknown_or_missing_column_is_refused() -> None:
         list(csv_import.events("id,type,subject,occurred,colour\n1,x-a.b,s,2024,red\n"))
     with pytest.raises(BadFile, match="occurred"):
         list(csv_import.events("id,type,subject\n1,x-a.b,s\n"))
+    # A column named twice: a row would keep the last cell only, "First" lost unseen.
+    with pytest.raises(BadFile, match="headline more than once"):
+        list(csv_import.events("id,type,subject,occurred,headline,headline\n"
+                               "d1,x-a.b,s,2024,First,\n"))
 
 
 def test_a_csv_row_with_more_cells_than_the_header_is_rejected_at_its_line() -> None:
