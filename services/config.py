@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -69,20 +70,33 @@ def _int(env: dict[str, str], name: str, default: int, low: int, high: int) -> i
     return value
 
 
-def _choice(env: dict[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
-    value = env.get(f"TIMELINE_{name}") or default
+def _choice(env: dict[str, str], name: str, default: str, allowed: tuple[str, ...],
+            normal: Callable[[str], str] = str) -> str:
+    value = normal(env.get(f"TIMELINE_{name}") or default)
     if value not in allowed:
         raise ConfigError(f"TIMELINE_{name} must be one of {', '.join(allowed)}, got {value!r}")
     return value
 
 
+URL_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _url(env: dict[str, str]) -> str | None:
+    url = env.get("TIMELINE_REDIS_URL") or None
+    if url is not None and not url.startswith(URL_SCHEMES):
+        raise ConfigError(f"TIMELINE_REDIS_URL must start with one of {', '.join(URL_SCHEMES)}"
+                          f", got {_mask_url(url)!r}")
+    return url
+
+
 def load(env: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ) if env is None else env
-    url = env.get("TIMELINE_REDIS_URL") or None
+    url = _url(env)
     default_format = "console" if sys.stderr.isatty() else "json"
     return Settings(
         redis_url=url,
-        redis_cluster=env.get("TIMELINE_REDIS_CLUSTER") == "1"
+        redis_cluster=_choice(env, "REDIS_CLUSTER", "0", ("0", "1")) == "1"
         or bool(url and url.startswith("redis+cluster://")),
         write_replicas=_int(env, "WRITE_REPLICAS", 0, 0, 64),
         data_dir=Path(env.get("TIMELINE_DATA_DIR") or ".timeline"),
@@ -94,5 +108,5 @@ def load(env: dict[str, str] | None = None) -> Settings:
         tokens_file=env.get("TIMELINE_TOKENS_FILE") or None,
         digest_key=env.get("TIMELINE_DIGEST_KEY") or None,
         log_format=_choice(env, "LOG_FORMAT", default_format, ("json", "console")),  # type: ignore[arg-type]
-        log_level=(env.get("TIMELINE_LOG_LEVEL") or "INFO").upper(),
+        log_level=_choice(env, "LOG_LEVEL", "INFO", LOG_LEVELS, str.upper),
     )

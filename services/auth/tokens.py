@@ -102,10 +102,13 @@ def load_tokens(tokens: str | None, tokens_file: str | None) -> tuple[Token, ...
     file_text = None
     if tokens_file:
         try:
-            file_text = Path(tokens_file).read_text()
+            file_text = Path(tokens_file).read_text(encoding="utf-8")
         except OSError as exc:
             raise TokenConfigError(
                 f"TIMELINE_TOKENS_FILE {tokens_file}: cannot read it ({exc.strerror})") from None
+        except UnicodeDecodeError:
+            raise TokenConfigError(
+                f"TIMELINE_TOKENS_FILE {tokens_file}: not UTF-8 text") from None
     return parse_tokens(tokens, file_text, f"TIMELINE_TOKENS_FILE {tokens_file}")
 
 

@@ -77,6 +77,10 @@ def test_two_names_with_one_secret_are_refused() -> None:
 def test_unreadable_tokens_file_is_a_config_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(TokenConfigError, match="cannot read it"):
         load_tokens(None, str(tmp_path / "missing"))
+    latin1 = tmp_path / "latin1"
+    latin1.write_bytes(b"caf\xe9:read:" + DIGEST.encode() + b"\n")
+    with pytest.raises(TokenConfigError, match="not UTF-8 text"):  # was a traceback
+        load_tokens(None, str(latin1))
     path = tmp_path / "tokens"
     path.write_text(f"ci:read:{DIGEST}\n")
     assert [t.name for t in load_tokens(None, str(path))] == ["ci"]
