@@ -165,6 +165,14 @@ def test_the_lg_ai_research_page(chromium: str, demo: str, tmp_path: Path) -> No
         assert set(browser.evaluate(f"{ROWS}.map((r) => r.dataset.key)")) == {
             f"{e['source']}\x1f{e['id']}" for e in jax}
         assert browser.evaluate("window.sources.filter((s) => s.readyState !== 2).length") == 1
+
+        # Five centuries: the chart fits them all (a 200-year zoom cap drew neither).
+        for ident, occurred in (("web-test-1500", "1500"), ("web-test-2020", "2020-05-05")):
+            publish(demo, {"id": ident, "type": "x-web-test.noted", "subject": "centuries-co",
+                           "occurred": occurred, "data": {"headline": ident}})
+        browser.navigate(f"{demo}/?entity=centuries-co")
+        browser.wait_for(f"{ROWS}.length === 2")
+        browser.wait_for("document.querySelectorAll('#timeline .vis-item-content').length === 2")
         assert browser.errors == []
     finally:
         browser.close()

@@ -380,7 +380,7 @@
   function start() {
     state.items = new vis.DataSet();
     state.timeline = new vis.Timeline($("timeline"), state.items, {
-      stack: true, zoomMin: DAY_MS * 7, zoomMax: DAY_MS * 365 * 200,
+      stack: true, zoomMin: DAY_MS * 7, zoomMax: DAY_MS * 366 * 10000,  // years 1-9999: fit any span
       orientation: { axis: "top" }, margin: { item: 6 }, maxHeight: 420, selectable: true,
       tooltip: { followMouse: true },
     });
