@@ -26,9 +26,12 @@ MAX_EXPECTED_VERSION = 2**53 - 1  # what every JSON reader holds exactly
 # Far beyond any real event's data, and far below where encoding it again (a page, a
 # replay, an export) could meet the interpreter's recursion limit.
 MAX_DATA_DEPTH = 64
+MAX_ATTRIBUTE_CHARS = 512  # each of OPTIONAL_STRINGS
+ID_PATTERN = r"^[A-Za-z0-9._:/@+-]{1,128}$"
+SOURCE_PATTERN = r"^[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]{1,256}$"  # a URI-reference's characters
 
-_ID = re.compile(r"^[A-Za-z0-9._:/@+-]{1,128}$")
-_SOURCE = re.compile(r"^[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]{1,256}$")
+_ID = re.compile(ID_PATTERN)
+_SOURCE = re.compile(SOURCE_PATTERN)
 _SUBJECT = re.compile(ENTITY_ID_PATTERN)
 _EXTENSION = re.compile(r"^[a-z0-9]{1,20}$")
 _RFC3339 = re.compile(
@@ -125,8 +128,10 @@ def _check_core(raw: dict[str, Any], errors: list[FieldError]) -> None:
                 and 0 <= expected <= MAX_EXPECTED_VERSION):
             errors.append(FieldError("expectedversion", _VERSION_RULE))
     for name in OPTIONAL_STRINGS:
-        if name in raw and not (isinstance(raw[name], str) and len(raw[name]) <= 512):
-            errors.append(FieldError(name, "must be a string of at most 512 characters"))
+        if name in raw and not (isinstance(raw[name], str)
+                                and len(raw[name]) <= MAX_ATTRIBUTE_CHARS):
+            errors.append(FieldError(name, f"must be a string of at most {MAX_ATTRIBUTE_CHARS} "
+                                     "characters"))
 
 
 def _check_extensions(raw: dict[str, Any], errors: list[FieldError]) -> None:

@@ -16,7 +16,15 @@ from typing import Any
 import msgspec
 
 from events import catalog
-from events.envelope import MAX_EVENT_BYTES, OPTIONAL_STRINGS
+from events.codec import SERVER_SET
+from events.envelope import (
+    ID_PATTERN,
+    MAX_ATTRIBUTE_CHARS,
+    MAX_EVENT_BYTES,
+    MAX_EXPECTED_VERSION,
+    OPTIONAL_STRINGS,
+    SOURCE_PATTERN,
+)
 from events.refs import ENTITY_ID_PATTERN
 from projections.entry import Entry
 from projections.live import LIVE, MAXLEN
@@ -38,10 +46,16 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": SCHEMAS + name}
 
 
-def _envelope() -> dict[str, Any]:
+def _envelope(stored: bool = False) -> dict[str, Any]:
+    """The envelope as publishers send it; `stored`: with the names the server sets,
+    which a publisher may not send."""
     known = ["specversion", "id", "source", "type", "subject", "occurred", "time",
              "datacontenttype", "data", "expectedversion", *OPTIONAL_STRINGS]
-    strings = {name: {"type": "string"} for name in OPTIONAL_STRINGS}
+    strings = {name: {"type": "string", "maxLength": MAX_ATTRIBUTE_CHARS}
+               for name in OPTIONAL_STRINGS}
+    names: dict[str, Any] = {"anyOf": [{"enum": known}, {"pattern": "^[a-z0-9]{1,20}$"}]}
+    if not stored:
+        names["not"] = {"enum": list(SERVER_SET)}
     return {
         "type": "object",
         "description": "A CloudEvents 1.0 event in structured JSON mode (DESIGN 3.1). "
@@ -51,8 +65,8 @@ def _envelope() -> dict[str, Any]:
         "required": ["specversion", "id", "source", "type", "subject", "data"],
         "properties": {
             "specversion": {"const": "1.0"},
-            "id": {"type": "string", "pattern": r"^[A-Za-z0-9._:/@+-]{1,128}$"},
-            "source": {"type": "string", "minLength": 1, "maxLength": 256,
+            "id": {"type": "string", "pattern": ID_PATTERN},
+            "source": {"type": "string", "pattern": SOURCE_PATTERN,
                        "description": "URI-reference; (source, id) names the event forever"},
             "type": {"type": "string"},
             "subject": {"type": "string", "pattern": ENTITY_ID_PATTERN,
@@ -61,10 +75,11 @@ def _envelope() -> dict[str, Any]:
             "time": {"type": "string", "format": "date-time"},
             "datacontenttype": {"const": "application/json"},
             "data": {"type": "object"},
-            "expectedversion": {"type": "integer", "minimum": 0},
+            "expectedversion": {"type": "integer", "minimum": 0,
+                                "maximum": MAX_EXPECTED_VERSION},
             **strings,
         },
-        "propertyNames": {"anyOf": [{"enum": known}, {"pattern": "^[a-z0-9]{1,20}$"}]},
+        "propertyNames": names,
         "additionalProperties": {"type": ["string", "number", "boolean"]},
     }
 
@@ -74,7 +89,7 @@ def _stored() -> dict[str, Any]:
         "description": "An event as the log stores it: the envelope plus the attributes "
                        "the server sets. Its canonical JSON (sorted keys, no whitespace) is "
                        "what the partition's hash chain covers.",
-        "allOf": [_ref("CloudEvent"), {
+        "allOf": [_envelope(stored=True), {
             "type": "object",
             "required": ["recordedtime", "recordedby", "partition", "sequence",
                          "schemaversion"],
@@ -90,10 +105,16 @@ def _stored() -> dict[str, Any]:
 
 
 def _typed(event_type: str, struct: type[Any]) -> dict[str, Any]:
-    kind: dict[str, Any] = ({"type": "string", "pattern": catalog.VENDOR_TYPE.pattern}
-                            if event_type == VENDOR else {"const": event_type})
+    if event_type == VENDOR:  # validation takes any object: timelines read what fits
+        kind: dict[str, Any] = {"type": "string", "pattern": catalog.VENDOR_TYPE.pattern}
+        data: dict[str, Any] = {"type": "object", "description": (
+            "Any JSON object. The fields of VendorData that are well-formed are what "
+            "timelines show; the rest is kept as sent."), "x-timeline-reads": _ref(
+            struct.__name__)}
+    else:
+        kind, data = {"const": event_type}, _ref(struct.__name__)
     return {"allOf": [_ref("CloudEvent"), {
-        "type": "object", "properties": {"type": kind, "data": _ref(struct.__name__)}}]}
+        "type": "object", "properties": {"type": kind, "data": data}}]}
 
 
 def _message(event_type: str, struct: type[Any]) -> dict[str, Any]:

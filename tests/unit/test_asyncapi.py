@@ -13,6 +13,8 @@ import jsonschema
 import pytest
 
 from events import catalog
+from events.envelope import validate_event
+from events.errors import EventValidationError
 from services.asyncapi import document
 
 SPEC = Path(__file__).parent.parent / "fixtures" / "asyncapi" / "asyncapi-3.0.0.schema.json.gz"
@@ -81,3 +83,40 @@ def test_the_schemas_refuse_what_validation_refuses() -> None:
     wrong_type = {**event, "type": "contract.concluded"}
     for bad in (unknown, one_party, bad_date, wrong_type):
         assert list(validator.iter_errors(bad)), bad
+
+
+def vendor_event(**extra: Any) -> dict[str, Any]:
+    return {"specversion": "1.0", "id": "v-1", "source": "urn:test", "type": "x-gdelt.noted",
+            "subject": "org-1", "occurred": "2024-03", "data": {}, **extra}
+
+
+@pytest.mark.parametrize("data", [
+    {"anything": 3},  # free-form fields
+    {"goldstein": -2.5, "headline": "talks"},
+    {"place": {"country": "XX"}},  # a common field malformed: kept, not shown
+])
+def test_the_vendor_message_takes_the_data_validation_takes(data: dict[str, Any]) -> None:
+    event = vendor_event(data=data)
+    validate_event(event)
+    assert list(payload_validator(document(), "vendor").iter_errors(event)) == []
+
+
+@pytest.mark.parametrize("attributes", [
+    {"source": "has a space"}, {"correlationid": "c" * 513}, {"expectedversion": 2**53},
+    {"recordedtime": "2024-01-01T00:00:00Z"},  # set by the server only
+])
+def test_the_envelope_refuses_what_validation_refuses(attributes: dict[str, Any]) -> None:
+    event = vendor_event(**attributes)
+    with pytest.raises(EventValidationError):
+        validate_event(event)
+    assert list(payload_validator(document(), "vendor").iter_errors(event))
+
+
+def test_a_stored_event_matches_the_stored_schema() -> None:
+    event = {**json.loads(STORY.read_text().splitlines()[4]), "recordedtime":
+             "2024-01-01T00:00:00Z", "recordedby": "anonymous", "partition": 3,
+             "sequence": 1, "schemaversion": 1}
+    doc = document()
+    validator = jsonschema.Draft7Validator({"$ref": "#/components/schemas/StoredEvent",
+                                            "components": doc["components"]})
+    assert list(validator.iter_errors(event)) == []
