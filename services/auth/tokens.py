@@ -98,7 +98,8 @@ def _check_unique(tokens: list[Token]) -> None:
 
 
 def load_tokens(tokens: str | None, tokens_file: str | None) -> tuple[Token, ...]:
-    """The configured tokens (empty: auth is off)."""
+    """The configured tokens (none configured: auth is off; configured but naming
+    none, as an empty file: refused)."""
     file_text = None
     if tokens_file:
         try:
@@ -109,7 +110,11 @@ def load_tokens(tokens: str | None, tokens_file: str | None) -> tuple[Token, ...
         except UnicodeDecodeError:
             raise TokenConfigError(
                 f"TIMELINE_TOKENS_FILE {tokens_file}: not UTF-8 text") from None
-    return parse_tokens(tokens, file_text, f"TIMELINE_TOKENS_FILE {tokens_file}")
+    found = parse_tokens(tokens, file_text, f"TIMELINE_TOKENS_FILE {tokens_file}")
+    if not found and (tokens or tokens_file):  # a mistake would otherwise turn auth off
+        named = "TIMELINE_TOKENS" if tokens else f"TIMELINE_TOKENS_FILE {tokens_file}"
+        raise TokenConfigError(f"{named} is set but names no token; unset it for no auth")
+    return found
 
 
 def authenticate(tokens: tuple[Token, ...], secret: str) -> Token | None:

@@ -88,6 +88,16 @@ def test_unreadable_tokens_file_is_a_config_error(tmp_path) -> None:  # type: ig
 
 def test_no_configuration_means_no_tokens() -> None:
     assert load_tokens(None, None) == ()
+
+
+def test_a_configuration_naming_no_token_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An emptied file or a stray comma would otherwise turn auth off, silently."""
+    comments = tmp_path / "tokens"
+    comments.write_text("# every token revoked\n\n")
+    with pytest.raises(TokenConfigError, match=r"TIMELINE_TOKENS_FILE .* names no token"):
+        load_tokens(None, str(comments))
+    with pytest.raises(TokenConfigError, match="TIMELINE_TOKENS is set but names no token"):
+        load_tokens(",", None)
     assert parse_tokens(" , ", "# only a comment\n") == ()
 
 
