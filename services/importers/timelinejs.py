@@ -52,6 +52,8 @@ def _part(date: dict[str, Any], name: str) -> int | None:
     value = date.get(name)
     if _blank(value):
         return None
+    if isinstance(value, float) and value.is_integer():  # 2023.0: what some writers emit
+        return int(value)
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise ValueError(f"{name} {value!r} is not a number")
     try:

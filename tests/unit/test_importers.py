@@ -265,6 +265,7 @@ TLJS = FIXTURES / "timelinejs" / "sample.json"
     ({"year": "2023", "month": "8", "day": "9"}, "2023-08-09"),
     ({"year": "602"}, "0602"), ({"year": "2023", "month": "", "day": ""}, "2023"),
     ({"year": "1978", "month": "3", "day": "1", "hour": "10"}, "1978-03-01"),
+    ({"year": 2023.0, "month": 5.0}, "2023-05"),  # whole numbers written as floats
 ])
 def test_timelinejs_dates_keep_their_precision(date: dict[str, Any], partial: str) -> None:
     assert timelinejs.partial_date(date, "start_date") == partial
