@@ -208,7 +208,7 @@ def _publish_file(path: str, rejects_path: Path | None, progress: bool,
                                          lambda n: bar.advance(task, n), tally)
 
     try:
-        tally = run(main())
+        tally = run(main(), raises=UNREADABLE)  # RecursionError is a RuntimeError too
     except typer.Exit:
         if tally.appended or tally.duplicate or tally.rejected:  # cut off part-way
             _report_partial(tally, rejections, rejects)

@@ -91,6 +91,16 @@ def test_a_port_in_use_is_exit_2(env: dict[str, str], tmp_path: Path) -> None:
     assert "cannot serve on 127.0.0.1" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_a_document_nested_too_deeply_is_not_valid_json(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """msgspec raises RecursionError, a RuntimeError, which read as the service refusing."""
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    done = cli(["publish", str(path)], env, tmp_path)
+    assert done.returncode == 2 and "is not valid JSON" in done.stderr, done.stderr
+
+
 def test_a_digest_that_cannot_be_written_is_a_clean_error(
     env: dict[str, str], tmp_path: Path
 ) -> None:
