@@ -178,12 +178,13 @@ async def publish(request: Request[Any, Any, Any]) -> Response[PublishResponse]:
     except (ContentionError, RedisError, RedisClusterException) as exc:
         # Some partitions may be written: a retry answers those with `duplicate`. (A
         # cluster's slot map without a node for a partition's slot, mid-failover, is a
-        # RedisClusterException, not a RedisError.) The error's text names servers and
-        # scripts: it goes to the log, not to the client.
+        # RedisClusterException, not a RedisError.) A Redis error's text names servers
+        # and scripts: it goes to the log; our own (replicas short, say) to the client.
         if not _transient(exc):
             raise  # a bug or a damaged store, not an outage: store_error's 500
         log.warning("log unavailable", error=str(exc))
-        raise ApiError(503, "unavailable", "the log could not be written now; "
+        why = f" ({exc})" if isinstance(exc, ContentionError) else ""
+        raise ApiError(503, "unavailable", f"the log could not be written now{why}; "
                        "retrying the same request is safe", retry_after=1) from None
     count_appended(request.app, events, results)
     conflict = any(r.status == "conflict" for r in results)
