@@ -18,6 +18,7 @@ from services.audit.parallel import HelperFailed
 from services.audit.replay import ReplayError, ReplayReport, ReplayRunning, replay
 from services.audit.verify import Report, verify
 from services.bootstrap import helpers_for
+from services.http.bodies import read_body
 from services.http.deps import ServicesDep
 from services.http.errors import AUTH, ApiError, responses
 
@@ -64,7 +65,7 @@ async def verify_log(services: ServicesDep) -> Report:
       responses=responses(400, *AUTH, 422), operation_class=DigestBodyOperation)
 async def verify_against_digest(request: Request[Any, Any, Any], services: ServicesDep) -> Report:
     try:
-        raw = msgspec.json.decode(await request.body())
+        raw = msgspec.json.decode(await read_body(request))  # a stalled body: 408
     except UNREADABLE as exc:
         raise ApiError(400, "malformed-json", f"the body is not valid JSON: {exc}") from None
     try:

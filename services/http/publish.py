@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +26,7 @@ from events.refs import ENTITY_ID_PATTERN
 from projections.outages import worth_waiting
 from services.bootstrap import Services
 from services.http.auth import principal
+from services.http.bodies import read_body
 from services.http.errors import AUTH, ApiError, responses
 from services.http.metrics import count_appended
 from services.log.append import (
@@ -37,7 +37,6 @@ from services.log.append import (
     position_token,
 )
 
-BODY_IDLE_SECONDS = 10.0  # longest silence while a body is arriving
 CONTENT_TYPES = ("application/json", "application/cloudevents+json",
                  "application/cloudevents-batch+json")
 
@@ -51,26 +50,6 @@ class PublishResponse(msgspec.Struct):
 
 def _content_type(request: Request[Any, Any, Any]) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
-
-
-async def read_body(request: Request[Any, Any, Any]) -> bytes:
-    """The whole body, or 408 when the client stops sending for BODY_IDLE_SECONDS.
-
-    uvicorn has no timeout for a body that stops arriving, so without this a
-    client that sends half a request and goes quiet holds its connection and
-    this handler for ever. A slow but steady client is never cut off.
-    """
-    chunks = []
-    loop = asyncio.get_running_loop()
-    try:
-        async with asyncio.timeout(BODY_IDLE_SECONDS) as idle:  # no task per chunk
-            async for chunk in request.stream():
-                chunks.append(chunk)
-                idle.reschedule(loop.time() + BODY_IDLE_SECONDS)
-    except TimeoutError:
-        raise ApiError(408, "request-timeout", f"no part of the body arrived for "
-                       f"{BODY_IDLE_SECONDS:g} s; nothing was written") from None
-    return b"".join(chunks)
 
 
 def _decode(body: bytes, content_type: str) -> list[Any]:

@@ -19,7 +19,7 @@ import msgspec
 import pytest
 import redis
 
-from services.http.publish import BODY_IDLE_SECONDS
+from services.http.bodies import BODY_IDLE_SECONDS
 from services.log import keys
 from tests import processes, reliability_report
 from tests.conftest import PARTITIONS
@@ -41,9 +41,9 @@ def batch(tag: str, size: int = 10) -> list[dict[str, Any]]:
              "data": {"n": n, "pad": "x" * 200}} for n in range(size)]
 
 
-def request_bytes(port: int, events: list[dict[str, Any]]) -> tuple[bytes, bytes]:
+def request_bytes(port: int, events: Any, path: str = "/v1/events") -> tuple[bytes, bytes]:
     body = msgspec.json.encode(events)
-    head = (f"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
     return head, body
 
@@ -162,10 +162,10 @@ def test_clients_that_hang_up_mid_request(
 class SlowClient(threading.Thread):
     """Sends one batch a few bytes at a time over `seconds`, then reads the answer."""
 
-    def __init__(self, port: int, events: list[dict[str, Any]], seconds: float,
-                 stall: bool = False) -> None:
+    def __init__(self, port: int, events: Any, seconds: float, stall: bool = False,
+                 path: str = "/v1/events") -> None:
         super().__init__(daemon=True)
-        self.head, self.body = request_bytes(port, events)
+        self.head, self.body = request_bytes(port, events, path)
         self.port, self.seconds, self.stall = port, seconds, stall
         self.status: int | None = None
         self.waited = 0.0  # from the last byte sent to the answer
@@ -194,6 +194,9 @@ def test_slow_and_stalled_clients_block_nobody(
     trickling = [SlowClient(port, batch(f"slow{n}", 20), seconds=3) for n in range(3)]
     stalled = [SlowClient(port, batch(f"stall{n}", 20), seconds=1, stall=True)
                for n in range(3)]
+    # The other route that reads a body: a saved digest to verify the log against.
+    stalled.append(SlowClient(port, {"partitions": {str(p): {} for p in range(50)}},
+                              seconds=1, stall=True, path="/v1/audit/verify"))
     slowest = 0.0
     published = 0
     for client in trickling + stalled:
