@@ -157,7 +157,8 @@ def _best_offered(accept: str) -> str:
     ranges = [MediaTypeHeader(text) for text in accept.split(",")]
     best, best_quality = "application/json", 0
     for offered in NEGOTIABLE:
-        matching = [r.priority for r in ranges if MediaTypeHeader(offered).match(r)]
+        offer = MediaTypeHeader(offered)
+        matching = [r.priority for r in ranges if offer.match(r)]
         quality = max(matching, key=lambda p: (p[1], p[0]))[0] if matching else 0
         if quality > best_quality:
             best, best_quality = offered, quality
