@@ -23,7 +23,6 @@ from events.codec import UNREADABLE
 from events.envelope import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, NewEvent, validate_event
 from events.errors import EventValidationError
 from events.refs import ENTITY_ID_PATTERN
-from projections.outages import worth_waiting
 from services.bootstrap import Services
 from services.http.auth import principal
 from services.http.bodies import read_body
@@ -132,11 +131,6 @@ PUBLISH_RESPONSES = {
 }
 
 
-def _transient(exc: Exception) -> bool:
-    """An outage or a contended write, which a retry gets past."""
-    return isinstance(exc, ContentionError | RedisClusterException) or worth_waiting(exc)
-
-
 @post("/v1/events", status_code=200, summary="Publish one event or a batch",
       responses=PUBLISH_RESPONSES, operation_class=PublishOperation)
 async def publish(request: Request[Any, Any, Any]) -> Response[PublishResponse]:
@@ -159,8 +153,6 @@ async def publish(request: Request[Any, Any, Any]) -> Response[PublishResponse]:
         # cluster's slot map without a node for a partition's slot, mid-failover, is a
         # RedisClusterException, not a RedisError.) A Redis error's text names servers
         # and scripts: it goes to the log; our own (replicas short, say) to the client.
-        if not _transient(exc):
-            raise  # a bug or a damaged store, not an outage: store_error's 500
         log.warning("log unavailable", error=str(exc))
         why = f" ({exc})" if isinstance(exc, ContentionError) else ""
         raise ApiError(503, "unavailable", f"the log could not be written now{why}; "

@@ -150,17 +150,3 @@ def test_errors_never_carry_a_stack_trace(http: httpx.Client) -> None:
         assert "Traceback" not in text and "File \"" not in text
         assert set(response.json()) >= {"error", "message"}
 
-
-def test_a_store_refusing_for_good_is_500_without_its_reply(
-    http: httpx.Client, sync_redis: redis.Redis
-) -> None:
-    """A damaged store (the partition's log key holds a string) is no outage: not a
-    503 inviting retries, and the server's reply (key names, script text) stays in
-    the API's log."""
-    partition = keys.partition_of("lg", 8)
-    sync_redis.set(keys.log(partition), "not a stream")
-    response = http.post("/v1/events", json=mou("damaged"))
-    assert response.status_code == 500
-    assert response.json() == {"error": "internal",
-                               "message": "the server failed to handle this request"}
-    assert sync_redis.hlen(keys.ids(partition)) == 0  # nothing written
