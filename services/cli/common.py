@@ -46,8 +46,8 @@ def run(coro: Any, raises: tuple[type[Exception], ...] = ()) -> Any:
         return loop.run(coro)  # uvloop (services/redis/loop.py)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
-    except (typer.Exit, *raises):  # typer.Exit is a RuntimeError too
-        raise
+    except (typer.Exit, BrokenPipeError, *raises):  # typer.Exit is a RuntimeError too
+        raise  # a broken pipe: stdout's reader left (`| head`), and Click exits quietly
     except ResponseError as exc:  # it answered: out of memory, a cluster failing over...
         err.print(f"[red]the server refused:[/red] {plain(exc)}")
         raise typer.Exit(2) from None

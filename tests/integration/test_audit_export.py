@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import msgspec
@@ -100,6 +102,31 @@ async def test_export_then_restore_into_a_fresh_data_dir(
         if worker is not None:
             processes.stop(worker)
         server.stop()
+
+
+def export_read_100_bytes_then_leave(redis_url: str) -> tuple[int, str]:
+    """`timeline export | head -c 100`: its exit status and stderr."""
+    export_process = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "export"], env=processes.env_for(redis_url),
+        cwd=processes.ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE)
+    assert export_process.stdout is not None and export_process.stderr is not None
+    assert export_process.stdout.read(100)
+    export_process.stdout.close()
+    with export_process.stderr:
+        stderr = export_process.stderr.read().decode()
+    return export_process.wait(timeout=60), stderr
+
+
+async def test_an_export_whose_reader_leaves_early_stops_quietly(
+    services: Services, redis_url: str
+) -> None:
+    """The closed pipe is not reported as the server being unreachable (exit 2);
+    Click's quiet exit 1 stands, as the README says."""
+    await publish(services, factory.story(1000, seed=3))  # ~1 MB: more than a pipe holds
+    status, stderr = await asyncio.to_thread(export_read_100_bytes_then_leave, redis_url)
+    assert status == 1, stderr
+    assert "cannot reach" not in stderr and "Traceback" not in stderr, stderr
 
 
 async def test_export_of_a_broken_log_says_so(
