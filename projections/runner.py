@@ -34,6 +34,7 @@ from projections.lease import Held, Leases
 from projections.live import LiveFeed
 from projections.outages import worth_waiting
 from projections.parking import PARK_ATTEMPTS, park
+from projections.slow_stop import reported_if_slow
 from projections.store import ReadModel
 from projections.writes import (
     Fresh,
@@ -264,25 +265,27 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), TICK_SECONDS)
         finally:
-            # Graceful stop: every partition's batch in hand is finished and
-            # acknowledged, then its lease released, so a successor starts at once.
-            # All at once: a subscriber still running would keep taking new batches.
-            try:
-                await self._give_up_all()
-            finally:  # renewing until every give-up has drained, and never after
-                keeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await keeper
-            try:
-                await self._release_unowned()
-                await self.leases.leave()
-            except Exception as exc:  # the leases expire instead
-                if not worth_waiting(exc):
-                    raise
-            await self.broker.stop()
-            # The last line of a graceful stop: a stop that hangs after it hangs
-            # outside the worker (a 20-s SIGTERM in one CI run was never explained).
+            async with reported_if_slow(f"projection worker {self.name}"):
+                await self._finish(keeper)
             log.info("worker stopped", worker=self.name)
+
+    async def _finish(self, keeper: asyncio.Task[None]) -> None:
+        """Graceful stop: every partition's batch in hand is finished and acknowledged,
+        then its lease released, so a successor starts at once. All at once: a
+        subscriber still running would keep taking new batches."""
+        try:
+            await self._give_up_all()
+        finally:  # renewing until every give-up has drained, and never after
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await keeper
+        try:
+            await self._release_unowned()
+            await self.leases.leave()
+        except Exception as exc:  # the leases expire instead
+            if not worth_waiting(exc):
+                raise
+        await self.broker.stop()
 
     def stop(self) -> None:
         self._stopping.set()

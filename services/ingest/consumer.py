@@ -34,6 +34,7 @@ from events.errors import EventValidationError, FieldError
 from projections.broker import create_group, make_broker
 from projections.outages import worth_waiting
 from projections.runner import GRACE_SECONDS, stop_subscriber
+from projections.slow_stop import reported_if_slow
 from services.ingest.entries import decode_entry, rejected_copy
 from services.log.append import Appender, BatchRejected, ContentionError, now_rfc3339
 
@@ -97,8 +98,10 @@ class IngestConsumer:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), TICK_SECONDS)
         finally:
-            await self._give_up(release=True)
-            await self.broker.stop()
+            async with reported_if_slow(f"ingest consumer {self.name}"):
+                await self._give_up(release=True)
+                await self.broker.stop()
+            log.info("ingest stopped", worker=self.name)
 
     async def _tick(self) -> None:
         if self.subscriber is not None:
