@@ -222,8 +222,24 @@ def _publish_file(path: str, rejects_path: Path | None, progress: bool,
         raise typer.Exit(2) from None
     if rejections:
         _write_rejections(rejects, rejections)
+    else:
+        _remove_stale_rejections(rejects)
     console.print_json(json_encoder.encode(tally).decode())
     return tally
+
+
+def _remove_stale_rejections(target: Path) -> None:
+    """The rejections file describes the last run: one that rejected nothing removes
+    an earlier run's, which would otherwise read as this run's."""
+    try:
+        target.unlink()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        err.print(f"[yellow]cannot remove an earlier run's rejections, {plain(target)}:"
+                  f"[/yellow] {plain(exc)}")
+        return
+    err.print(f"nothing rejected: removed an earlier run's rejections, {plain(target)}")
 
 
 def _report_partial(tally: Tally, rejections: list[Rejection], rejects: Path) -> None:

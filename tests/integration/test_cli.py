@@ -205,6 +205,10 @@ def test_publish_reads_stdin(env: dict[str, str], redis_url: str, tmp_path: Path
                    (tmp_path / "stdin.rejects.jsonl").read_text().splitlines()]
     assert rejection["line"] == 31
     assert log_length(redis_url) == 30
+    fixed = cli(["publish", "-"], env, tmp_path, stdin=text)  # the bad line taken out
+    assert fixed.returncode == 0, fixed.stderr
+    assert not (tmp_path / "stdin.rejects.jsonl").exists(), "an earlier run's, read as this one's"
+    assert "removed an earlier run's rejections" in fixed.stderr
 
 
 def test_stdin_that_is_not_utf8_is_refused_whole(
