@@ -262,8 +262,9 @@ class Worker:
                     if not worth_waiting(exc):
                         raise
                     log.warning("server unavailable, retrying", error=str(exc))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), TICK_SECONDS)
+                with contextlib.suppress(TimeoutError):  # not wait_for: 3.11 can swallow a cancel
+                    async with asyncio.timeout(TICK_SECONDS):
+                        await self._stopping.wait()
         finally:
             async with reported_if_slow(f"projection worker {self.name}"):
                 await self._finish(keeper)

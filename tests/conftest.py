@@ -23,9 +23,14 @@ import redis
 from redis.cluster import RedisCluster
 
 from services import bootstrap, config
+from services.redis import loop
 from services.redis.connection import plain_url
 from services.redis.embedded import EmbeddedServer
 from tests.cluster import LocalCluster
+
+# The connections as every command runs them (services/redis/loop.py): the tests that
+# run a worker or a reader in this process get the mends production has.
+loop.mend_connections()
 
 PARTITIONS = 8
 

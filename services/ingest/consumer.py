@@ -95,8 +95,9 @@ class IngestConsumer:
                     if not worth_retrying(exc):
                         raise
                     log.warning("ingest: server unavailable, retrying", error=str(exc))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), TICK_SECONDS)
+                with contextlib.suppress(TimeoutError):  # not wait_for: 3.11 can swallow a cancel
+                    async with asyncio.timeout(TICK_SECONDS):
+                        await self._stopping.wait()
         finally:
             async with reported_if_slow(f"ingest consumer {self.name}"):
                 await self._give_up(release=True)

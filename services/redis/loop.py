@@ -11,6 +11,13 @@ after a failover an append answered 500 and a projection batch counted a
 failure towards parking. `run` therefore makes redis-py's connections raise
 ConnectionError for that case before it starts the loop.
 
+The same send loses cancellations on Python 3.11: redis-py sends through
+`asyncio.wait_for`, which there returns the send's result when a cancel arrives as
+the send completes, and the cancel is gone (python/cpython#86296; 3.12 rewrote
+wait_for). A task cancelled at that moment runs on: the worker's lease keeper did,
+and its stop waited for it until the process was killed. `run` therefore makes the
+send raise the cancel it swallowed.
+
 Patched on the one base class every asyncio connection inherits its send from
 (plain, TLS, Unix socket, the cluster's per-node connections and FastStream's),
 because RedisCluster builds its connections itself and takes no connection class.
@@ -18,6 +25,7 @@ because RedisCluster builds its connections itself and takes no connection class
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, TypeVar
@@ -60,6 +68,24 @@ def closed_write_is_lost_connection(send: Send) -> Send:
     return send_packed_command
 
 
+def cancellation_kept(send: Send) -> Send:
+    """`send` raising CancelledError when a cancel of its task was requested during the
+    send and did not reach it (Python 3.11's wait_for returned the result instead)."""
+
+    @functools.wraps(send)
+    async def send_packed_command(self: AbstractConnection,
+                                  command: bytes | str | Iterable[bytes],
+                                  check_health: bool = True) -> None:
+        task = asyncio.current_task()
+        requested = task.cancelling() if task is not None else 0
+        await send(self, command, check_health)
+        # A cancel that was delivered raised above; one still counted was swallowed.
+        if task is not None and task.cancelling() > requested:
+            raise asyncio.CancelledError
+
+    return send_packed_command
+
+
 def patch_connections(method: str, wrap: Callable[[Any], Any]) -> None:
     """Idempotent: redis-py's asyncio connections (every class inherits from this one)
     call `wrap(method)` for `method` from now on in this process."""
@@ -70,9 +96,16 @@ def patch_connections(method: str, wrap: Callable[[Any], Any]) -> None:
         setattr(AbstractConnection, method, patched)
 
 
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    """`asyncio.run` on uvloop, once redis-py's connections take closed writes for lost
-    ones and pack their commands through hiredis (services/redis/packing.py)."""
-    patch_connections("send_packed_command", closed_write_is_lost_connection)
+def mend_connections() -> None:
+    """Idempotent: redis-py's connections, from now on in this process, take closed
+    writes for lost ones, keep the cancels their sends swallowed, and pack their
+    commands through hiredis (services/redis/packing.py)."""
+    patch_connections("send_packed_command",
+                      lambda send: closed_write_is_lost_connection(cancellation_kept(send)))
     patch_connections("pack_command", hiredis_packed)
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run` on uvloop, with redis-py's connections mended (`mend_connections`)."""
+    mend_connections()
     return uvloop.run(coro)
