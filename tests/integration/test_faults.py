@@ -65,10 +65,10 @@ async def log_ids(client: Any, partitions: int) -> Counter[tuple[str, str]]:
 
 
 @pytest.mark.slow
-async def test_three_worker_kills_during_a_50k_publish(
+async def test_three_worker_kills_during_a_30k_publish(
     services: Services, redis_url: str, logs_dir: Path, figures: Figures
 ) -> None:
-    events = factory.story(50_000, seed=31, amend=1_000)
+    events = factory.story(30_000, seed=31, amend=600)
     env = processes.env_for(redis_url)
     publishing = asyncio.create_task(publish(services, events))
     worker = processes.start(["worker"], env, logs_dir / "kill-0.log")
@@ -103,9 +103,9 @@ async def test_three_worker_kills_during_a_50k_publish(
     missing = len({(e.source, e.id) for e in want} - set(keys_got))
     assert duplicates == 0 and missing == 0
     assert [msgspec.to_builtins(e) for e in got] == [msgspec.to_builtins(e) for e in want]
-    assert len(got) == 50_000
+    assert len(got) == 30_000
     figures["Workers killed (SIGKILL) during a publish"] = {
-        "events published (50,000 + 1,000 corrections/retractions)": len(events),
+        "events published (30,000 + 600 corrections/retractions)": len(events),
         "worker kills survived": kills,
         "of which while the publish was still running": during_publish,
         "timeline entries expected / found": f"{len(want)} / {len(got)}",

@@ -23,8 +23,8 @@ def same(a: list[object], b: list[object]) -> None:
     assert [msgspec.to_builtins(x) for x in a] == [msgspec.to_builtins(x) for x in b]
 
 
-async def test_twenty_thousand_events_project_to_the_reference_fold(services: Services) -> None:
-    await publish(services, factory.story(20_000, seed=1, amend=600))
+async def test_twelve_thousand_events_project_to_the_reference_fold(services: Services) -> None:
+    await publish(services, factory.story(12_000, seed=1, amend=360))
     await wait_projected(services)
     model = await reference(services)
     for name in timelines_to_check():
@@ -39,7 +39,7 @@ async def test_twenty_thousand_events_project_to_the_reference_fold(services: Se
             expected = model.query(q)
             got = await read_all(services, q, limit=137)
             same(got, expected)
-    assert len(model.query(Query(timeline="all", include_retracted=True))) == 20_000
+    assert len(model.query(Query(timeline="all", include_retracted=True))) == 12_000
 
 
 async def test_from_to_overlap_uses_the_whole_span_of_partial_dates(services: Services) -> None:

@@ -36,7 +36,7 @@ from tests.conftest import is_cluster_url
 SECRET = "schemathesis-secret"
 TOKEN = f"fuzzer:publish+read+audit:{digest_of(SECRET)}"
 AUTH = {"Authorization": f"Bearer {SECRET}"}
-EXAMPLES = 50  # per operation and generation mode: ~1,400 requests, 30-60 s
+EXAMPLES = 35  # per operation and generation mode: ~1,000 requests, 25-45 s
 # The inputs are derandomized, so the cluster run would repeat the single server's:
 # its first 20 reach the backend's paths, and the suite keeps under 20 minutes.
 CLUSTER_EXAMPLES = 20
