@@ -81,6 +81,10 @@ def cancellation_kept(send: Send) -> Send:
         await send(self, command, check_health)
         # A cancel that was delivered raised above; one still counted was swallowed.
         if task is not None and task.cancelling() > requested:
+            # The command went out and its reply will come: a connection returned to the
+            # pool with it unread would hand it to the next caller. redis-py closes the
+            # connection on a cancel it sees, as here.
+            await self.disconnect(nowait=True)
             raise asyncio.CancelledError
 
     return send_packed_command

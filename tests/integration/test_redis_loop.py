@@ -114,6 +114,9 @@ async def _cancelled_while_commanding(url: str, tasks: int) -> list[str]:
                 ran_on.append(" <- ".join(await_chain(task)[-4:]))
                 task.cancel()  # the next cancel may get through; the count is what matters
                 await asyncio.wait([task], timeout=2)
+        # A cancelled send left no reply unread on a pooled connection for the next caller.
+        echoes = await asyncio.gather(*(redis_client.echo(f"echo-{n}") for n in range(50)))
+        assert echoes == [f"echo-{n}".encode() for n in range(50)]
     finally:
         await redis_client.aclose()
     return ran_on
@@ -134,13 +137,21 @@ def test_a_cancel_the_send_swallowed_is_raised_after_it() -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.sleep(0)
 
-    async def sent(send: Any) -> str:
-        task = asyncio.create_task(send(None, b"PING", True))
+    class Connection:
+        disconnected = False
+
+        async def disconnect(self, nowait: bool = False) -> None:
+            self.disconnected = nowait
+
+    async def sent(send: Any, connection: Connection) -> str:
+        task = asyncio.create_task(send(connection, b"PING", True))
         try:
             await task
         except asyncio.CancelledError:
             return "cancelled"
         return "ran on"
 
-    assert asyncio.run(sent(swallowing)) == "ran on"
-    assert asyncio.run(sent(loop.cancellation_kept(swallowing))) == "cancelled"
+    assert asyncio.run(sent(swallowing, Connection())) == "ran on"
+    connection = Connection()
+    assert asyncio.run(sent(loop.cancellation_kept(swallowing), connection)) == "cancelled"
+    assert connection.disconnected, "its reply, unread, would go to the next caller"
