@@ -128,6 +128,15 @@ def test_bad_parameters_are_400_naming_the_field(http: httpx.Client) -> None:
     assert http.get("/v1/timelines/place/us").status_code == 400
 
 
+def test_a_parameter_given_twice_is_400_naming_it(http: httpx.Client) -> None:
+    """`with=a&with=b` took `a` alone and answered another question than the one asked."""
+    response = http.get("/v1/timelines/all?with=org-1&with=org-2&limit=5&limit=6")
+    assert response.status_code == 400, response.text
+    assert {e["path"] for e in response.json()["errors"]} == {"limit", "with"}
+    two_types = http.get("/v1/timelines/all?type=mou.signed&type=site.visited")
+    assert two_types.status_code == 200, two_types.text
+
+
 @pytest.mark.parametrize(("path", "params", "headers", "field"), [
     ("/v1/timelines/all", {"as_of": "0001-01-01T00:00:00+01:00"}, {}, "as_of"),
     ("/v1/timelines/all", {"as_of": "9999-12-31T23:59:59-01:00"}, {}, "as_of"),
