@@ -88,6 +88,15 @@ async def raw_batch(message: Any) -> BatchMessage:
                                    group=PROJECTION)
 
 
+async def until_set(event: asyncio.Event, seconds: float) -> None:
+    """Wait for `event`, at most `seconds`: a loop's tick that a stop cuts short.
+
+    Not `asyncio.wait_for`: on Python 3.11 it can swallow a cancel of the caller."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+
+
 async def stop_subscriber(subscriber: Any) -> None:
     """Stop a FastStream subscriber and wait until its reader task has really ended.
 
@@ -262,9 +271,7 @@ class Worker:
                     if not worth_waiting(exc):
                         raise
                     log.warning("server unavailable, retrying", error=str(exc))
-                with contextlib.suppress(TimeoutError):  # not wait_for: 3.11 can swallow a cancel
-                    async with asyncio.timeout(TICK_SECONDS):
-                        await self._stopping.wait()
+                await until_set(self._stopping, TICK_SECONDS)
         finally:
             async with reported_if_slow(f"projection worker {self.name}"):
                 await self._finish(keeper)

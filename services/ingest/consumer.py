@@ -16,7 +16,6 @@ acknowledged without its copy. A server outage only delays the batch.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -33,7 +32,7 @@ from events.envelope import NewEvent, validate_event
 from events.errors import EventValidationError, FieldError
 from projections.broker import create_group, make_broker
 from projections.outages import worth_waiting
-from projections.runner import GRACE_SECONDS, stop_subscriber
+from projections.runner import GRACE_SECONDS, stop_subscriber, until_set
 from projections.slow_stop import reported_if_slow
 from services.ingest.entries import decode_entry, rejected_copy
 from services.log.append import Appender, BatchRejected, ContentionError, now_rfc3339
@@ -95,9 +94,7 @@ class IngestConsumer:
                     if not worth_retrying(exc):
                         raise
                     log.warning("ingest: server unavailable, retrying", error=str(exc))
-                with contextlib.suppress(TimeoutError):  # not wait_for: 3.11 can swallow a cancel
-                    async with asyncio.timeout(TICK_SECONDS):
-                        await self._stopping.wait()
+                await until_set(self._stopping, TICK_SECONDS)
         finally:
             async with reported_if_slow(f"ingest consumer {self.name}"):
                 await self._give_up(release=True)
