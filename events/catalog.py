@@ -187,7 +187,15 @@ def schema_version(event_type: str) -> int:
 
 
 class VendorData(Common, kw_only=True):
-    """What a vendor type's free-form data offers to timelines: nothing is required."""
+    """What a vendor type's free-form data offers to timelines: nothing is required.
+
+    `parties`, as in the catalog's types, names entities the event involves; the CSV
+    importer's `parties` column fills it for a vendor type."""
+
+    parties: Annotated[list[EntityRef], msgspec.Meta(max_length=50)] = []
+
+    def entities(self) -> list[tuple[EntityRef, str]]:
+        return [(p, "party") for p in self.parties]
 
 
 _NOT_ONE_OF = "Invalid enum value "  # msgspec's wording for a value outside a Literal
@@ -231,11 +239,21 @@ def decode_data(event_type: str, data: Any, path: str = "data") -> Any:
 
 
 def view_vendor(data: Any) -> VendorData:
-    """The common fields of vendor data that are well-formed; the rest is shown as is."""
+    """The common fields of vendor data that are well-formed, each on its own: one bad
+    field (a topic in capitals) must not cost the event its place or headline. Vendor
+    data is never rejected for them (DESIGN 3.3: only size-checked)."""
     if not isinstance(data, dict):
         return VendorData()
     known = {k: data[k] for k in VendorData.__struct_fields__ if k in data}
     try:
         return msgspec.convert(known, type=VendorData, strict=True)
     except msgspec.ValidationError:
-        return VendorData()
+        pass
+    kept: dict[str, Any] = {}
+    for name, value in known.items():
+        try:
+            msgspec.convert({name: value}, type=VendorData, strict=True)
+        except msgspec.ValidationError:
+            continue
+        kept[name] = value
+    return msgspec.convert(kept, type=VendorData, strict=True)

@@ -2,7 +2,8 @@
 
 A partial date has a precision (year, month, day), an optional qualifier
 (`?` uncertain, `~` approximate, `%` both) and spans [earliest, latest] days.
-An interval `A/B` spans from A's earliest to B's latest and takes A's precision.
+An interval `A/B` spans from A's earliest to B's latest and takes A's precision;
+its qualifier says what either end says (`2023~/2024?` is `%`).
 """
 
 from __future__ import annotations
@@ -66,6 +67,15 @@ def _parse_part(text: str, path: str) -> tuple[Precision, str, dt.date, dt.date]
     return Precision.YEAR, qualifier, dt.date(year, 1, 1), dt.date(year, 12, 31)
 
 
+_DOUBTS = {"": set(), "?": {"?"}, "~": {"~"}, "%": {"?", "~"}}
+
+
+def _both(start: str, end: str) -> str:
+    """One qualifier for an interval: an uncertain or approximate end makes it so."""
+    doubts = _DOUBTS[start] | _DOUBTS[end]
+    return "%" if len(doubts) == 2 else "".join(doubts)
+
+
 def parse_partial_date(text: str, path: str = "occurred") -> PartialDate:
     """Parse `text`; raise EventValidationError naming `path` when it is not one."""
     if not isinstance(text, str):
@@ -76,7 +86,7 @@ def parse_partial_date(text: str, path: str = "occurred") -> PartialDate:
         _, end_qualifier, _, latest = _parse_part(end_s, path)
         if latest < earliest:
             raise EventValidationError.one(path, f"interval {text!r} ends before it starts")
-        return PartialDate(text, precision, qualifier or end_qualifier, earliest, latest)
+        return PartialDate(text, precision, _both(qualifier, end_qualifier), earliest, latest)
     precision, qualifier, earliest, latest = _parse_part(text, path)
     return PartialDate(text, precision, qualifier, earliest, latest)
 

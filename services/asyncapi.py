@@ -108,8 +108,8 @@ def _typed(event_type: str, struct: type[Any]) -> dict[str, Any]:
     if event_type == VENDOR:  # validation takes any object: timelines read what fits
         kind: dict[str, Any] = {"type": "string", "pattern": catalog.VENDOR_TYPE.pattern}
         data: dict[str, Any] = {"type": "object", "description": (
-            "Any JSON object. The fields of VendorData that are well-formed are what "
-            "timelines show; the rest is kept as sent."), "x-timeline-reads": _ref(
+            "Any JSON object. The fields of VendorData that are well-formed, each on its own, "
+            "are what timelines show; the rest is kept as sent."), "x-timeline-reads": _ref(
             struct.__name__)}
     else:
         kind, data = {"const": event_type}, _ref(struct.__name__)

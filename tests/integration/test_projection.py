@@ -82,3 +82,22 @@ async def test_from_to_work_for_early_years_long_spans_and_the_last_year(
     assert await ids("0800-01-01", None) == ["long", "early", "recent"]
     assert await ids(None, "0900-12-31") == ["long", "early"]
     assert await ids("2023-01-01", "9999-12-31") == ["long", "recent"]
+
+
+async def test_a_vendor_event_keeps_each_well_formed_common_field_and_its_parties(
+    services: Services,
+) -> None:
+    # a topic in capitals is not a slug: it alone is left out, not the place and headline
+    data = {"headline": "Acme launches X", "topics": ["AI"], "place": {"country": "US",
+            "city": "Boston"}, "parties": [{"id": "acme"}, {"id": "globex", "name": "Globex"}]}
+    await publish(services, [{"specversion": "1.0", "source": "urn:t", "id": "v1",
+                              "type": "x-acme.launched", "subject": "acme",
+                              "occurred": "2023", "data": data}])
+    await wait_projected(services)
+    for name in ("entity:globex", "pair:acme:globex", "place:US", "place:US:boston"):
+        page = await services.read_model.page(Query(timeline=name), 10)
+        assert [e.id for e in page.entries] == ["v1"], name
+    (entry,) = (await services.read_model.page(Query(timeline="entity:acme"), 10)).entries
+    assert entry.headline == "Acme launches X" and entry.topics == []
+    assert [(e.id, e.role) for e in entry.entities] == [("acme", "party"), ("globex", "party")]
+    assert (await services.read_model.names(["globex"])) == {"globex": "Globex"}

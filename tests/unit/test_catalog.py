@@ -338,9 +338,21 @@ def test_vendor_data_is_free_form_and_exposes_well_formed_common_fields() -> Non
     assert value.headline == "Acme shipped"
     assert value.topics == ["ai"]
     assert value.entities() == []
-    # malformed common fields are shown as is, never rejected
-    assert view_vendor({"topics": "not a list", "headline": "h"}) == c.VendorData()
+    # malformed common fields are shown as is, never rejected, and each is judged alone
+    assert view_vendor({"topics": "not a list", "headline": "h"}) == c.VendorData(headline="h")
     assert view_vendor([1, 2]) == c.VendorData()
+    mixed = view_vendor({"topics": ["AI"], "place": {"country": "US", "city": "Boston"},
+                         "headline": "Acme launches X", "cameo": "nope"})
+    assert mixed == c.VendorData(headline="Acme launches X",
+                                 place=Place(country="US", city="Boston"))
+
+
+def test_vendor_parties_are_entities_the_event_involves() -> None:
+    data = {"parties": [{"id": "acme"}, {"id": "globex", "name": "Globex"}]}
+    assert [(ref.id, role) for ref, role in view_vendor(data).entities()] == [
+        ("acme", "party"), ("globex", "party")]
+    # a vendor's own meaning of `parties` (not entity references) names nobody
+    assert view_vendor({"parties": ["acme", "globex"]}).entities() == []
 
 
 def test_schema_versions_and_upcast() -> None:

@@ -39,6 +39,9 @@ D = dt.date
         ("2023-12-01/2024", Precision.DAY, "", D(2023, 12, 1), D(2024, 12, 31)),
         ("2023-12?/2024-02", Precision.MONTH, "?", D(2023, 12, 1), D(2024, 2, 29)),
         ("2023-12/2024-02~", Precision.MONTH, "~", D(2023, 12, 1), D(2024, 2, 29)),
+        ("2023~/2024?", Precision.YEAR, "%", D(2023, 1, 1), D(2024, 12, 31)),
+        ("2023?/2024?", Precision.YEAR, "?", D(2023, 1, 1), D(2024, 12, 31)),
+        ("2023%/2024~", Precision.YEAR, "%", D(2023, 1, 1), D(2024, 12, 31)),
         ("2023-08/2023-08", Precision.MONTH, "", D(2023, 8, 1), D(2023, 8, 31)),
         # an interval may end inside its start's span: it still ends no earlier than it starts
         ("2023/2023-01-01", Precision.YEAR, "", D(2023, 1, 1), D(2023, 1, 1)),
@@ -233,7 +236,10 @@ def test_interval_round_trip(
     parsed = parse_partial_date(text)
     assert parsed.text == text
     assert parsed.precision == start[1]
-    assert parsed.qualifier == (start[2] or end[2])
+    uncertain = start[2] in ("?", "%") or end[2] in ("?", "%")
+    approximate = start[2] in ("~", "%") or end[2] in ("~", "%")
+    expected = {(True, True): "%", (True, False): "?", (False, True): "~"}
+    assert parsed.qualifier == expected.get((uncertain, approximate), "")
     assert (parsed.earliest, parsed.latest) == (start[3], end[4])
     assert parsed.earliest <= parsed.latest
 
