@@ -77,32 +77,63 @@ def cut(text: str, limit: int) -> str:
 def csv_records(
     text: str, required: tuple[str, ...], name: str, known: tuple[str, ...] | None = None,
 ) -> Iterator[tuple[int, dict[str, str] | Unusable]]:
-    """(first line of the record, row with stripped values) of a CSV file with a header row;
-    a row with more cells than the header is Unusable. BadFile when a required column is
-    missing, a column is not `known` (when given) or named twice, or the CSV itself is
-    broken (a quote never closed, a field too long)."""
+    """(first line of the record, row with stripped values) of a CSV file with a header row.
+
+    Column names are stripped. A column the header leaves unnamed (a spreadsheet's
+    trailing comma) is dropped; a row with a value there, or with more cells than the
+    header, is Unusable. A row of blank cells is no record. BadFile when a required
+    column is missing, a column is not `known` (when given) or named twice, or the CSV
+    itself is broken (a quote never closed, a field too long)."""
     reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""), strict=True)
+    line = 1
     try:
-        header = next(reader, [])
-        missing = [c for c in required if c not in header]
-        if missing:
-            raise BadFile(f"{name} lacks the column(s) {', '.join(missing)}")
-        unknown = sorted(set(header) - set(known)) if known is not None else []
-        if unknown:
-            raise BadFile(f"unknown column(s) {', '.join(unknown)}: see the column mapping")
-        repeated = sorted({c for c in header if header.count(c) > 1})
-        if repeated:  # a row would keep only the last cell of each: data lost unseen
-            raise BadFile(f"{name} names the column(s) {', '.join(repeated)} more than once")
+        header = [cell.strip() for cell in next(reader, [])]
+        _check_header(header, required, name, known)
+        unnamed = [i for i, column in enumerate(header) if not column]
         line = reader.line_num + 1
         for cells in reader:
-            if len(cells) > len(header):
-                yield line, Unusable([f"{len(cells)} cells, but the header names "
-                                      f"{len(header)} columns: a value with a comma needs "
-                                      "double quotes"])
-            elif cells:  # a blank line is no record
-                row = dict.fromkeys(header, "")
-                row.update(zip(header, (cell.strip() for cell in cells), strict=False))
-                yield line, row
+            if any(cell.strip() for cell in cells):  # a blank line is no record
+                yield line, _record(header, unnamed, cells)
             line = reader.line_num + 1
     except csv.Error as exc:
-        raise BadFile(f"{name}, line {reader.line_num}: {exc}") from None
+        raise BadFile(f"{name}, {_where(exc, line, reader.line_num)}") from None
+
+
+def _check_header(
+    header: list[str], required: tuple[str, ...], name: str, known: tuple[str, ...] | None,
+) -> None:
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise BadFile(f"{name} lacks the column(s) {', '.join(missing)}")
+    named = [c for c in header if c]
+    unknown = sorted(set(named) - set(known)) if known is not None else []
+    if unknown:
+        raise BadFile(f"unknown column(s) {', '.join(unknown)}: see the column mapping")
+    repeated = sorted({c for c in named if named.count(c) > 1})
+    if repeated:  # a row would keep only the last cell of each: data lost unseen
+        raise BadFile(f"{name} names the column(s) {', '.join(repeated)} more than once")
+
+
+def _record(header: list[str], unnamed: list[int], cells: list[str]) -> dict[str, str] | Unusable:
+    if len(cells) > len(header):
+        return Unusable([f"{len(cells)} cells, but the header names {len(header)} columns: "
+                         "a value with a comma needs double quotes"])
+    filled = [i + 1 for i in unnamed if i < len(cells) and cells[i].strip()]
+    if filled:
+        return Unusable([f"column {filled[0]} holds a value, but the header gives it no name"])
+    row = {column: "" for column in header if column}
+    row.update((c, cell.strip()) for c, cell in zip(header, cells, strict=False) if c)
+    return row
+
+
+def _where(exc: csv.Error, record_line: int, reader_line: int) -> str:
+    """Where and why the CSV broke. The reader notices a quote never closed only at the
+    end of the text, or once the quoted value outgrows the field limit: both name the
+    line the record starts on, where the quote is."""
+    reason = str(exc)
+    if reason.startswith("unexpected end of data"):
+        return f"line {record_line}: a quote opened in this record is never closed"
+    if reason.startswith("field larger than field limit"):
+        return (f"line {record_line}: a value longer than {csv.field_size_limit():,} "
+                "characters, or a quote opened in this record never closed")
+    return f"line {reader_line}: {reason}"

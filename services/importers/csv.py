@@ -19,8 +19,9 @@ is not silently dropped):
 - `country`, `region`, `city`, `site`: `data.place`; `country` is ISO 3166-1
   alpha-2 and required when any of the others is given.
 - `topics`, `sources`: lists separated by `;`.
-- `data`: a JSON object the fields above are merged into, for the rest of a
-  type's data (`{"award": "Best paper", "rank": 1}`).
+- `data`: a JSON object for the rest of a type's data (`{"award": "Best
+  paper", "rank": 1}`); a field it sets that a column above sets too rejects
+  the row (merging would keep one of the two unseen).
 
 Example:
 
@@ -58,9 +59,11 @@ ROLES: dict[str, tuple[str, ...]] = {
 
 
 def parse_parties(text: str) -> list[dict[str, str]]:
-    """'a=Name A; b' -> [{id: a, name: Name A}, {id: b}]; ValueError on an empty item."""
+    """'a=Name A; b' -> [{id: a, name: Name A}, {id: b}]; ValueError on `=Name` or `a=`."""
     refs: list[dict[str, str]] = []
     for item in text.split(";"):
+        if not item.strip():  # `a;b;`: as the other lists, a trailing `;` names nobody
+            continue
         ident, sep, name = item.partition("=")
         if not ident.strip() or (sep and not name.strip()):
             raise ValueError(f"parties: {item.strip()!r} is not `id` or `id=Name`")
@@ -85,28 +88,37 @@ def _data(row: dict[str, str]) -> dict[str, Any]:
             raise ValueError(f"data: not JSON ({exc})") from None
         if not isinstance(data, dict):
             raise ValueError("data: must be a JSON object")
-    for column in ("headline", "summary", "title"):
-        if row.get(column):
-            data[column] = row[column]
+    filled = _columns(row)
+    # Merging would keep one of the two unseen: `data`'s city under a `country` column.
+    for field, (column, _) in filled.items():
+        if field in data:
+            raise ValueError(f"{column}: sets data.{field}, which the data column sets "
+                             "too; give it once")
+    return {**data, **{field: value for field, (_, value) in filled.items()}}
+
+
+def _columns(row: dict[str, str]) -> dict[str, tuple[str, Any]]:
+    """data field -> (the column that fills it, its value), from the non-empty columns."""
+    filled: dict[str, tuple[str, Any]] = {
+        c: (c, row[c]) for c in ("headline", "summary", "title") if row.get(c)}
     if row.get("parties"):
         refs = parse_parties(row["parties"])
         roles = ROLES.get(row["type"])
         if roles is None:
-            data["parties"] = refs
+            filled["parties"] = ("parties", refs)
         elif len(refs) > len(roles):
             raise ValueError(f"parties: {row['type']} takes at most {len(roles)} "
                              f"({', '.join(roles)}), got {len(refs)}")
         else:
-            data.update(zip(roles, refs, strict=False))
+            filled.update((role, ("parties", ref))
+                          for role, ref in zip(roles, refs, strict=False))
     place = {k: row[k] for k in PLACE if row.get(k)}
     if place:
         if "country" not in place:
             raise ValueError("country: required when region, city or site is given")
-        data["place"] = place
-    for column in ("topics", "sources"):
-        if row.get(column):
-            data[column] = _split(row[column])
-    return data
+        filled["place"] = (next(iter(place)), place)
+    filled.update((c, (c, _split(row[c]))) for c in ("topics", "sources") if row.get(c))
+    return filled
 
 
 def events(text: str, default_source: str = "urn:csv:import") -> Items:

@@ -376,10 +376,44 @@ def test_a_csv_row_with_more_cells_than_the_header_is_rejected_at_its_line() -> 
 
 @pytest.mark.parametrize(("text", "reason"), [
     ('id,type,subject,occurred,headline\nm1,x-a.b,a,2023,"oops\nm2,x-a.b,a,2023,fine\n',
-     "line 3: unexpected end of data"),
+     "line 2: a quote opened in this record is never closed"),
+    # the reader notices only once the open quote has swallowed 131,072 characters
+    ('id,type,subject,occurred,headline\nm0,x-a.b,a,2023,ok\nm1,x-a.b,a,2023,"oops\n'
+     + "m2,x-a.b,a,2023,fine\n" * 10_000,
+     "line 3: a value longer than 131,072 characters, or a quote opened in this record"),
     ("id,type,subject,occurred,headline\nm1,x-a.b,a,2023," + "x" * 200_000 + "\n",
-     "line 2: field larger than field limit"),
+     "line 2: a value longer than 131,072 characters"),
+    ('id,type,subject,occurred,headline\nm1,x-a.b,a,2023,"a"b\n',
+     "line 2: ',' expected after '\"'"),
 ])
 def test_a_broken_csv_refuses_the_file_naming_the_line(text: str, reason: str) -> None:
     with pytest.raises(BadFile, match=reason):
         list(csv_import.events(text))
+
+
+def test_a_spreadsheet_csv_with_padded_names_blank_rows_and_a_trailing_comma() -> None:
+    text = ("id, type ,subject,occurred,parties,\n"
+            "s1,mou.signed,a,2023,a;b;,\n"
+            ",,,,,\n"
+            "   \n"
+            "s2,mou.signed,a,2023,a;b,stray\n")
+    items = by_line(csv_import.events(text))
+    assert sorted(items) == [2, 5]  # the rows of blank cells are no records
+    assert valid(items[2])["data"]["parties"] == [{"id": "a"}, {"id": "b"}]
+    assert isinstance(items[5], Unusable)
+    assert items[5].reasons == ["column 6 holds a value, but the header gives it no name"]
+
+
+def test_a_field_set_by_a_column_and_by_the_data_column_rejects_the_row() -> None:
+    header = "id,type,subject,occurred,country,headline,parties,data\n"
+    rows = ['c1,x-a.b,a,2023,US,,,"{""place"": {""country"": ""US"", ""city"": ""NYC""}}"',
+            'c2,x-a.b,a,2023,,Hi,,"{""headline"": ""Hello""}"',
+            'c3,site.visited,a,2023,,,a;b,"{""host"": {""id"": ""c""}}"',
+            'c4,site.visited,a,2023,US,,a,"{""host"": {""id"": ""c""}}"']
+    items = by_line(csv_import.events(header + "\n".join(rows) + "\n"))
+    reasons = {line: item.reasons for line, item in items.items() if isinstance(item, Unusable)}
+    assert reasons == {
+        2: ["country: sets data.place, which the data column sets too; give it once"],
+        3: ["headline: sets data.headline, which the data column sets too; give it once"],
+        4: ["parties: sets data.host, which the data column sets too; give it once"]}
+    assert valid(items[5])["data"]["host"] == {"id": "c"}  # one party: the visitor only
