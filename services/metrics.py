@@ -26,6 +26,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from events.catalog import SCHEMA_VERSIONS
 from events.envelope import NewEvent
 from projections.live import BATCH_STATS, BUCKETS
 from projections.parking import parked_key
@@ -33,6 +34,11 @@ from projections.runner import PROJECTION
 from projections.store import ReadModel
 from services.log import keys
 from services.log.append import AppendResult
+
+# Any publisher may invent vendor types: past this many, one process counts the new ones
+# together, so /metrics cannot be grown without bound. Catalog types always have their own.
+VENDOR_LABELS = 100
+OTHER_VENDOR_TYPES = "x-other"  # no vendor type is named so: theirs hold a dot
 
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -56,6 +62,7 @@ class Metrics:
             "timeline_http_request_duration_seconds",
             "HTTP request durations, by method, route template and status",
             ["method", "route", "status"], buckets=HTTP_BUCKETS, registry=self.registry)
+        self._vendor_labels: set[str] = set()
 
     def count_appended(self, events: list[NewEvent], results: list[AppendResult]) -> None:
         # Only validated events get here, so `type` is a catalog or vendor type.
@@ -63,7 +70,15 @@ class Metrics:
         pairs = zip(events, results, strict=True)
         counts = collections.Counter((e.type, r.status) for e, r in pairs)
         for (event_type, status), count in counts.items():
-            self.appended.labels(event_type, status).inc(count)
+            self.appended.labels(self._type_label(event_type), status).inc(count)
+
+    def _type_label(self, event_type: str) -> str:
+        if event_type in SCHEMA_VERSIONS or event_type in self._vendor_labels:
+            return event_type
+        if len(self._vendor_labels) < VENDOR_LABELS:
+            self._vendor_labels.add(event_type)
+            return event_type
+        return OTHER_VENDOR_TYPES
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).observe(seconds)

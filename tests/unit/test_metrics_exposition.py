@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from events.envelope import validate_event
 from projections.live import bucket_of
 from services.log.append import AppendResult
-from services.metrics import Metrics, Snapshot, exposition
+from services.metrics import OTHER_VENDOR_TYPES, VENDOR_LABELS, Metrics, Snapshot, exposition
 
 DASHBOARD = Path(__file__).parent.parent.parent / "docs" / "grafana-dashboard.json"
 
@@ -65,6 +65,26 @@ def test_appended_counter_is_labelled_by_type_and_status() -> None:
     found = samples()
     key = ("timeline_events_appended_total", (("status", "appended"), ("type", "x-test.noted")))
     assert found[key] == 1
+
+
+def test_vendor_types_past_the_cap_are_counted_together() -> None:
+    metrics = Metrics()
+    types = [f"x-v{i}.noted" for i in range(VENDOR_LABELS + 5)] + ["mou.signed"]
+    events = [validate_event({"specversion": "1.0", "id": f"e{i}", "source": "urn:t",
+                              "type": t, "subject": "a", "occurred": "2024",
+                              "data": {"parties": [{"id": "a"}, {"id": "b"}]}})
+              for i, t in enumerate(types)]
+    results = [AppendResult("urn:t", e.id, "appended", 0, i, f"0-{i}")
+               for i, e in enumerate(events)]
+    metrics.count_appended(events, results)
+    metrics.count_appended(events[:1], results[:1])  # a type seen before keeps its label
+    counted = {s.labels["type"]: s.value
+               for f in text_string_to_metric_families(exposition(metrics, Snapshot(
+                   heads={}, applied={}, lag_seconds={}, parked={}, batches={})).decode())
+               for s in f.samples if s.name == "timeline_events_appended_total"}
+    assert len(counted) == VENDOR_LABELS + 2
+    assert counted[OTHER_VENDOR_TYPES] == 5
+    assert counted["x-v0.noted"] == 2 and counted["mou.signed"] == 1
 
 
 def test_the_dashboard_only_uses_metrics_the_service_exports() -> None:
