@@ -55,11 +55,17 @@ def _part(date: dict[str, Any], name: str) -> int | None:
     if isinstance(value, float) and value.is_integer():  # 2023.0: what some writers emit
         return int(value)
     if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise ValueError(f"{name} {value!r} is not a number")
+        raise ValueError(f"{name} {_shown(value)} is not a whole number")
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"{name} {value!r} is not a number") from None
+        raise ValueError(f"{name} {_shown(value)} is not a whole number") from None
+
+
+def _shown(value: Any) -> str:
+    """The value as the rejection quotes it: a 5,000-digit year is not echoed whole."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def partial_date(date: Any, field: str) -> str:

@@ -304,6 +304,19 @@ def test_timelinejs_ids_are_stable() -> None:
     assert [i for _, i in timelinejs.events(text)] == [i for _, i in timelinejs.events(text)]
 
 
+@pytest.mark.parametrize(("date", "reason"), [
+    ({"year": 2023.5}, "year 2023.5 is not a whole number"),
+    ({"year": "2023", "month": "May"}, "month 'May' is not a whole number"),
+    ({"year": "9" * 5000}, "year '" + "9" * 38 + "… is not a whole number"),
+])
+def test_a_timelinejs_date_that_is_not_whole_numbers_is_named(
+    date: dict[str, Any], reason: str,
+) -> None:
+    with pytest.raises(ValueError) as refused:
+        timelinejs.occurred_of({"start_date": date})
+    assert str(refused.value).endswith(reason)
+
+
 def test_a_timelinejs_end_date_of_empty_strings_is_no_end_date() -> None:
     slide = {"start_date": {"year": "2023", "month": "4"},
              "end_date": {"year": "", "month": "", "day": " "}}
