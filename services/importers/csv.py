@@ -5,7 +5,8 @@ their order is free, and an unknown column refuses the whole file (so a typo
 is not silently dropped):
 
 - `id`, `type`, `subject`, `occurred` (required): the envelope's attributes;
-  `occurred` is a partial date (`2023`, `2023-12?`, `2023-08-14/2023-08-18`).
+  `occurred` is a partial date (`2023`, `2023-12?`, `2023-08-14/2023-08-18`),
+  and a row may leave it empty when it gives `time`, as an event may omit it.
 - `source`: the event's source; when absent or empty, the importer's default
   (`urn:csv:<file name without extension>` from the CLI).
 - `time`: RFC 3339 timestamp.
@@ -134,9 +135,10 @@ def events(text: str, default_source: str = "urn:csv:import") -> Items:
             continue
         event: dict[str, Any] = {
             "specversion": "1.0", "id": row["id"], "source": row.get("source") or default_source,
-            "type": row["type"], "subject": row["subject"], "occurred": row["occurred"],
-            "data": data,
+            "type": row["type"], "subject": row["subject"], "data": data,
         }
+        if row.get("occurred"):  # else the envelope dates it by `time`, or names the lack
+            event["occurred"] = row["occurred"]
         if row.get("time"):
             event["time"] = row["time"]
         yield line, event

@@ -430,3 +430,15 @@ def test_a_field_set_by_a_column_and_by_the_data_column_rejects_the_row() -> Non
         3: ["headline: sets data.headline, which the data column sets too; give it once"],
         4: ["parties: sets data.host, which the data column sets too; give it once"]}
     assert valid(items[5])["data"]["host"] == {"id": "c"}  # one party: the visitor only
+
+
+def test_a_csv_row_may_leave_occurred_empty_when_it_gives_time() -> None:
+    text = ("id,type,subject,occurred,time\n"
+            "t1,x-a.b,a,,2024-02-11T09:00:00+09:00\n"
+            "t2,x-a.b,a,,\n")
+    items = by_line(csv_import.events(text))
+    assert validate_event(items[2]).occurred.text == "2024-02-11"
+    with pytest.raises(EventValidationError) as refused:
+        validate_event(items[3])
+    assert [(e.path, e.message) for e in refused.value.errors] == [
+        ("occurred", "required when `time` is absent")]
