@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -165,6 +166,16 @@ def test_the_lg_ai_research_page(chromium: str, demo: str, tmp_path: Path) -> No
         assert set(browser.evaluate(f"{ROWS}.map((r) => r.dataset.key)")) == {
             f"{e['source']}\x1f{e['id']}" for e in jax}
         assert browser.evaluate("window.sources.filter((s) => s.readyState !== 2).length") == 1
+
+        # A city whose name holds what Python, not JavaScript, counts as a space: the
+        # page's key for it is the server's, so the entry arrives live.
+        city = "Odd\x85Town\ufeff"
+        browser.navigate(f"{demo}/?place=US&city={quote(city)}")
+        browser.wait_for("document.getElementById('live-status').classList.contains('on')")
+        publish(demo, {"id": "web-test-city", "type": "x-web-test.noted", "occurred": "2024",
+                       "data": {"headline": "web-test-city",
+                                "place": {"country": "US", "city": city}}})
+        browser.wait_for(f"{ROWS}.length === 1")
 
         # Five centuries: the chart fits them all (a 200-year zoom cap drew neither).
         for ident, occurred in (("web-test-1500", "1500"), ("web-test-2020", "2020-05-05")):

@@ -28,7 +28,10 @@
   }
   const dateLabel = (occurred) => occurred.split("/").map(partLabel).join(" – ");
   const keyOf = (entry) => `${entry.source}\u001f${entry.id}`;
-  const cityKey = (city) => city.toLowerCase().split(/\s+/).filter(Boolean).join(" ");
+  // Python's str.split() whitespace, not JavaScript's \s (which lacks \x1c-\x1f and \x85
+  // and has \ufeff): the key must be the one the server files the entry under.
+  const PY_SPACE = /[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/;
+  const cityKey = (city) => city.toLowerCase().split(PY_SPACE).filter(Boolean).join(" ");
 
   function dayAfter(iso) {
     const date = new Date(`${iso}T00:00:00Z`);
