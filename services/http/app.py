@@ -27,6 +27,7 @@ from services.config import Settings
 from services.http import asyncapi, auth, health, live, lookups, metrics, publish, search, timelines
 from services.http import audit as audit_routes
 from services.http.errors import ApiError, api_error, http_error, store_error, unexpected
+from services.http.query_params import given_once
 from services.web import routes as web
 
 log = structlog.get_logger("http")
@@ -116,6 +117,7 @@ def create_app(settings: Settings, built: bootstrap.Services | None = None) -> L
             # routes (probes, metrics, API descriptions) declare `security=auth.OPEN_SECURITY`.
             security=[{auth.SCHEME: []}],
             components=Components(security_schemes={auth.SCHEME: auth.SECURITY_SCHEME})),
+        before_request=given_once,
         debug=False,
         on_app_init=[_quiet],
     )

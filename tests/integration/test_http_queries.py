@@ -135,6 +135,15 @@ def test_a_parameter_given_twice_is_400_naming_it(http: httpx.Client) -> None:
     assert {e["path"] for e in response.json()["errors"]} == {"limit", "with"}
     two_types = http.get("/v1/timelines/all?type=mou.signed&type=site.visited")
     assert two_types.status_code == 200, two_types.text
+    # every other /v1 route too: /v1/events took the second source, /v1/entities
+    # the second limit and the second prefix
+    for path, field in (("/v1/events?source=a&source=b&id=x", "source"),
+                        ("/v1/entities?prefix=l&prefix=j", "prefix"),
+                        ("/v1/entities?limit=1&limit=2", "limit")):
+        response = http.get(path)
+        assert response.status_code == 400, (path, response.text)
+        assert response.json()["errors"] == [
+            {"path": field, "message": "given more than once; only type may repeat"}]
 
 
 @pytest.mark.parametrize(("path", "params", "headers", "field"), [
