@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +28,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from events.catalog import SCHEMA_VERSIONS
+from events.codec import UNREADABLE
 from events.envelope import NewEvent
 from projections.live import BATCH_STATS, BUCKETS
 from projections.parking import parked_key
@@ -126,10 +128,20 @@ async def snapshot(client: Any, read_model: ReadModel, partitions: int) -> Snaps
         now = dt.datetime.now(dt.UTC)
         for p, rows in zip(lagging, await pipe.execute(), strict=True):
             if rows:
-                recorded = _recorded.decode(rows[0][1][b"event"]).recordedtime
-                then = dt.datetime.fromisoformat(recorded.replace("Z", "+00:00"))
-                lag_seconds[p] = max(0.0, (now - then).total_seconds())
+                then = _recorded_at(rows[0][1])
+                lag_seconds[p] = max(0.0, (now - then).total_seconds()) if then else math.nan
     return Snapshot(heads, applied, lag_seconds, parked, batches)
+
+
+def _recorded_at(fields: dict[bytes, bytes]) -> dt.datetime | None:
+    """When a log entry was recorded; None for one that is not ours (written into the
+    log by hand, say): the scrape must still answer, and it is the audit's to name."""
+    try:
+        recorded = _recorded.decode(fields[b"event"]).recordedtime
+        then = dt.datetime.fromisoformat(recorded.replace("Z", "+00:00"))
+    except (KeyError, ValueError, *UNREADABLE):
+        return None
+    return then if then.tzinfo is not None else None
 
 
 class _SnapshotCollector(Collector):
@@ -148,7 +160,8 @@ class _SnapshotCollector(Collector):
                               "Log entries not yet applied by the projection",
                               labels=["partition"]),
             GaugeMetricFamily("timeline_projection_lag_seconds",
-                              "Age of the oldest log entry not yet applied (0 when none)",
+                              "Age of the oldest log entry not yet applied (0 when none, "
+                              "NaN when it is not one of ours)",
                               labels=["partition"]),
             GaugeMetricFamily("timeline_projection_parked_entries",
                               "Entries the projection parked after repeated failures",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -105,3 +106,17 @@ def test_metrics_follow_publishing_and_projection(
     assert value(caught_up, "timeline_http_request_duration_seconds_count", **route) >= 1
     raw_path = ("route", "/v1/timelines/entity/org-metrics")
     assert not any(raw_path in labels for _, labels in caught_up)
+
+
+def test_a_foreign_entry_next_in_a_log_leaves_the_scrape_answering(
+    http: httpx.Client, sync_redis: redis.Redis,
+) -> None:
+    """An entry without `event` (written by hand) next to apply made /metrics a 500, so
+    every gauge vanished just when lag and parking are worth watching."""
+    q = (PARTITION + 1) % 8
+    sync_redis.xadd(keys.log(q), {"junk": "x"}, id=keys.stream_id(1))
+    sync_redis.hset(keys.head(q), "sequence", 1)
+    samples = scrape(http)
+    assert value(samples, "timeline_projection_lag_entries", partition=str(q)) == 1
+    assert math.isnan(value(samples, "timeline_projection_lag_seconds", partition=str(q)))
+    assert value(samples, "timeline_log_sequence", partition=str(PARTITION)) == 0
