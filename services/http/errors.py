@@ -55,10 +55,13 @@ def responses(*statuses: int, **meaning: str) -> dict[int, ResponseSpec]:
             for status in statuses}
 
 
-def error_response(status: int, code: str, message: str, **extra: Any) -> Response[Any]:
-    headers = {"Retry-After": str(extra.pop("retry_after"))} if "retry_after" in extra else None
+def error_response(status: int, code: str, message: str, *,
+                   headers: dict[str, str] | None = None, **extra: Any) -> Response[Any]:
+    headers = dict(headers or {})
+    if "retry_after" in extra:
+        headers["Retry-After"] = str(extra.pop("retry_after"))
     return Response({"error": code, "message": message, **extra}, status_code=status,
-                    headers=headers)
+                    headers=headers or None)
 
 
 def api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[Any]:
@@ -81,7 +84,8 @@ def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     if isinstance(exc, ValidationException):
         return error_response(400, "bad-request", "invalid request parameters",
                               errors=_named(exc.extra) or [{"message": str(exc.detail)}])
-    return error_response(exc.status_code, code, str(exc.detail))
+    # A 405 carries Litestar's Allow header (RFC 9110 15.5.6: it must)
+    return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
 
 def store_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

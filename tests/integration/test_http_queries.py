@@ -294,3 +294,10 @@ def test_a_page_is_the_timeline_response_encoded(http: httpx.Client, story: str)
         assert response.content == encode_json(expected), (path, params)
         if "as_of" in params:  # the superseded copy of the MOU, as first recorded
             assert ("mou", 1) in {(e.id, e.version) for e in entries}
+
+
+def test_a_method_a_route_lacks_is_405_naming_the_ones_it_has(http: httpx.Client) -> None:
+    response = http.post("/metrics")
+    assert response.status_code == 405, response.text
+    assert response.json()["error"] == "method-not-allowed"
+    assert "GET" in {m.strip() for m in response.headers["allow"].split(",")}
