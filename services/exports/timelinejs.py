@@ -1,10 +1,13 @@
 """TimelineJS 3 JSON (https://timeline.knightlab.com/docs/json-format.html).
 
 Shaped like the Knight Lab's own example files (`../shared/data/timelinejs/`):
-date parts are strings ("year": "2023", "month": "8"), and a slide carries only
-the parts that are known, so a month-precision entry has no `day` and
-TimelineJS draws it as that month. The qualifier, which TimelineJS has no
-field for, goes into `display_date` in words ("Dec 2023?", "c. 2024").
+date parts are strings ("year": "2023", "month": "8"), and a slide's start carries
+only the parts that are known, so a month-precision entry has no `day` and
+TimelineJS draws it as that month. An interval's `end_date` is its last day in
+full: TimelineJS reads a missing month or day as the first, which would end
+`2023-07/2023-09` on 1 September. The qualifier, which TimelineJS has no field
+for, goes into `display_date` in words ("Dec 2023?", "c. 2024"), which is also
+what the slide shows for its dates.
 """
 
 from __future__ import annotations
@@ -42,6 +45,12 @@ def date_parts(date: PartialDate) -> dict[str, str]:
     return known
 
 
+def last_day(date: PartialDate) -> dict[str, str]:
+    """The period's last day, every part given."""
+    day = date.latest
+    return {"year": str(day.year), "month": str(day.month), "day": str(day.day)}
+
+
 def _paragraph(label: str, value: str) -> str:
     return f"<p><b>{html.escape(label)}:</b> {html.escape(value)}</p>" if value else ""
 
@@ -67,7 +76,7 @@ def slide(entry: Entry) -> dict[str, Any]:
     start, end = parts(entry.occurred)
     event: dict[str, Any] = {"start_date": date_parts(start)}
     if end is not None:
-        event["end_date"] = date_parts(end)
+        event["end_date"] = last_day(end)
     event["display_date"] = display_date(entry.occurred)
     event["text"] = {"headline": html.escape(entry.headline), "text": _text(entry)}
     event["group"] = entry.type

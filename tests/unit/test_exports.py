@@ -85,6 +85,13 @@ def test_timelinejs_gives_only_the_known_date_parts() -> None:
     assert contract["start_date"] == {"year": "2024", "month": "2", "day": "11"}
     assert (visit["start_date"], visit["end_date"]) == (
         {"year": "2023", "month": "8", "day": "14"}, {"year": "2023", "month": "8", "day": "18"})
+    # TimelineJS reads a missing month or day as the first: an interval's end is whole
+    months = timelinejs.slide(entry("months", "2023-07/2023-09~"))
+    assert (months["start_date"], months["end_date"], months["display_date"]) == (
+        {"year": "2023", "month": "7"}, {"year": "2023", "month": "9", "day": "30"},
+        "Jul 2023 – c. Sep 2023")
+    years = timelinejs.slide(entry("years", "2023/2024"))
+    assert years["end_date"] == {"year": "2024", "month": "12", "day": "31"}
     assert doc["title"]["text"]["headline"] == "Entity timeline: LG AI Research (lgai)"
     ids = [e["unique_id"] for e in doc["events"]]
     assert len(set(ids)) == len(ids)
