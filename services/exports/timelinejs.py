@@ -91,9 +91,13 @@ def document(
     heading = title(kind, key, name)
     return {
         "title": {"text": {"headline": html.escape(heading),
-                           "text": f"<p>{len(events)} events</p>"}},
+                           "text": f"<p>{_count(len(events))}</p>"}},
         "events": events,
     }
+
+
+def _count(n: int) -> str:
+    return "1 event" if n == 1 else f"{n:,} events"
 
 
 def render(kind: str, key: str, entries: Iterable[Entry], name: str | None = None) -> bytes:

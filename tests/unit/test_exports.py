@@ -93,6 +93,9 @@ def test_timelinejs_gives_only_the_known_date_parts() -> None:
     years = timelinejs.slide(entry("years", "2023/2024"))
     assert years["end_date"] == {"year": "2024", "month": "12", "day": "31"}
     assert doc["title"]["text"]["headline"] == "Entity timeline: LG AI Research (lgai)"
+    assert doc["title"]["text"]["text"] == "<p>5 events</p>"
+    assert timelinejs.document("entity", "lgai", [MOU])["title"]["text"]["text"] == (
+        "<p>1 event</p>")
     ids = [e["unique_id"] for e in doc["events"]]
     assert len(set(ids)) == len(ids)
     assert ids[1] == "e-" + hashlib.sha1(b"urn:test\x1fmou").hexdigest()
