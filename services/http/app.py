@@ -35,7 +35,9 @@ CLIENT_CLOSED = 499
 
 
 def request_logging(app: ASGIApp) -> ASGIApp:
-    """One log line per request, with a request id bound for its duration."""
+    """One log line per request, with a request id bound for its duration. It wraps the
+    whole app (services.http.server), so it sees the route and principal Litestar
+    writes into the scope, or their absence for a request no route matched."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -107,8 +109,7 @@ def create_app(settings: Settings, built: bootstrap.Services | None = None) -> L
                             RedisError: store_error, RedisClusterException: store_error,
                             Exception: unexpected},
         lifespan=[lifespan],
-        middleware=[request_logging,
-                    auth.middleware(load_tokens(settings.tokens, settings.tokens_file))],
+        middleware=[auth.middleware(load_tokens(settings.tokens, settings.tokens_file))],
         request_max_body_size=MAX_BATCH_BYTES + 1024,
         openapi_config=OpenAPIConfig(
             title="Timeline service", version="1.0.0", path="/schema",

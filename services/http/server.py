@@ -12,22 +12,27 @@ import contextlib
 import signal
 from collections.abc import Iterator
 from types import FrameType
-from typing import Any
 
 import uvicorn
+from litestar import Litestar
 
+from services.http.app import request_logging
 from services.http.live import close_streams
 
 
 class GracefulServer(uvicorn.Server):
-    def __init__(self, app: Any, host: str, port: int) -> None:
-        super().__init__(uvicorn.Config(app, host=host, port=port, log_config=None,
-                                        access_log=False, timeout_graceful_shutdown=10))
+    def __init__(self, app: Litestar, host: str, port: int) -> None:
+        self.litestar = app
+        # The request log wraps the whole app, not its routes: a request no route
+        # matches (404, 405) is logged and counted too.
+        super().__init__(uvicorn.Config(request_logging(app), host=host, port=port,
+                                        log_config=None, access_log=False,
+                                        timeout_graceful_shutdown=10))
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Open live streams (SSE) never finish by themselves: ask them to end, or
         # uvicorn would wait out its graceful-shutdown timeout for them.
-        close_streams(self.config.app)
+        close_streams(self.litestar)
         super().handle_exit(sig, frame)
 
     @contextlib.contextmanager

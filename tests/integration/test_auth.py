@@ -4,6 +4,7 @@ refusals at startup."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import httpx
 import msgspec
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from services.auth.tokens import digest_of
 from services.log import keys
@@ -217,3 +219,19 @@ def test_no_tokens_refuses_a_public_address(tmp_path: Path) -> None:
     emptied = run_cli(["api", "--port", "1"], TIMELINE_TOKENS_FILE=str(only_comments))
     assert emptied.returncode == 2, emptied.stderr
     assert "is set but names no token" in " ".join(emptied.stderr.split())
+
+
+def test_a_request_no_route_matches_is_logged_and_counted(auth_api: AuthApi) -> None:
+    """The request log ran only around matched routes: 404s and 405s left no trace."""
+    with httpx.Client(base_url=auth_api.base, timeout=30) as client:
+        assert client.get("/no-such-route").status_code == 404
+        assert client.post("/metrics").status_code == 405
+        exposition = client.get("/metrics").text
+    lines = [json.loads(line) for line in auth_api.log.read_text().splitlines()
+             if line.startswith("{") and '"request"' in line]
+    seen = {(e["method"], e["path"], e["status"]) for e in lines if e.get("event") == "request"}
+    assert {("GET", "/no-such-route", 404), ("POST", "/metrics", 405)} <= seen
+    counted = {(s.labels["method"], s.labels["route"], s.labels["status"])
+               for f in text_string_to_metric_families(exposition) for s in f.samples
+               if s.name == "timeline_http_request_duration_seconds_count"}
+    assert {("GET", "unmatched", "404"), ("POST", "unmatched", "405")} <= counted
