@@ -77,7 +77,8 @@ async def _search_in(read_model: ReadModel, namespace: str, prefix: str, limit: 
                      ) -> list[EntityMatch]:
     client: Any = read_model.client
     names, kinds_key = namespace_key(namespace, "names"), namespace_key(namespace, "kinds")
-    found: list[tuple[int, str, str]] = []
+    # By id: HSCAN may return a field twice (the hash rehashing as names are added).
+    matched: dict[str, tuple[int, str]] = {}
     cursor, seen = 0, 0
     while True:
         cursor, page = await client.hscan(names, cursor, count=SCAN_PAGE)
@@ -85,14 +86,13 @@ async def _search_in(read_model: ReadModel, namespace: str, prefix: str, limit: 
             ident, name = _text(raw_id), _text(raw_name)
             rank = _rank(ident, name, prefix)
             if rank is not None:
-                found.append((rank, ident, name))
+                matched[ident] = (rank, name)
         seen += len(page)
         if cursor == 0 or seen >= SCAN_BUDGET:
             break
-    if not any(ident == prefix for _, ident, _ in found) and await _unnamed(
-            client, namespace, prefix):
-        found.append((0, prefix, ""))
-    found.sort()
+    if prefix not in matched and await _unnamed(client, namespace, prefix):
+        matched[prefix] = (0, "")
+    found = sorted((rank, ident, name) for ident, (rank, name) in matched.items())
     best = found[:limit]
     kinds = await client.hmget(kinds_key, [i for _, i, _ in best]) if best else []
     return [EntityMatch(ident, name or None, _text(kind) if kind is not None else None)

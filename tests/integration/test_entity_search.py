@@ -102,3 +102,25 @@ async def test_a_search_across_a_promote_reads_a_whole_copy(
     monkeypatch.setattr(client, "hscan", scan_after_a_promote)
     found = await search_entities(ReadModel(client), "lg", 10)
     assert promoted and [m.id for m in found] == ["org-lg"]
+
+
+async def test_a_field_the_scan_returns_twice_is_found_once(
+    services: Services, sync_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HSCAN may return a field again while the hash rehashes (names are added as the
+    projection runs): the entity was listed twice."""
+    names = namespace_key("blue", "names")
+    sync_redis.hset(names, mapping={"org-lg": "LG AI Research", "org-lgx": "LGX"})
+    sync_redis.hset(namespace_key("blue", "applied"), 0, 1)
+    client, scan = services.client, services.client.hscan
+    calls: list[int] = []
+
+    async def scan_twice(key: Any, cursor: int = 0, **kwargs: Any) -> Any:
+        calls.append(cursor)
+        _, page = await scan(key, 0, **kwargs)  # the whole (small) hash, each call
+        return (0 if len(calls) > 1 else 1), page
+
+    monkeypatch.setattr(client, "hscan", scan_twice)
+    found = await search_entities(ReadModel(client), "org-lg", 10)
+    assert len(calls) == 2
+    assert [m.id for m in found] == ["org-lg", "org-lgx"]
