@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import re
+
 from litestar import get
 from litestar.params import FromPath, FromQuery
 
 from events.errors import EventValidationError
+from events.refs import ENTITY_ID_PATTERN
 from services.http.deps import ServicesDep
 from services.http.errors import AUTH, ApiError, responses
 from services.queries import EntitySummary, EventView, entity_summary, parse_as_of
+
+ENTITY_ID = re.compile(ENTITY_ID_PATTERN)
 
 
 @get("/v1/events", summary="One event: its current entry and every stored version",
@@ -40,6 +45,10 @@ async def event(
 @get("/v1/entities/{ident:str}", summary="What is known about one entity",
      responses=responses(400, *AUTH, 404))
 async def entity(services: ServicesDep, ident: FromPath[str]) -> EntitySummary:
+    if not ENTITY_ID.fullmatch(ident):  # as the timeline routes answer it: not a 404
+        message = f"{ident[:130]!r} is not an entity id"
+        raise ApiError(400, "bad-request", message,
+                       errors=[{"path": "path.0", "message": message}])
     summary = await entity_summary(services.read_model, ident)
     if summary is None:
         raise ApiError(404, "not-found", f"no entity {ident!r}")

@@ -125,6 +125,11 @@ def test_bad_parameters_are_400_naming_the_field(http: httpx.Client) -> None:
         assert response.status_code == 400, params
         assert field in {e["path"] for e in response.json()["errors"]}
     assert http.get("/v1/timelines/entity/NOT_AN_ID").status_code == 400
+    # the entity summary too: a 404 said "no such entity" of what cannot be one
+    summary = http.get("/v1/entities/NOT_AN_ID")
+    assert summary.status_code == 400, summary.text
+    assert summary.json()["errors"] == [
+        {"path": "path.0", "message": "'NOT_AN_ID' is not an entity id"}]
     assert http.get("/v1/timelines/place/us").status_code == 400
 
 
