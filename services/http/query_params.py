@@ -18,7 +18,9 @@ _MESSAGE = "given more than once; only type may repeat"
 
 async def given_once(request: Request[Any, Any, Any]) -> None:
     """Litestar's `before_request`: returning None lets the request through."""
-    if not request.scope["query_string"] or not request.url.path.startswith("/v1/"):
+    # scope["path"], not request.url: this runs before every request, pages included,
+    # and the URL object is built for nothing else here
+    if not request.scope["query_string"] or not request.scope["path"].startswith("/v1/"):
         return
     query = request.query_params
     repeated = sorted({k for k in query if k not in REPEATABLE and len(query.getall(k)) > 1})
