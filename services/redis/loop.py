@@ -16,7 +16,9 @@ The same send loses cancellations on Python 3.11: redis-py sends through
 the send completes, and the cancel is gone (python/cpython#86296; 3.12 rewrote
 wait_for). A task cancelled at that moment runs on: the worker's lease keeper did,
 and its stop waited for it until the process was killed. `run` therefore makes the
-send raise the cancel it swallowed.
+send raise the cancel it swallowed, and, for a cancel that was requested before the
+send began (which the send cannot tell from one already handled), makes a main task
+that returns with a cancel still requested raise it: Ctrl-C is never lost.
 
 Patched on the one base class every asyncio connection inherits its send from
 (plain, TLS, Unix socket, the cluster's per-node connections and FastStream's),
@@ -109,7 +111,20 @@ def mend_connections() -> None:
     patch_connections("pack_command", hiredis_packed)
 
 
+async def _cancel_not_swallowed(coro: Coroutine[Any, Any, T]) -> T:
+    """`coro`'s result, or CancelledError when its task was cancelled and something
+    below swallowed the cancel: Ctrl-C cancels the main task (asyncio.Runner), and a
+    wait_for that swallowed it (above) made a command interrupted half way exit 0,
+    as if complete. Raised here, the Runner turns it into KeyboardInterrupt."""
+    result = await coro
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+    return result
+
+
 def run(coro: Coroutine[Any, Any, T]) -> T:
-    """`asyncio.run` on uvloop, with redis-py's connections mended (`mend_connections`)."""
+    """`asyncio.run` on uvloop, with redis-py's connections mended (`mend_connections`)
+    and a cancel of the main task never lost (`_cancel_not_swallowed`)."""
     mend_connections()
-    return uvloop.run(coro)
+    return uvloop.run(_cancel_not_swallowed(coro))

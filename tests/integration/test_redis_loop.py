@@ -1,13 +1,16 @@
 """services/redis/loop.py: on uvloop, a command sent over a connection whose socket
 the loop has already closed is retried on a new connection, as on asyncio's loop; a
 task cancelled while it sends a command is cancelled (not on Python 3.11's wait_for
-alone); and commands are packed by hiredis (services/redis/packing.py)."""
+alone), and a Ctrl-C swallowed anywhere below still ends the command with 130;
+and commands are packed by hiredis (services/redis/packing.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import random
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -154,3 +157,30 @@ def test_a_cancel_the_send_swallowed_is_raised_after_it() -> None:
     connection = Connection()
     assert asyncio.run(sent(loop.cancellation_kept(swallowing), connection)) == "cancelled"
     assert connection.disconnected, "its reply, unread, would go to the next caller"
+
+
+SWALLOWED_CTRL_C = """
+import asyncio, contextlib, os, signal, sys
+import typer
+from services.cli.common import run
+
+async def interrupted_as_a_send_completes() -> str:
+    os.kill(os.getpid(), signal.SIGINT)  # asyncio.Runner cancels this, the main task
+    with contextlib.suppress(asyncio.CancelledError):  # as 3.11's wait_for may
+        await asyncio.sleep(5)
+    print("finished", flush=True)
+    return "complete"
+
+try:
+    run(interrupted_as_a_send_completes())
+except typer.Exit as exit:
+    sys.exit(exit.exit_code)
+"""
+
+
+def test_a_ctrl_c_something_swallowed_still_exits_130() -> None:
+    """An export interrupted this way exited 0, its cut-short output passing for whole."""
+    done = subprocess.run([sys.executable, "-c", SWALLOWED_CTRL_C], capture_output=True,
+                          text=True, timeout=60)
+    assert "finished" in done.stdout, done.stderr
+    assert done.returncode == 130, done.stderr
