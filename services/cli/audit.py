@@ -27,6 +27,7 @@ from services.bootstrap import helpers_for
 from services.cli.common import console, err, json_encoder, load_settings, plain, run
 
 if TYPE_CHECKING:  # imported where used: replay brings FastStream, which no other command needs
+    from services.audit.chain import Problem
     from services.audit.replay import ReplayReport
 
 app = typer.Typer(help="Prove the log intact, rebuild and compare projections, show history.",
@@ -57,6 +58,12 @@ def _read_digest(path: Path, key: str | None) -> tuple[digests.Digest, str]:
         raise typer.Exit(1) from None
 
 
+def _problem_line(problem: Problem) -> str:
+    where = "log" if problem.partition is None else f"partition {problem.partition}"
+    at = "" if problem.sequence is None else f" sequence {problem.sequence}"
+    return f"[red]{problem.kind}[/red] {where}{at}: {plain(problem.message)}"
+
+
 def _show_report(report: Report) -> None:
     table = Table(title="log verification")
     for column in ("partition", "length", "head", "ok"):
@@ -67,9 +74,7 @@ def _show_report(report: Report) -> None:
     console.print(table)
     problems = [p for part in report.partitions for p in part.problems] + report.problems
     for problem in problems:
-        where = "log" if problem.partition is None else f"partition {problem.partition}"
-        at = "" if problem.sequence is None else f" sequence {problem.sequence}"
-        console.print(f"[red]{problem.kind}[/red] {where}{at}: {plain(problem.message)}")
+        console.print(_problem_line(problem))
     if report.digest:
         console.print(f"digest issued {report.digest.issued_at}, signature "
                       f"{report.digest.signature}")
@@ -315,8 +320,7 @@ def export_command(
     else:
         handle.flush()
     for problem in summary.problems:
-        err.print(f"[red]{problem.kind}[/red] partition {problem.partition} sequence "
-                  f"{problem.sequence}: {plain(problem.message)}")
+        err.print(_problem_line(problem))
     err.print(f"exported {summary.events} entries" + (f" to {plain(output)}" if output else ""))
     if summary.problems:
         raise typer.Exit(1)

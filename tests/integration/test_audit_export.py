@@ -150,6 +150,16 @@ async def test_export_of_a_log_whose_tail_was_deleted_says_so(
     assert "head-mismatch partition 1" in done.stderr
 
 
+async def test_export_names_a_problem_of_no_one_sequence_without_one(
+    services: Services, sync_redis: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    await publish(services, factory.story(20, seed=2))
+    sync_redis.xadd(keys.log(8), {"stray": "1"})  # a partition the log does not have
+    done = cli(["export", "--output", str(tmp_path / "x.jsonl")], redis_url)
+    assert done.returncode == 1
+    assert "partition-count partition 8: " in done.stderr, done.stderr  # not "sequence None"
+
+
 async def exported_story(
     directory: Path, events: int, seed: int, partitions: int = 8
 ) -> tuple[Path, dict[int, tuple[int, str]]]:
