@@ -8,8 +8,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import msgspec
+from redis.connection import parse_url
 
 DEFAULT_PARTITIONS = 8
 
@@ -84,10 +86,28 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 def _url(env: dict[str, str]) -> str | None:
     url = env.get("TIMELINE_REDIS_URL") or None
-    if url is not None and not url.startswith(URL_SCHEMES):
+    if url is None:
+        return None
+    if not url.startswith(URL_SCHEMES):
         raise ConfigError(f"TIMELINE_REDIS_URL must start with one of {', '.join(URL_SCHEMES)}"
                           f", got {_mask_url(url)!r}")
+    problem = _unusable(url.replace("redis+cluster://", "redis://", 1))
+    if problem:
+        raise ConfigError(f"TIMELINE_REDIS_URL {_mask_url(url)!r}: {problem}")
     return url
+
+
+def _unusable(url: str) -> str | None:
+    """What redis-py would fail on later, with a traceback (a port out of range, a
+    broken IPv6 address), or silently ignore (a database that is not a number)."""
+    try:
+        parse_url(url)
+    except ValueError as exc:
+        return str(exc)
+    path = urlsplit(url).path.strip("/")
+    if not url.startswith("unix://") and path and not path.isdigit():
+        return f"the database must be a number, got {path!r}"
+    return None
 
 
 def load(env: dict[str, str] | None = None) -> Settings:
