@@ -266,6 +266,17 @@ def history_command(
     console.print(table)
 
 
+def _partial_for(output: Path | None) -> Path | None:
+    """Where an export to `output` is written before it is renamed over it: an export that
+    cannot run (no server) or is cut off then leaves an earlier good file as it was.
+    Beside the file a symlink names, which stays a symlink. None for a device or a pipe
+    (`-o /dev/stdout`), written directly: a rename would put a plain file in its place."""
+    if output is None or (output.exists() and not output.is_file()):
+        return None
+    target = output.resolve()
+    return target.with_name(target.name + ".partial")
+
+
 def export_command(
     format: Annotated[str, typer.Option("--format", help="cloudevents-jsonl")] = FORMATS[0],  # noqa: A002
     output: Annotated[Optional[Path], typer.Option(  # noqa: UP045
@@ -285,11 +296,10 @@ def export_command(
                   f"one of {', '.join(FORMATS)}")
         raise typer.Exit(2)
     settings = load_settings()
-    # Written beside the file and renamed over it once the export is whole: an export
-    # that cannot run (no server) or is cut off leaves an earlier good file as it was.
-    partial = output.with_name(output.name + ".partial") if output else None
+    partial = _partial_for(output)
+    target = partial.with_name(partial.name.removesuffix(".partial")) if partial else output
     try:
-        handle = partial.open("wb") if partial else sys.stdout.buffer
+        handle = (partial or target).open("wb") if target else sys.stdout.buffer
     except OSError as exc:
         err.print(f"[red]cannot write {plain(output)}:[/red] {plain(exc)}")
         raise typer.Exit(2) from None
@@ -309,14 +319,16 @@ def export_command(
             handle.close()
             partial.unlink(missing_ok=True)
         raise
-    if output and partial:
+    if target and partial:
         handle.close()
         try:
-            partial.replace(output)
+            partial.replace(target)
         except OSError as exc:  # a directory there, say: no stray copy of the log left
             partial.unlink(missing_ok=True)
             err.print(f"[red]cannot write {plain(output)}:[/red] {plain(exc)}")
             raise typer.Exit(2) from None
+    elif target:
+        handle.close()
     else:
         handle.flush()
     for problem in summary.problems:

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 import typer
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from rich.console import Console
 from rich.markup import escape
 
@@ -17,8 +17,10 @@ from services import logging as service_logging
 from services.redis import loop
 from services.redis.embedded import ServerUnavailable
 
-console = Console()
-err = Console(stderr=True)
+# emoji=False: a headline holding ":rocket:" is shown as written. stderr's messages are
+# not wrapped at 80 columns: each stays one line in a log file or a terminal's scrollback.
+console = Console(emoji=False)
+err = Console(stderr=True, emoji=False, soft_wrap=True)
 
 
 def plain(value: object) -> str:
@@ -51,9 +53,17 @@ def run(coro: Any, raises: tuple[type[Exception], ...] = ()) -> Any:
     except ResponseError as exc:  # it answered: out of memory, a cluster failing over...
         err.print(f"[red]the server refused:[/red] {plain(exc)}")
         raise typer.Exit(2) from None
-    except (RedisError, OSError, ServerUnavailable) as exc:
+    except (RedisError, RedisClusterException, ServerUnavailable) as exc:
         err.print(f"[red]cannot reach the server:[/red] {plain(exc)}")
+        raise typer.Exit(2) from None
+    except OSError as exc:  # redis-py raises its own errors: this one is local (a full disk)
+        say_stopped_by(exc)
         raise typer.Exit(2) from None
     except RuntimeError as exc:  # the service refused (a partition count, contention): as it said
         err.print(f"[red]refused:[/red] {plain(exc)}")
         raise typer.Exit(2) from None
+
+
+def say_stopped_by(exc: OSError) -> None:
+    """A local failure (a full disk, an output gone) named, where a traceback was."""
+    err.print(f"[red]stopped:[/red] {plain(exc)}")

@@ -20,7 +20,15 @@ from events.codec import UNREADABLE
 from services import bootstrap, config, subprocesses
 from services.cli import audit as audit_commands
 from services.cli import parked as parked_commands
-from services.cli.common import console, err, json_encoder, load_settings, plain, run
+from services.cli.common import (
+    console,
+    err,
+    json_encoder,
+    load_settings,
+    plain,
+    run,
+    say_stopped_by,
+)
 from services.importers.common import BadFile
 from services.publishing import JsonRecords, Rejection, Tally, publish_all, read_events
 from services.redis.embedded import die_with_parent
@@ -482,4 +490,10 @@ parked_commands.register(audit_commands.app)  # `audit parked`, `audit unpark`
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except OSError as exc:  # writing stdout outside `run`: /dev/full, a disk filled up
+        # What is left in stdout's buffer would fail again at exit, with a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        say_stopped_by(exc)
+        sys.exit(2)

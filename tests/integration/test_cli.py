@@ -286,6 +286,12 @@ def test_publish_to_an_unreachable_server_fails_cleanly(
     done = cli(["audit", "unpark"], env, tmp_path)  # not "the retry failed", exit 1
     assert done.returncode == 2
     assert "cannot reach the server" in done.stderr and "Traceback" not in done.stderr
+    cluster = env_for(f"redis+cluster://127.0.0.1:{free_port()}", COLUMNS="40")
+    done = cli(["show", "entity", "org-1"], cluster, tmp_path)  # was a traceback, exit 1
+    assert done.returncode == 2, done.stderr
+    message = done.stderr.strip()
+    assert message.startswith("cannot reach the server: ") and "Traceback" not in message
+    assert "\n" not in message  # one line, however narrow the terminal: a log keeps it whole
 
 
 def test_publish_one_pretty_printed_event(env: dict[str, str], tmp_path: Path) -> None:

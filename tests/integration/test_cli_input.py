@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from services.bootstrap import Services
+from tests import factory
 from tests.processes import ROOT, env_for
 
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -70,6 +71,66 @@ def test_an_export_onto_a_directory_is_a_clean_error(env: dict[str, str], tmp_pa
     assert done.returncode == 2 and "cannot write" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no stray copy of the log
+
+
+def test_a_name_that_looks_like_an_emoji_code_is_shown_as_typed(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    done = cli(["publish", ":rocket:.jsonl"], env, tmp_path)
+    assert done.returncode == 2
+    assert "cannot read :rocket:.jsonl" in done.stderr, done.stderr  # was "cannot read 🚀.jsonl"
+
+
+def test_an_export_through_a_symlink_leaves_it_a_symlink(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "log-1.jsonl").write_text("earlier\n")
+    (tmp_path / "latest.jsonl").symlink_to("log-1.jsonl")
+    done = cli(["export", "-o", "latest.jsonl"], env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "latest.jsonl").is_symlink()  # was replaced by a file
+    assert (tmp_path / "log-1.jsonl").read_text() == ""  # the export of an empty log
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.jsonl", "log-1.jsonl"]
+
+
+def test_an_export_into_a_pipe_writes_into_it(env: dict[str, str], tmp_path: Path) -> None:
+    """A rename over a pipe or a device put a file in its place: as root, over /dev/full."""
+    import os
+
+    story = tmp_path / "story.jsonl"
+    story.write_text("".join(json.dumps(event) + "\n" for event in factory.story(5)))
+    assert cli(["publish", str(story)], env, tmp_path).returncode == 0
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)  # held open: the export's open won't block
+    try:
+        done = cli(["export", "-o", str(pipe)], env, tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert pipe.is_fifo()
+        assert os.read(reader, 1 << 16).count(b"\n") == 5  # the 5 events, through the pipe
+    finally:
+        os.close(reader)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe", "story.jsonl"]
+
+
+FULL = Path("/dev/full")
+
+
+@pytest.mark.skipif(not FULL.is_char_device(), reason="no /dev/full here")
+@pytest.mark.parametrize("args", [
+    ["show", "entity", "org-1"], ["show", "entity", "org-1", "--format", "json"],
+    ["show", "entity", "org-1", "--format", "ics"], ["asyncapi"],
+])
+def test_output_onto_a_full_disk_is_a_clean_error(
+    args: list[str], env: dict[str, str], tmp_path: Path
+) -> None:
+    with FULL.open("w") as full:
+        done = subprocess.run([sys.executable, "-m", "services.cli", *args], env=env,
+                              cwd=tmp_path, stdout=full, stderr=subprocess.PIPE, text=True,
+                              timeout=60, check=False)
+    assert done.returncode == 2, done.stderr
+    assert "stopped: [Errno 28] No space left on device" in done.stderr
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr
 
 
 @pytest.mark.parametrize("args", [["api", "--port", "99999"], ["serve", "--port", "-1"]])
