@@ -33,6 +33,19 @@ from services.exports.common import (
 
 MEDIA_TYPE = "application/json"
 
+# TimelineJS refuses a document without a dated slide ("Timeline configuration has no
+# events", TimelineConfig.validate in TimelineJS 3), title slide or not. So an empty
+# timeline gets one slide saying so; its date is only there because TimelineJS needs
+# one (fixed, so the export stays reproducible), and `display_date` shows words instead.
+NO_ENTRIES = {
+    "start_date": {"year": "1970"},
+    "display_date": "no entries",
+    "text": {"headline": "No entries",
+             "text": "<p>Nothing on this timeline matches: it is empty, or the filters "
+                     "leave nothing.</p>"},
+    "unique_id": "no-entries",
+}
+
 
 def date_parts(date: PartialDate) -> dict[str, str]:
     """Only the parts the precision knows: year; year+month; year+month+day."""
@@ -92,7 +105,7 @@ def document(
     return {
         "title": {"text": {"headline": html.escape(heading),
                            "text": f"<p>{_count(len(events))}</p>"}},
-        "events": events,
+        "events": events or [NO_ENTRIES],
     }
 
 

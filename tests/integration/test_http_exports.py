@@ -124,6 +124,19 @@ def test_timelinejs_export(http: httpx.Client, story: str) -> None:
     assert slide["group"] == "mou.signed"
 
 
+def test_an_empty_timeline_exports_documents_their_readers_accept(
+        http: httpx.Client, story: str) -> None:
+    """200 with the usual headers, and a body TimelineJS loads (it needs a dated slide)."""
+    tljs = get(http, "/v1/timelines/topic/nothing-here", story, params={"format": "timelinejs"})
+    assert tljs.status_code == 200, tljs.text
+    assert tljs.headers["content-type"] == "application/json"
+    assert tljs.headers["x-export-cap"] == "10000" and "x-next-cursor" not in tljs.headers
+    doc = tljs.json()
+    assert doc["title"]["text"]["headline"] == "Topic timeline: nothing-here"
+    assert [e["text"]["headline"] for e in doc["events"]] == ["No entries"]
+    assert all(e["start_date"]["year"] for e in doc["events"])
+
+
 def test_json_stays_the_default(http: httpx.Client, story: str) -> None:
     for accept in (None, "*/*", "application/json", "text/html,*/*;q=0.8", "image/png",
                    "text/csv;q=0", "text/calendar;q=0, text/csv;q=0"):  # q=0: not acceptable

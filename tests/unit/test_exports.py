@@ -101,6 +101,19 @@ def test_timelinejs_gives_only_the_known_date_parts() -> None:
     assert ids[1] == "e-" + hashlib.sha1(b"urn:test\x1fmou").hexdigest()
 
 
+def test_timelinejs_of_an_empty_timeline_is_one_timelinejs_accepts() -> None:
+    """TimelineJS 3 refuses a document whose `events` is empty ("Timeline configuration
+    has no events"), even with a title slide; each event needs a start_date with a year."""
+    doc = json.loads(timelinejs.render("topic", "none", [], None))
+    assert doc["title"]["text"]["headline"] == "Topic timeline: none"
+    [only] = doc["events"]
+    assert only["start_date"]["year"].isdigit()
+    assert only["text"]["headline"] == "No entries"
+    assert only["display_date"] == "no entries"  # not the placeholder's date
+    assert timelinejs.render("topic", "none", [], None) == timelinejs.render(
+        "topic", "none", [], None)
+
+
 def test_timelinejs_escapes_html_in_text() -> None:
     evil = entry("evil", "2023", "x-test.noted", data={"headline": "<script>x</script>"})
     slide = timelinejs.slide(evil)
