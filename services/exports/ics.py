@@ -27,6 +27,12 @@ from services.exports.common import (
 MEDIA_TYPE = "text/calendar; charset=utf-8"
 PRODID = "-//timeline-service//timeline exports//EN"
 FOLD_OCTETS = 75
+# RFC 5545 3.6 wants at least one component in a VCALENDAR ("1*component"). With no
+# entries the calendar holds an x-comp, which the RFC tells every reader to ignore: a
+# VEVENT would put a made-up day on people's calendars, and an empty VCALENDAR, though
+# most readers take it, is not valid.
+EMPTY = ["BEGIN:X-TIMELINE-EMPTY", "COMMENT:this timeline has no entries",
+         "END:X-TIMELINE-EMPTY"]
 _URL = re.compile(r"https?://[^\s\x00-\x1f\x7f]+")
 # RFC 5545 3.3.11 allows no control character in TEXT but HTAB (newlines are escaped).
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -149,7 +155,7 @@ def render(kind: str, key: str, entries: Iterable[Entry], name: str | None = Non
         "METHOD:PUBLISH",
         f"X-WR-CALNAME:{escape(title(kind, key, name))}",
     ]
-    for entry in entries:
-        lines.extend(vevent(entry))
+    events = [line for entry in entries for line in vevent(entry)]
+    lines.extend(events or EMPTY)
     lines.append("END:VCALENDAR")
     return "".join(fold(line) + "\r\n" for line in lines).encode()

@@ -126,7 +126,8 @@ def test_timelinejs_export(http: httpx.Client, story: str) -> None:
 
 def test_an_empty_timeline_exports_documents_their_readers_accept(
         http: httpx.Client, story: str) -> None:
-    """200 with the usual headers, and a body TimelineJS loads (it needs a dated slide)."""
+    """200 with the usual headers, and bodies their readers accept: TimelineJS needs a
+    dated slide, and a VCALENDAR a component."""
     tljs = get(http, "/v1/timelines/topic/nothing-here", story, params={"format": "timelinejs"})
     assert tljs.status_code == 200, tljs.text
     assert tljs.headers["content-type"] == "application/json"
@@ -135,6 +136,13 @@ def test_an_empty_timeline_exports_documents_their_readers_accept(
     assert doc["title"]["text"]["headline"] == "Topic timeline: nothing-here"
     assert [e["text"]["headline"] for e in doc["events"]] == ["No entries"]
     assert all(e["start_date"]["year"] for e in doc["events"])
+    ics = get(http, "/v1/timelines/topic/nothing-here", story, params={"format": "ics"})
+    assert ics.status_code == 200, ics.text
+    assert ics.headers["content-type"] == "text/calendar; charset=utf-8"
+    assert ics.headers["content-disposition"] == (
+        'attachment; filename="timeline-topic-nothing-here.ics"')
+    calendar = icalendar.Calendar.from_ical(ics.content)
+    assert calendar.walk("VEVENT") == [] and calendar.subcomponents  # RFC 5545: 1*component
 
 
 def test_json_stays_the_default(http: httpx.Client, story: str) -> None:

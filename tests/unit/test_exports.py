@@ -253,6 +253,18 @@ def test_ics_uids_are_stable_and_corrections_bump_sequence() -> None:
     assert int(again[_uid("award")]["SEQUENCE"]) == 1
 
 
+def test_ics_of_an_empty_timeline_has_a_component_and_no_event() -> None:
+    """RFC 5545 3.6: a VCALENDAR holds one component or more; with no entries that is
+    one readers must ignore (an x-comp), never an event on a made-up day."""
+    body = ics.render("topic", "none", [], None)
+    calendar = icalendar.Calendar.from_ical(body)
+    assert str(calendar["X-WR-CALNAME"]) == "Topic timeline: none"
+    assert calendar.walk("VEVENT") == []
+    [component] = calendar.subcomponents
+    assert component.name.startswith("X-") and len(component) >= 1  # 1*contentline
+    assert body.endswith(b"END:VCALENDAR\r\n")
+
+
 def test_ics_fold_counts_octets() -> None:
     line = "SUMMARY:" + "é" * 100
     folded = ics.fold(line).split("\r\n")
