@@ -5,6 +5,13 @@ DTSTART 20231201 to DTEND 20240101 (DTEND is exclusive for dates), a year the
 whole year. The UID is derived from (source, id) so a calendar that subscribes
 to the export updates events instead of duplicating them; SEQUENCE follows the
 entry's corrections and a retracted entry is CANCELLED.
+
+There is no METHOD: with one, DTSTAMP would have to be when the file was made
+(RFC 5545 3.8.7.2), and no two exports of the same timeline would be the same
+bytes. Without it DTSTAMP says when the information was last revised: here the
+entry's `recordedtime`, so an unchanged timeline exports unchanged. (For a corrected
+or retracted entry that is still when the original was recorded, as the entry
+carries no amendment's time; its SEQUENCE is what tells a reader it changed.)
 """
 
 from __future__ import annotations
@@ -152,7 +159,6 @@ def render(kind: str, key: str, entries: Iterable[Entry], name: str | None = Non
         "VERSION:2.0",
         f"PRODID:{PRODID}",
         "CALSCALE:GREGORIAN",
-        "METHOD:PUBLISH",
         f"X-WR-CALNAME:{escape(title(kind, key, name))}",
     ]
     events = [line for entry in entries for line in vevent(entry)]

@@ -253,6 +253,17 @@ def test_ics_uids_are_stable_and_corrections_bump_sequence() -> None:
     assert int(again[_uid("award")]["SEQUENCE"]) == 1
 
 
+def test_ics_stamps_are_when_entries_were_recorded_so_exports_repeat() -> None:
+    """RFC 5545 3.8.7.2: with a METHOD, DTSTAMP is when the file was made, which no
+    two exports share; without one it is when the information was last revised."""
+    body = ics.render("entity", "lgai", ENTRIES, None)
+    assert ics.render("entity", "lgai", ENTRIES, None) == body
+    calendar = icalendar.Calendar.from_ical(body)
+    assert "METHOD" not in calendar
+    recorded = dt.datetime(2024, 2, 11, 9, 30, tzinfo=dt.UTC)  # whole seconds: DATE-TIME
+    assert {e.decoded("DTSTAMP") for e in calendar.walk("VEVENT")} == {recorded}
+
+
 def test_ics_of_an_empty_timeline_has_a_component_and_no_event() -> None:
     """RFC 5545 3.6: a VCALENDAR holds one component or more; with no entries that is
     one readers must ignore (an x-comp), never an event on a made-up day."""
