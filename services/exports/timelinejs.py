@@ -13,6 +13,7 @@ what the slide shows for its dates.
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -68,6 +69,15 @@ def _paragraph(label: str, value: str) -> str:
     return f"<p><b>{html.escape(label)}:</b> {html.escape(value)}</p>" if value else ""
 
 
+def _prose(text: str) -> str:
+    """Free text as HTML that keeps its shape, which HTML would fold into one line: a
+    blank line starts a paragraph, a newline breaks the line. Every piece is escaped."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    paragraphs = (p.strip("\n") for p in re.split(r"\n(?:[ \t]*\n)+", text))
+    return "".join("<p>" + "<br>".join(html.escape(line) for line in p.split("\n")) + "</p>"
+                   for p in paragraphs if p.strip())
+
+
 def _text(entry: Entry) -> str:
     when = display_date(entry.occurred)
     words = qualifier_words(entry)
@@ -78,7 +88,7 @@ def _text(entry: Entry) -> str:
         _paragraph("Involved", ", ".join(entity_label(e.name, e.id) for e in entry.entities)),
         _paragraph("Where", place_label(entry.place)),
         _paragraph("Topics", ", ".join(entry.topics)),
-        f"<p>{html.escape(summary_of(entry))}</p>" if summary_of(entry) else "",
+        _prose(summary_of(entry)),
         _paragraph("Status", status) if entry.status != "active" else "",
         _paragraph("Source", f"{entry.source} {entry.id}"),
     ]

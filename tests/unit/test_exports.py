@@ -114,6 +114,16 @@ def test_timelinejs_of_an_empty_timeline_is_one_timelinejs_accepts() -> None:
         "topic", "none", [], None)
 
 
+def test_timelinejs_keeps_a_summarys_lines_and_paragraphs() -> None:
+    """HTML folds newlines into spaces: lines become <br>, blank lines paragraphs."""
+    summary = "Signed in <b>Seoul</b>\r\nby both CEOs & staff\n\n \nFollow-up: 2024"
+    slide = timelinejs.slide(entry("lines", "2023", "x-test.noted",
+                                   data={"headline": "h", "summary": summary}))
+    assert ("<p>Signed in &lt;b&gt;Seoul&lt;/b&gt;<br>by both CEOs &amp; staff</p>"
+            "<p>Follow-up: 2024</p>") in slide["text"]["text"]
+    assert "<b>Seoul" not in slide["text"]["text"]
+
+
 def test_timelinejs_escapes_html_in_text() -> None:
     evil = entry("evil", "2023", "x-test.noted", data={"headline": "<script>x</script>"})
     slide = timelinejs.slide(evil)
