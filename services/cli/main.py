@@ -336,7 +336,8 @@ def _show_export(
             return collected, names.get(keys[0]) if names else None
 
     collected, title_name = _read(main())
-    sys.stdout.buffer.write(render(fmt, kind, key, collected.entries, title_name))
+    sys.stdout.buffer.write(render(fmt, kind, key, collected.entries, title_name,
+                                   more=collected.next_cursor is not None))
     sys.stdout.buffer.flush()
     if collected.next_cursor:
         err.print(f"[yellow]stopped at the export cap of {EXPORT_CAP:,} entries;[/yellow] "

@@ -74,6 +74,17 @@ def entity_label(name: str | None, ident: str) -> str:
     return f"{name} ({ident})" if name and name != ident else ident
 
 
+def count(n: int) -> str:
+    return "1 event" if n == 1 else f"{n:,} events"
+
+
+def cut_short(n: int) -> str:
+    """What an export stopped at its cap says of itself: not the whole timeline. "May":
+    the cursor only says members lie beyond, which filters may still all turn away."""
+    return (f"{count(n)}, where the export stopped: more may follow "
+            "(continue with the cursor it gave).")
+
+
 def summary_of(entry: Entry) -> str:
     value = entry.data.get("summary")
     return value if isinstance(value, str) else ""

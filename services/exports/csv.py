@@ -36,8 +36,11 @@ def row(entry: Entry) -> list[str]:
     ]
 
 
-def render(kind: str, key: str, entries: Iterable[Entry], name: str | None = None) -> str:
-    """The CSV text; (kind, key, name) are accepted for symmetry with the other formats."""
+def render(kind: str, key: str, entries: Iterable[Entry], name: str | None = None,
+           more: bool = False) -> str:
+    """The CSV text; (kind, key, name, more) are accepted for symmetry with the other
+    formats: a row of prose would break the table, so a cut is told only beside it
+    (X-Next-Cursor, `timeline show` on stderr)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(COLUMNS)

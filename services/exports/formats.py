@@ -14,11 +14,11 @@ class ExportFormat:
     name: str
     media_type: str
     extension: str
-    render: Callable[[str, str, list[Entry], str | None], bytes]
+    render: Callable[[str, str, list[Entry], str | None, bool], bytes]
 
 
-def _csv(kind: str, key: str, entries: list[Entry], name: str | None) -> bytes:
-    return csv.render(kind, key, entries, name).encode()
+def _csv(kind: str, key: str, entries: list[Entry], name: str | None, more: bool) -> bytes:
+    return csv.render(kind, key, entries, name, more).encode()
 
 
 EXPORTS: dict[str, ExportFormat] = {
@@ -31,8 +31,10 @@ EXPORTS: dict[str, ExportFormat] = {
 NEGOTIABLE = {"application/json": "json", "text/calendar": "ics", "text/csv": "csv"}
 
 
-def render(fmt: str, kind: str, key: str, entries: Iterable[Entry], name: str | None) -> bytes:
-    return EXPORTS[fmt].render(kind, key, list(entries), name)
+def render(fmt: str, kind: str, key: str, entries: Iterable[Entry], name: str | None,
+           more: bool = False) -> bytes:
+    """`more`: the export stopped at its cap with entries left (it has a next cursor)."""
+    return EXPORTS[fmt].render(kind, key, list(entries), name, more)
 
 
 def filename(fmt: str, kind: str, key: str) -> str:

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 
 from projections.entry import Entry
 from services.exports.common import (
+    cut_short,
     display_date,
     entity_label,
     entry_hash,
@@ -153,7 +154,11 @@ def vevent(entry: Entry) -> list[str]:
     return lines
 
 
-def render(kind: str, key: str, entries: Iterable[Entry], name: str | None = None) -> bytes:
+def render(kind: str, key: str, entries: Iterable[Entry], name: str | None = None,
+           more: bool = False) -> bytes:
+    """`more`: the export stopped at its cap, which the calendar's description says
+    (X-WR-CALDESC, read where X-WR-CALNAME is) in the TimelineJS title's words."""
+    entries = list(entries)
     lines = [
         "BEGIN:VCALENDAR",
         "VERSION:2.0",
@@ -161,7 +166,8 @@ def render(kind: str, key: str, entries: Iterable[Entry], name: str | None = Non
         "CALSCALE:GREGORIAN",
         f"X-WR-CALNAME:{escape(title(kind, key, name))}",
     ]
-    events = [line for entry in entries for line in vevent(entry)]
-    lines.extend(events or EMPTY)
+    if more:
+        lines.append(f"X-WR-CALDESC:{escape(cut_short(len(entries)))}")
+    lines.extend([line for entry in entries for line in vevent(entry)] or EMPTY)
     lines.append("END:VCALENDAR")
     return "".join(fold(line) + "\r\n" for line in lines).encode()

@@ -22,6 +22,8 @@ import msgspec
 from events.dates import PartialDate, Precision
 from projections.entry import Entry
 from services.exports.common import (
+    count,
+    cut_short,
     display_date,
     entity_label,
     entry_hash,
@@ -108,20 +110,20 @@ def slide(entry: Entry) -> dict[str, Any]:
 
 
 def document(
-    kind: str, key: str, entries: Iterable[Entry], name: str | None = None
+    kind: str, key: str, entries: Iterable[Entry], name: str | None = None, more: bool = False
 ) -> dict[str, Any]:
+    """`more`: the export stopped at its cap, so the title slide must not pass the
+    events for the whole timeline."""
     events = [slide(e) for e in entries]
     heading = title(kind, key, name)
+    about = cut_short(len(events)) if more else count(len(events))
     return {
         "title": {"text": {"headline": html.escape(heading),
-                           "text": f"<p>{_count(len(events))}</p>"}},
+                           "text": f"<p>{html.escape(about)}</p>"}},
         "events": events or [NO_ENTRIES],
     }
 
 
-def _count(n: int) -> str:
-    return "1 event" if n == 1 else f"{n:,} events"
-
-
-def render(kind: str, key: str, entries: Iterable[Entry], name: str | None = None) -> bytes:
-    return msgspec.json.encode(document(kind, key, entries, name))
+def render(kind: str, key: str, entries: Iterable[Entry], name: str | None = None,
+           more: bool = False) -> bytes:
+    return msgspec.json.encode(document(kind, key, entries, name, more))

@@ -177,7 +177,8 @@ async def _export(
     params: TimelineParams,
 ) -> Response[bytes]:
     collected = await collect(services.read_model, to_query(name, params), params.cursor)
-    body = render(fmt, kind, key, collected.entries, await _title_name(services, kind, keys))
+    body = render(fmt, kind, key, collected.entries, await _title_name(services, kind, keys),
+                  more=collected.next_cursor is not None)
     # Set here, not as media_type: Litestar appends "; charset=utf-8" to any text/*
     # media type, which would name the charset twice.
     headers = {"Content-Type": EXPORTS[fmt].media_type, "Vary": "Accept",

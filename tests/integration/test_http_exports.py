@@ -222,6 +222,16 @@ async def test_a_capped_export_carries_the_cursor_that_continues_it(
             if "x-next-cursor" not in reply.headers:
                 break
             params = {"format": "csv", "cursor": reply.headers["x-next-cursor"]}
+        # the formats with room for prose say they stopped short; the last one does not
+        first = await client.get("/v1/timelines/entity/lgai", params={"format": "timelinejs"})
+        assert "more may follow" in first.json()["title"]["text"]["text"]
+        calendar = icalendar.Calendar.from_ical(
+            (await client.get("/v1/timelines/entity/lgai", params={"format": "ics"})).content)
+        assert "more may follow" in str(calendar["X-WR-CALDESC"])
+        last = await client.get("/v1/timelines/entity/lgai",
+                                params={"format": "timelinejs", "cursor": params["cursor"]})
+        assert "x-next-cursor" not in last.headers
+        assert last.json()["title"]["text"]["text"] == "<p>1 event</p>"
     everything = await read_all(services, Query(timeline="entity:lgai"), 7)
     assert exported == [e.id for e in everything] and len(exported) == 9  # 4 + 4 + 1
 

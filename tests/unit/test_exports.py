@@ -124,6 +124,25 @@ def test_timelinejs_keeps_a_summarys_lines_and_paragraphs() -> None:
     assert "<b>Seoul" not in slide["text"]["text"]
 
 
+def test_exports_stopped_at_the_cap_say_so() -> None:
+    """An export with entries left says it is not the whole timeline, in the TimelineJS
+    title slide and the calendar's description alike; a whole one says nothing of it."""
+    cut = timelinejs.document("entity", "lgai", [MOU, AWARD], more=True)
+    assert cut["title"]["text"]["text"] == (
+        "<p>2 events, where the export stopped: more may follow "
+        "(continue with the cursor it gave).</p>")
+    assert timelinejs.document("entity", "lgai", [MOU, AWARD])["title"]["text"]["text"] == (
+        "<p>2 events</p>")
+    calendar = icalendar.Calendar.from_ical(ics.render("entity", "lgai", [MOU, AWARD],
+                                                       more=True))
+    # icalendar leaves an X- property as written, so its one escape is undone here
+    assert str(calendar["X-WR-CALDESC"]).replace("\\,", ",") == (
+        "2 events, where the export stopped: more may follow "
+        "(continue with the cursor it gave).")
+    assert "X-WR-CALDESC" not in icalendar.Calendar.from_ical(
+        ics.render("entity", "lgai", [MOU, AWARD]))
+
+
 def test_timelinejs_escapes_html_in_text() -> None:
     evil = entry("evil", "2023", "x-test.noted", data={"headline": "<script>x</script>"})
     slide = timelinejs.slide(evil)
