@@ -14,7 +14,8 @@ Rules (README, "Import"):
 - The id is the slide's `unique_id` when it is a valid event id, else
   `slide-` + a hash of the slide's content, so a re-run appends nothing.
 - Data: `headline` and `summary` (the slide's text without HTML), `group`,
-  and the original slide under `slide`. Eras and the title slide are not events.
+  and the original slide under `slide`. Eras and the title slide are not events,
+  nor the "No entries" slide our own export of an empty timeline carries.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 import msgspec
 
 from events.codec import UNREADABLE
+from services.exports.timelinejs import NO_ENTRIES
 from services.importers.common import BadFile, Items, cut, slugify
 from services.publishing import Unusable
 
@@ -153,4 +155,5 @@ def events(text: str, file_name: str = "timelinejs") -> Items:
         raise BadFile("not a TimelineJS file: no `events` list")
     subject = subject_of(document, file_name)
     for number, slide in enumerate(document["events"], start=1):
-        yield number, convert(slide, subject)
+        if slide != NO_ENTRIES:  # only there because TimelineJS needs a slide
+            yield number, convert(slide, subject)

@@ -293,6 +293,13 @@ def test_timelinejs_fixture() -> None:
         validate_event(items[9])  # left to the envelope's own validation
 
 
+def test_timelinejs_our_export_of_an_empty_timeline_imports_nothing() -> None:
+    """Its "No entries" slide, dated only because TimelineJS needs one, is no event."""
+    from services.exports import timelinejs as export
+
+    assert list(timelinejs.events(export.render("topic", "none", []).decode())) == []
+
+
 def test_timelinejs_text_keeps_a_bare_less_than_sign() -> None:
     """In HTML `< ` is text: only `<` before a letter, `/`, `!` or `?` opens a tag."""
     assert timelinejs.plain("Revenue < $5M but <b>more</b> than > $1M") == \
