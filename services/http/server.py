@@ -17,6 +17,7 @@ import uvicorn
 from litestar import Litestar
 
 from services.http.app import request_logging
+from services.http.head import head_as_get
 from services.http.live import close_streams
 
 
@@ -24,8 +25,8 @@ class GracefulServer(uvicorn.Server):
     def __init__(self, app: Litestar, host: str, port: int) -> None:
         self.litestar = app
         # The request log wraps the whole app, not its routes: a request no route
-        # matches (404, 405) is logged and counted too.
-        super().__init__(uvicorn.Config(request_logging(app), host=host, port=port,
+        # matches (404, 405) is logged and counted too; HEAD is answered as GET.
+        super().__init__(uvicorn.Config(request_logging(head_as_get(app)), host=host, port=port,
                                         log_config=None, access_log=False,
                                         timeout_graceful_shutdown=10))
 

@@ -306,3 +306,25 @@ def test_a_method_a_route_lacks_is_405_naming_the_ones_it_has(http: httpx.Client
     assert response.status_code == 405, response.text
     assert response.json()["error"] == "method-not-allowed"
     assert "GET" in {m.strip() for m in response.headers["allow"].split(",")}
+
+
+@pytest.mark.parametrize("path", [
+    "/healthz", "/readyz", "/v1/timelines/entity/lgai", "/v1/timelines/entity/lgai?format=ics",
+    "/v1/timelines/entity/Not%20An%20Id", "/v1/entities?prefix=lg", "/", "/schema/openapi.json",
+])
+def test_head_answers_as_get_would_without_the_body(
+    http: httpx.Client, story: str, path: str
+) -> None:
+    """Each was a 405: an uptime check's `curl -I` saw the service down."""
+    http.get("/v1/timelines/entity/lgai", params={"min_position": story})  # all projected
+    got, head = http.get(path), http.head(path)
+    assert head.status_code == got.status_code
+    assert head.content == b""
+    for header in ("content-type", "content-length"):
+        assert head.headers.get(header) == got.headers.get(header), header
+
+
+def test_head_of_the_live_stream_ends_at_its_headers(http: httpx.Client) -> None:
+    head = http.head("/v1/live", timeout=10)  # a stream: GET would run until the client left
+    assert head.status_code == 200
+    assert head.headers["content-type"].startswith("text/event-stream")
