@@ -101,6 +101,8 @@ def parse_params(raw: dict[str, Any]) -> TimelineParams:
                 setattr(params, attr, getattr(date, bound).isoformat())
             except EventValidationError as exc:
                 errors.extend(exc.errors)
+    if params.start and params.end and params.start > params.end:  # an empty page, silently
+        errors.append(FieldError("to", f"{raw['to']} ends before from={raw['from']} starts"))
     params.types = tuple(raw.get("type") or ())
     if not all(catalog.is_known(t) for t in params.types):  # `|` would match two types
         errors.append(FieldError("type", "each must be a catalog type or x-<name>.<verb>"))

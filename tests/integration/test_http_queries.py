@@ -120,7 +120,8 @@ def test_bad_parameters_are_400_naming_the_field(http: httpx.Client) -> None:
                           ({"cursor": "!!"}, "cursor"), ({"min_position": "x"}, "min_position"),
                           ({"include_retracted": "maybe"}, "include_retracted"),
                           ({"type": "mou.signed|site.visited"}, "type"),
-                          ({"type": "Mou signed"}, "type")):
+                          ({"type": "Mou signed"}, "type"),
+                          ({"from": "2024", "to": "2023-12-31"}, "to")):  # was an empty 200
         response = http.get("/v1/timelines/all", params=params)
         assert response.status_code == 400, params
         assert field in {e["path"] for e in response.json()["errors"]}
@@ -131,6 +132,8 @@ def test_bad_parameters_are_400_naming_the_field(http: httpx.Client) -> None:
     assert summary.json()["errors"] == [
         {"path": "path.0", "message": "'NOT_AN_ID' is not an entity id"}]
     assert http.get("/v1/timelines/place/us").status_code == 400
+    same = http.get("/v1/timelines/all", params={"from": "2023-07-15", "to": "2023-07"})
+    assert same.status_code == 200, same.text  # the same month: the 15th to its end
 
 
 def test_a_parameter_given_twice_is_400_naming_it(http: httpx.Client) -> None:
