@@ -25,7 +25,7 @@ Items = Iterator[tuple[int, Item]]
 _ENTITY = re.compile(ENTITY_ID_PATTERN)
 _EVENT_ID = re.compile(r"^[A-Za-z0-9._:/@+-]{1,128}$")
 _URL = re.compile(r"^https?://\S+$")
-_URL_START = re.compile(r",\s*(?=https?://)")
+_URL_START = re.compile(r",\s*(?=https?://)|,\s*$")
 
 
 class BadFile(ValueError):
@@ -64,7 +64,8 @@ def urls(candidates: Iterable[str]) -> list[str]:
 
 def url_list(text: str) -> list[str]:
     """The items of a comma-separated list of URLs. A URL may hold a comma itself
-    (`...-102-million,1481527/`), so an item starts only where `http(s)://` does."""
+    (`...-102-million,1481527/`), so an item starts only where `http(s)://` does; a
+    comma closing the list (`a, b, `) is a separator too, not the last URL's end."""
     return _URL_START.split(text)
 
 

@@ -14,7 +14,7 @@ from events.envelope import validate_event
 from events.errors import EventValidationError
 from services.importers import acquisitions, gdelt, timelinejs
 from services.importers import csv as csv_import
-from services.importers.common import BadFile, slugify
+from services.importers.common import BadFile, slugify, url_list, urls
 from services.importers.countries import FIPS_TO_ISO, iso_from_fips, iso_from_name
 from services.importers.registry import companies_beside
 from services.publishing import Unusable
@@ -449,3 +449,11 @@ def test_a_csv_row_may_leave_occurred_empty_when_it_gives_time() -> None:
         validate_event(items[3])
     assert [(e.path, e.message) for e in refused.value.errors] == [
         ("occurred", "required when `time` is absent")]
+
+
+def test_a_url_list_closed_by_a_comma_keeps_its_last_url_whole() -> None:
+    """As in the real acquisitions file: the Reuters link was stored with the comma."""
+    listed = "http://a.example/x/, http://b.example/y?feed=RSS, "
+    assert urls(url_list(listed)) == ["http://a.example/x/", "http://b.example/y?feed=RSS"]
+    assert urls(url_list("http://c.example/deal-102-million,1481527/")) == [
+        "http://c.example/deal-102-million,1481527/"]  # a comma inside is the URL's
