@@ -257,8 +257,11 @@ def history_command(
     console.print(f"{plain(entry.headline)} — {plain(entry.occurred)}, {entry.status}, "
                   f"version {entry.version}")
     table = Table()
+    # Times and positions whole, however narrow the terminal: a cut one ("05:43:0…")
+    # is no evidence. The principal and the reason wrap instead.
     for column in ("recordedtime", "recordedby", "position", "type", "occurred", "reason"):
-        table.add_column(column)
+        whole = column not in ("recordedby", "reason")
+        table.add_column(column, no_wrap=whole, min_width=27 if column == "recordedtime" else None)
     for version in history:  # Text: a reason or a principal may hold `[`, never markup
         table.add_row(*(Text(cell) for cell in (
             version.recordedtime, version.recordedby, version.position, version.type,

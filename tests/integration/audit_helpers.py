@@ -78,7 +78,8 @@ def busiest(client: redis.Redis, partitions: int = 8) -> int:
 def cli(args: list[str], url: str, cwd: Path = ROOT, timeout: float = 120,
         **extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.cli", *args], env=env_for(url, COLUMNS="250", **extra),
+        [sys.executable, "-m", "services.cli", *args],
+        env=env_for(url, **{"COLUMNS": "250", **extra}),
         cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
         check=False,
     )

@@ -145,6 +145,9 @@ def test_five_instants_across_one_events_life(http: httpx.Client, redis_url: str
     # a reason is text, never Rich markup (`[/b]` was a MarkupError)
     assert table.returncode == 0 and "signed in February [/b]" in table.stdout, table.stderr
     assert "wrong partner" not in table.stdout
+    narrow = cli(["audit", "history", SOURCE, "e"], redis_url, COLUMNS="80")
+    for version in versions:  # whole: "2026-12-03T05:43:0…" was all an 80-column one showed
+        assert version["recordedtime"] in narrow.stdout, narrow.stdout
     missing = cli(["audit", "history", SOURCE, "e", "--as-of", instants[0]], redis_url)
     assert missing.returncode == 1 and "no event 'e'" in missing.stderr
 
