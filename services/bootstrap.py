@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -10,13 +11,15 @@ from typing import Any
 
 from projections.store import ReadModel
 from services.audit.parallel import Helpers
-from services.config import Settings
+from services.config import Settings, mask_url
 from services.log.append import Appender
 from services.log.meta import ensure_partitions
 from services.log.reader import LogReader
 from services.redis import connection
 from services.redis.durability import check_persistence
-from services.redis.embedded import EmbeddedServer
+from services.redis.embedded import EmbeddedServer, ServerUnavailable
+
+FIRST_ANSWER_SECONDS = 10.0
 
 
 @dataclass
@@ -38,7 +41,17 @@ def helpers_for(services: Services) -> Helpers:
 
 async def connect(settings: Settings, url: str, server: EmbeddedServer | None = None) -> Services:
     client = connection.client(url, settings.redis_cluster)
-    partitions = await ensure_partitions(client, settings.partitions)
+    try:
+        # Bounded once, here: a server that takes the connection but never answers (a
+        # stopped process) held every command, and the CLI, for minutes. Later commands
+        # keep no such bound: a blocking read or WAIT may legitimately take seconds.
+        async with asyncio.timeout(FIRST_ANSWER_SECONDS):
+            partitions = await ensure_partitions(client, settings.partitions)
+    except TimeoutError:
+        await client.aclose()
+        raise ServerUnavailable(
+            f"{mask_url(url)} took the connection but did not answer within "
+            f"{FIRST_ANSWER_SECONDS:g} s") from None
     if server is None:  # ours runs with AOF on; another server is whatever its operator made it
         await check_persistence(client)
     return Services(

@@ -39,12 +39,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             if name in ("tokens", "digest_key") and value:
                 value = "***"
             if name == "redis_url" and value:
-                value = _mask_url(str(value))
+                value = mask_url(str(value))
             shown[name] = str(value) if isinstance(value, Path) else value
         return shown
 
 
-def _mask_url(url: str) -> str:
+def mask_url(url: str) -> str:
     """Hide a password given in the userinfo or as a `password=` query parameter."""
     url = re.sub(r"([?&]password=)[^&#]*", r"\1***", url)
     scheme, sep, rest = url.partition("://")
@@ -90,10 +90,10 @@ def _url(env: dict[str, str]) -> str | None:
         return None
     if not url.startswith(URL_SCHEMES):
         raise ConfigError(f"TIMELINE_REDIS_URL must start with one of {', '.join(URL_SCHEMES)}"
-                          f", got {_mask_url(url)!r}")
+                          f", got {mask_url(url)!r}")
     problem = _unusable(url.replace("redis+cluster://", "redis://", 1))
     if problem:
-        raise ConfigError(f"TIMELINE_REDIS_URL {_mask_url(url)!r}: {problem}")
+        raise ConfigError(f"TIMELINE_REDIS_URL {mask_url(url)!r}: {problem}")
     return url
 
 

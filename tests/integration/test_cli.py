@@ -294,6 +294,20 @@ def test_publish_to_an_unreachable_server_fails_cleanly(
     assert "\n" not in message  # one line, however narrow the terminal: a log keeps it whole
 
 
+def test_a_server_that_never_answers_is_reported_not_waited_on(tmp_path: Path) -> None:
+    """A stopped server takes connections and never answers: `show` waited for minutes."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))  # accepts (the backlog), never reads
+    with listener:
+        port = listener.getsockname()[1]
+        env = env_for(f"redis://user:s3cret@127.0.0.1:{port}/0")
+        done = cli(["show", "entity", "org-1"], env, tmp_path)  # cli's own timeout is 60 s
+    assert done.returncode == 2, done.stderr
+    assert "cannot reach the server: redis://user:***@127.0.0.1" in done.stderr
+    assert "did not answer" in done.stderr and "s3cret" not in done.stderr
+
+
 def test_publish_one_pretty_printed_event(env: dict[str, str], tmp_path: Path) -> None:
     path = tmp_path / "one.json"
     path.write_text(json.dumps(factory.story(1)[0], indent=2))
