@@ -64,6 +64,7 @@ def publish(base: str, event: dict[str, Any]) -> None:
 
 
 ROWS = "[...document.querySelectorAll('#list tbody tr')]"
+MESSAGE = "(document.getElementById('message')?.innerText ?? '')"
 
 
 PICK_TWICE = """(() => {
@@ -184,6 +185,20 @@ def test_the_lg_ai_research_page(chromium: str, demo: str, tmp_path: Path) -> No
         browser.navigate(f"{demo}/?entity=centuries-co")
         browser.wait_for(f"{ROWS}.length === 2")
         browser.wait_for("document.querySelectorAll('#timeline .vis-item-content').length === 2")
+        assert browser.errors == []
+    finally:
+        browser.close()
+
+
+def test_an_error_says_each_problem_once(chromium: str, demo: str, tmp_path: Path) -> None:
+    # The API's message names the problem its `errors` list repeats: shown once.
+    answer = httpx.get(demo + "/v1/timelines/entity/Bad%20Id").json()
+    assert answer["errors"][0]["message"] in answer["message"]
+    browser = Browser(chromium, tmp_path / "profile")
+    try:
+        browser.navigate(f"{demo}/?entity=Bad%20Id")
+        shown = browser.wait_for(f"{MESSAGE}.startsWith('Could not') && {MESSAGE}")
+        assert shown == f"Could not load this timeline: {answer['message']}"
         assert browser.errors == []
     finally:
         browser.close()

@@ -136,8 +136,12 @@
     const response = await fetch(url, { headers: { Accept: "application/json" } });
     const body = await response.json().catch(() => null);
     if (!response.ok) {
-      const detail = body && body.errors ? body.errors.map((e) => `${e.path}: ${e.message}`).join("; ") : "";
-      throw new Error((body && body.message ? body.message : response.statusText) + (detail ? ` (${detail})` : ""));
+      // The message mostly says the problem already ("path.0: 'x' is not an entity id"
+      // with that very problem in `errors`): add only what it does not say.
+      const message = body && body.message ? body.message : response.statusText;
+      const more = ((body && body.errors) || []).filter((e) => !message.includes(e.message))
+        .map((e) => (e.path ? `${e.path}: ${e.message}` : e.message));
+      throw new Error(more.length ? `${message} (${more.join("; ")})` : message);
     }
     return body;
   }
