@@ -202,3 +202,32 @@ def test_an_error_says_each_problem_once(chromium: str, demo: str, tmp_path: Pat
         assert browser.errors == []
     finally:
         browser.close()
+
+
+SPANS = """Object.fromEntries([...document.querySelectorAll('#timeline .vis-item.vis-range')]
+  .map((i) => { const r = i.getBoundingClientRect(); return [i.innerText, [r.left, r.right]]; }))"""
+
+
+@pytest.mark.parametrize("year", ["0001", "9999"])
+def test_months_at_the_ends_of_the_calendar(chromium: str, demo: str, tmp_path: Path,
+                                            year: str) -> None:
+    # November and December of the first and last years: each drawn a month wide, one
+    # after the other, in local time as the axis is (9999-12's end was garbage).
+    for month in ("11", "12"):
+        publish(demo, {"id": f"web-test-{year}-{month}", "type": "x-web-test.noted",
+                       "subject": f"calendar-{year}-co", "occurred": f"{year}-{month}",
+                       "data": {"headline": "month"}})
+    browser = Browser(chromium, tmp_path / "profile")
+    try:
+        browser.call("Emulation.setTimezoneOverride", timezoneId="Asia/Seoul")
+        browser.navigate(f"{demo}/?entity=calendar-{year}-co")
+        spans = browser.wait_for(f"(() => {{ const s = {SPANS};"
+                                 " return Object.keys(s).length === 2 && s; })()")
+        (nov_left, nov_right), (dec_left, dec_right) = (
+            spans[f"Nov {year} · month"], spans[f"Dec {year} · month"])
+        assert nov_right - nov_left > 100  # a month is wide in a window of two
+        assert dec_left == pytest.approx(nov_right, abs=1)
+        assert (dec_right - dec_left) / (nov_right - nov_left) == pytest.approx(31 / 30, abs=0.01)
+        assert browser.errors == []
+    finally:
+        browser.close()

@@ -33,10 +33,15 @@
   const PY_SPACE = /[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/;
   const cityKey = (city) => city.toLowerCase().split(PY_SPACE).filter(Boolean).join(" ");
 
-  function dayAfter(iso) {
-    const date = new Date(`${iso}T00:00:00Z`);
-    date.setUTCDate(date.getUTCDate() + 1);
-    return date.toISOString().slice(0, 10);
+  // Local midnight starting the day `iso` (+ `days`), in ms: the axis is drawn in local
+  // time. A number, as the day after 9999-12-31 is no 10-character ISO date; setFullYear,
+  // as the Date constructor reads years 0-99 as 1900-1999.
+  function midnight(iso, days = 0) {
+    const [year, month, day] = iso.split("-").map(Number);
+    const date = new Date(0);
+    date.setFullYear(year, month - 1, day + days);
+    date.setHours(0, 0, 0, 0);
+    return date.getTime();
   }
 
   function byTimelineOrder(a, b) {
@@ -235,9 +240,9 @@
     title.textContent = `${label}: ${entry.headline}`;
     const item = {
       id: keyOf(entry), content, title,
-      className: classes.join(" "), start: entry.occurred_start, type: point ? "point" : "range",
+      className: classes.join(" "), start: midnight(entry.occurred_start), type: point ? "point" : "range",
     };
-    if (!point) item.end = dayAfter(entry.occurred_end);
+    if (!point) item.end = midnight(entry.occurred_end, 1);
     return item;
   }
 
@@ -278,8 +283,8 @@
     $("list").tBodies[0].replaceChildren(...entries.map(rowOf));
     if (fit && entries.length) {
       // The entries' whole span plus a margin: labels run past a span's end.
-      const start = Math.min(...entries.map((e) => Date.parse(e.occurred_start)));
-      const end = Math.max(...entries.map((e) => Date.parse(dayAfter(e.occurred_end))));
+      const start = Math.min(...entries.map((e) => midnight(e.occurred_start)));
+      const end = Math.max(...entries.map((e) => midnight(e.occurred_end, 1)));
       const margin = Math.max((end - start) * 0.1, DAY_MS * 20);
       state.timeline.setWindow(start - margin, end + margin, { animation: false });
     }
