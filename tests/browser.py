@@ -35,6 +35,11 @@ def find_chromium() -> str | None:
     return next((found for name in CANDIDATES if (found := shutil.which(name))), None)
 
 
+# key: (code, Windows virtual key code, the text it types)
+KEYS = {"Tab": ("Tab", 9, ""), "Enter": ("Enter", 13, "\r"), " ": ("Space", 32, " "),
+        "Escape": ("Escape", 27, "")}
+
+
 class BrowserError(RuntimeError):
     pass
 
@@ -102,6 +107,15 @@ class Browser:
         if "exceptionDetails" in reply:
             raise BrowserError(f"{expression!r} threw: {reply['exceptionDetails']}")
         return reply["result"].get("value")
+
+    def press(self, key: str) -> None:
+        """A key pressed and released, as the keyboard sends it: "Tab", "Enter", " "..."""
+        code, number, text = KEYS[key]
+        typed = {"text": text} if text else {}
+        self.call("Input.dispatchKeyEvent", type="keyDown", key=key, code=code,
+                  windowsVirtualKeyCode=number, **typed)
+        self.call("Input.dispatchKeyEvent", type="keyUp", key=key, code=code,
+                  windowsVirtualKeyCode=number)
 
     def wait_for(self, expression: str, timeout: float = 20.0) -> Any:
         """Poll `expression` until it is truthy; return its value."""

@@ -231,3 +231,47 @@ def test_months_at_the_ends_of_the_calendar(chromium: str, demo: str, tmp_path: 
         assert browser.errors == []
     finally:
         browser.close()
+
+
+FOCUSED_ROW = ("document.activeElement.matches('#list tbody tr')"
+               " ? document.activeElement.dataset.key : null")
+HISTORY_OPEN = ("document.getElementById('history').open"
+                " && document.getElementById('history-title').innerText")
+
+
+def test_the_page_by_keyboard(chromium: str, demo: str, tmp_path: Path) -> None:
+    browser = Browser(chromium, tmp_path / "profile")
+    try:
+        browser.navigate(f"{demo}/?entity=lg-ai-research")
+        browser.wait_for(f"{ROWS}.length >= 11")
+        # Every field has a label (a placeholder is none), the first one whatever it asks.
+        unlabelled = ("[...document.querySelectorAll('#pick input, #pick select')]"
+                      ".filter((e) => !e.labels.length && !e.getAttribute('aria-label'))"
+                      ".map((e) => e.id)")
+        assert browser.evaluate(unlabelled) == []
+        browser.evaluate("(() => { const k = document.getElementById('kind'); k.value = 'place';"
+                         " k.dispatchEvent(new Event('change')); })()")
+        assert browser.evaluate("document.getElementById('key1').getAttribute('aria-label')"
+                                ) == "country code"
+
+        # Tab from the form's button reaches the first row; Enter opens its history.
+        browser.evaluate("document.querySelector('#pick button').focus()")
+        for _ in range(20):
+            if browser.evaluate(FOCUSED_ROW):
+                break
+            browser.press("Tab")
+        assert browser.evaluate(FOCUSED_ROW) == browser.evaluate(f"{ROWS}[0].dataset.key")
+        headline = browser.evaluate(f"{ROWS}[0].querySelector('.headline').innerText")
+        browser.press("Enter")
+        assert browser.wait_for(HISTORY_OPEN) == headline
+        browser.press("Escape")
+        browser.wait_for("!document.getElementById('history').open")
+
+        # Space on the next row opens that one's.
+        browser.evaluate(f"{ROWS}[1].focus()")
+        browser.press(" ")
+        assert browser.wait_for(HISTORY_OPEN) == browser.evaluate(
+            f"{ROWS}[1].querySelector('.headline').innerText")
+        assert browser.errors == []
+    finally:
+        browser.close()

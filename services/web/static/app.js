@@ -96,8 +96,10 @@
       entity: "entity, e.g. lg-ai-research", pair: "first entity",
       place: "country code, e.g. US", topic: "topic, e.g. ai",
     };
+    const names = { entity: "entity id", pair: "first entity id", place: "country code", topic: "topic" };
     $("key1").hidden = kind === "all";
     $("key1").placeholder = placeholders[kind] || "";
+    $("key1").setAttribute("aria-label", names[kind] || "key"); // a placeholder is no label
     $("key2").hidden = kind !== "pair";
     $("city").hidden = kind !== "place";
     const entities = kind === "entity" || kind === "pair";
@@ -272,7 +274,15 @@
       status.append(badge);
     }
     row.append(status);
+    // Reachable by keyboard too: Tab to the row, Enter or Space opens its history (a
+    // press on the badge is the badge's own click, which reaches the row as one).
+    row.tabIndex = 0;
     row.addEventListener("click", () => openHistory(entry));
+    row.addEventListener("keydown", (event) => {
+      if (event.target !== row || (event.key !== "Enter" && event.key !== " ")) return;
+      event.preventDefault(); // Space would scroll the page
+      openHistory(entry);
+    });
     return row;
   }
 
