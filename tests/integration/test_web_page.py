@@ -275,3 +275,45 @@ def test_the_page_by_keyboard(chromium: str, demo: str, tmp_path: Path) -> None:
         assert browser.errors == []
     finally:
         browser.close()
+
+
+def test_live_entries_change_only_their_rows(chromium: str, demo: str, tmp_path: Path) -> None:
+    browser = Browser(chromium, tmp_path / "profile")
+    try:
+        browser.navigate(f"{demo}/?entity=lg-ai-research")
+        browser.wait_for(f"{ROWS}.length >= 11")
+        browser.wait_for("document.getElementById('live-status').classList.contains('on')")
+        browser.evaluate(f"{ROWS}.forEach((r) => {{ r.marked = true; }})")
+
+        # A new entry, one moved by a correction (and from a month to a day), one retracted.
+        publish(demo, {"id": "web-live-new", "type": "x-web-test.noted", "occurred": "2024-01-10",
+                       "data": {"headline": "web-live-new"}})
+        publish(demo, {"id": "web-live-fix", "type": "event.corrected", "occurred": "2024-04-02",
+                       "data": {"target": "demo-mou-lgai-jax", "occurred": "2024-01-20",
+                                "reason": "the day is known"}})
+        publish(demo, {"id": "web-live-retract", "type": "event.retracted",
+                       "occurred": "2024-04-03",
+                       "data": {"target": "demo-solution-lg-hh", "reason": "a duplicate"}})
+        changed = {f"{SOURCE}\x1f{i}" for i in ("web-live-new", "demo-mou-lgai-jax")}
+        browser.wait_for(f"{ROWS}.some((r) => r.innerText.includes('web-live-new'))"
+                         f" && {ROWS}.some((r) => r.dataset.status === 'corrected')"
+                         f" && !{ROWS}.some((r) => r.innerText.includes('LG H&H'))")
+
+        # The rows the entries did not change are the very nodes drawn before.
+        rows = browser.evaluate(f"{ROWS}.map((r) => [r.dataset.key, r.marked === true])")
+        assert [key for key, marked in rows if not marked] == sorted(
+            changed, key=[key for key, _ in rows].index)
+        drawn = browser.evaluate(
+            "[...document.querySelectorAll('#timeline .vis-item-content')]"
+            ".map((i) => [i.innerText, i.closest('.vis-item').classList.contains('vis-point')])")
+        assert len(drawn) == len(rows)
+        assert [point for text, point in drawn if text.startswith("20 Jan 2024 ·")] == [True]
+        assert browser.evaluate(MESSAGE).startswith(f"{len(rows)} entries · updated")
+
+        # In the order a load puts them in.
+        browser.navigate(f"{demo}/?entity=lg-ai-research")
+        browser.wait_for(f"{ROWS}.length && !{ROWS}[0].marked")
+        assert browser.evaluate(f"{ROWS}.map((r) => r.dataset.key)") == [k for k, _ in rows]
+        assert browser.errors == []
+    finally:
+        browser.close()

@@ -14,6 +14,8 @@
     entries: new Map(), fresh: new Set(), live: null, items: null, timeline: null,
     loading: 0, // which load is current: an older one still paging stops at its next step
     held: null, // live entries that arrived while the pages load, applied after them
+    rows: new Map(), // key → its table row
+    pending: new Set(), frame: 0, // keys of live entries to draw at the next animation frame
   };
   const LIVE_OPEN_MS = 3000; // how long a load waits for the live stream before paging
 
@@ -180,7 +182,7 @@
     if (state.kind !== "all" && state.keys.filter(Boolean).length < (state.kind === "pair" ? 2 : 1)) {
       $("title").textContent = "";
       $("message").textContent = "Pick a timeline: an entity, a pair, a place or a topic.";
-      render(true);
+      render();
       return;
     }
     const what = state.kind === "all" ? "Everything" : `${state.kind} ${state.keys.join(" & ")}${state.city ? `, ${state.city}` : ""}`;
@@ -210,12 +212,12 @@
       for (const message of held) applyLive(message);
       const more = cursor ? " (the first 10,000; narrow the timeline to see the rest)" : "";
       $("message").textContent = `${state.entries.size} entries${more}`;
-      render(true);
+      render();
     } catch (error) {
       if (current !== state.loading) return;
       stopLive(); // live entries onto a list that failed to load would pass for a timeline
       $("message").textContent = `Could not load this timeline: ${error.message}`;
-      render(true);
+      render();
     }
   }
 
@@ -240,12 +242,12 @@
     const point = entry.precision === "day" && entry.occurred_start === entry.occurred_end;
     const title = document.createElement("span"); // an element: never parsed as HTML
     title.textContent = `${label}: ${entry.headline}`;
-    const item = {
+    return {
       id: keyOf(entry), content, title,
-      className: classes.join(" "), start: midnight(entry.occurred_start), type: point ? "point" : "range",
+      className: classes.join(" "), type: point ? "point" : "range",
+      // `end` even for a point: an update merges into the item, and leaves no stale end
+      start: midnight(entry.occurred_start), end: point ? undefined : midnight(entry.occurred_end, 1),
     };
-    if (!point) item.end = midnight(entry.occurred_end, 1);
-    return item;
   }
 
   function cell(text, className) {
@@ -286,12 +288,16 @@
     return row;
   }
 
-  function render(fit) {
+  // Everything drawn afresh, the chart fitted to it: for a load. Live entries are drawn
+  // one by one (drawLive).
+  function render() {
     const entries = [...state.entries.values()].sort(byTimelineOrder);
     state.items.clear();
     state.items.add(entries.map(itemOf));
-    $("list").tBodies[0].replaceChildren(...entries.map(rowOf));
-    if (fit && entries.length) {
+    const rows = entries.map(rowOf);
+    state.rows = new Map(rows.map((row) => [row.dataset.key, row]));
+    $("list").tBodies[0].replaceChildren(...rows);
+    if (entries.length) {
       // The entries' whole span plus a margin: labels run past a span's end.
       const start = Math.min(...entries.map((e) => midnight(e.occurred_start)));
       const end = Math.max(...entries.map((e) => midnight(e.occurred_end, 1)));
@@ -366,8 +372,10 @@
         return;
       }
       if (applyLive(message)) {
-        $("message").textContent = `${state.entries.size} entries · updated ${new Date().toLocaleTimeString()}`;
-        render(false);
+        // Drawn at the next frame, with whatever else arrives by then: a burst costs one
+        // redraw of the chart, and no entry rebuilds what it did not change.
+        state.pending.add(keyOf(message.entry));
+        if (!state.frame) state.frame = requestAnimationFrame(drawLive);
       }
     });
     return new Promise((resolve) => {
@@ -390,7 +398,44 @@
     return true;
   }
 
+  // The pending live entries onto the chart and the list, leaving the rest as they are.
+  function drawLive() {
+    state.frame = 0;
+    const body = $("list").tBodies[0];
+    // Their rows out first: the rows left are then in order by the entries they show.
+    for (const key of state.pending) {
+      if (state.rows.has(key)) state.rows.get(key).remove();
+      state.rows.delete(key);
+    }
+    const entries = [...state.pending].map((key) => state.entries.get(key)).filter(Boolean);
+    for (const entry of entries) {
+      const row = rowOf(entry);
+      state.rows.set(row.dataset.key, row);
+      body.insertBefore(row, rowAfter(body.rows, entry));
+    }
+    state.items.remove([...state.pending].filter((key) => !state.entries.has(key)));
+    state.items.update(entries.map(itemOf)); // adds those not drawn yet
+    state.pending.clear();
+    $("message").textContent = `${state.entries.size} entries · updated ${new Date().toLocaleTimeString()}`;
+  }
+
+  // The first of the sorted rows that sorts after `entry` (null if none): a binary search.
+  function rowAfter(rows, entry) {
+    let low = 0;
+    let high = rows.length;
+    while (low < high) {
+      const middle = (low + high) >> 1;
+      if (byTimelineOrder(state.entries.get(rows[middle].dataset.key), entry) <= 0) low = middle + 1;
+      else high = middle;
+    }
+    return rows[low] || null;
+  }
+
   function stopLive() {
+    // Live entries not drawn yet go with the stream: a load draws what it keeps.
+    cancelAnimationFrame(state.frame);
+    state.frame = 0;
+    state.pending.clear();
     if (state.live) state.live.close();
     state.live = null;
     state.held = null;
