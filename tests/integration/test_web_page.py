@@ -7,9 +7,13 @@ missing or TIMELINE_UPDATE_SCREENSHOT=1.
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import os
 import shutil
+import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,24 +41,73 @@ def chromium() -> str:
     return binary
 
 
+class Serve:
+    """`timeline serve --demo` on a free port with its own embedded server: stopped and
+    started again, it keeps its port and its data."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = processes.env_for(None, TIMELINE_DATA_DIR=str(tmp_path / "data"))
+        self.env.pop("TIMELINE_REDIS_URL", None)
+        self.log = tmp_path / "serve.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = processes.start(["serve", "--demo", "--port", str(self.port)],
+                                       self.env, self.log)
+        processes.wait_http(self.base, "/readyz", timeout=60, process=self.process)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            process, self.process = self.process, None
+            assert processes.stop(process) == 0
+
+
 @pytest.fixture
-def demo(tmp_path: Path) -> Iterator[str]:
-    """`timeline serve --demo` on a free port with its own embedded server."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = processes.env_for(None, TIMELINE_DATA_DIR=str(tmp_path / "data"))
-    env.pop("TIMELINE_REDIS_URL", None)
-    serve = processes.start(["serve", "--demo", "--port", str(port)], env,
-                            tmp_path / "serve.log")
+def serve(tmp_path: Path) -> Iterator[Serve]:
+    serve = Serve(tmp_path)
     try:
-        processes.wait_http(base, "/readyz", timeout=60, process=serve)
+        serve.start()
         deadline = time.monotonic() + 30
-        while not httpx.get(base + "/v1/timelines/entity/lg-ai-research").json()["entries"]:
+        while not httpx.get(serve.base + "/v1/timelines/entity/lg-ai-research").json()["entries"]:
             assert time.monotonic() < deadline, "the demo was never projected"
             time.sleep(0.2)
-        yield base
+        yield serve
     finally:
-        assert processes.stop(serve) == 0
+        serve.stop()
+
+
+@pytest.fixture
+def demo(serve: Serve) -> str:
+    return serve.base
+
+
+@contextlib.contextmanager
+def answering(port: int, status: int) -> Iterator[None]:
+    """Every request to `port` answered `status`, as a proxy answers for an API that is down."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # the name http.server calls
+            body = b'{"error": "unavailable", "message": "the API is down"}'
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 def publish(base: str, event: dict[str, Any]) -> None:
@@ -67,14 +120,25 @@ ROWS = "[...document.querySelectorAll('#list tbody tr')]"
 MESSAGE = "(document.getElementById('message')?.innerText ?? '')"
 
 
-PICK_TWICE = """(() => {
+# The page's streams from now on, in window.sources; while window.refuse is set, each
+# asks for what the API refuses (a 400), as if it were still down for streams.
+RECORD_SOURCES = """(() => {
   window.sources = [];
+  window.refuse = false;
   const Native = window.EventSource;
   window.EventSource = function (url) {
-    const s = new Native(url);
+    const s = new Native(window.refuse ? '/v1/live?entity=%20' : url);
     window.sources.push(s);
     return s;
   };
+  Object.setPrototypeOf(window.EventSource, Native); // EventSource.CLOSED and the rest
+})()"""
+OPEN_SOURCES = "window.sources.filter((s) => s.readyState !== EventSource.CLOSED).length"
+LIVE_ON = "document.getElementById('live-status')?.classList.contains('on')"
+LIVE_STATUS = "document.getElementById('live-status').innerText"
+
+
+PICK_TWICE = RECORD_SOURCES + """; (() => {
   const pick = (kind, key) => {
     document.getElementById('kind').value = kind;
     document.getElementById('kind').dispatchEvent(new Event('change'));
@@ -107,7 +171,7 @@ def test_the_lg_ai_research_page(chromium: str, demo: str, tmp_path: Path) -> No
         assert any("Dec 2023?" in text and "Jackson" in text for text in drawn)
         assert len(drawn) == browser.evaluate(f"{ROWS}.length")
         browser.wait_for("document.getElementById('title').innerText.includes('LG AI Research')")
-        browser.wait_for("document.getElementById('live-status').classList.contains('on')")
+        browser.wait_for(LIVE_ON)
         browser.screenshot(ARTIFACTS / "web-page.png")
         if not DOCS_SCREENSHOT.exists() or os.environ.get("TIMELINE_UPDATE_SCREENSHOT") == "1":
             DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
@@ -166,13 +230,13 @@ def test_the_lg_ai_research_page(chromium: str, demo: str, tmp_path: Path) -> No
                         params={"include_retracted": "true"}).json()["entries"]
         assert set(browser.evaluate(f"{ROWS}.map((r) => r.dataset.key)")) == {
             f"{e['source']}\x1f{e['id']}" for e in jax}
-        assert browser.evaluate("window.sources.filter((s) => s.readyState !== 2).length") == 1
+        assert browser.evaluate(OPEN_SOURCES) == 1
 
         # A city whose name holds what Python, not JavaScript, counts as a space: the
         # page's key for it is the server's, so the entry arrives live.
         city = "Odd\x85Town\ufeff"
         browser.navigate(f"{demo}/?place=US&city={quote(city)}")
-        browser.wait_for("document.getElementById('live-status').classList.contains('on')")
+        browser.wait_for(LIVE_ON)
         publish(demo, {"id": "web-test-city", "type": "x-web-test.noted", "occurred": "2024",
                        "data": {"headline": "web-test-city",
                                 "place": {"country": "US", "city": city}}})
@@ -282,7 +346,7 @@ def test_live_entries_change_only_their_rows(chromium: str, demo: str, tmp_path:
     try:
         browser.navigate(f"{demo}/?entity=lg-ai-research")
         browser.wait_for(f"{ROWS}.length >= 11")
-        browser.wait_for("document.getElementById('live-status').classList.contains('on')")
+        browser.wait_for(LIVE_ON)
         browser.evaluate(f"{ROWS}.forEach((r) => {{ r.marked = true; }})")
 
         # A new entry, one moved by a correction (and from a month to a day), one retracted.
@@ -314,6 +378,52 @@ def test_live_entries_change_only_their_rows(chromium: str, demo: str, tmp_path:
         browser.navigate(f"{demo}/?entity=lg-ai-research")
         browser.wait_for(f"{ROWS}.length && !{ROWS}[0].marked")
         assert browser.evaluate(f"{ROWS}.map((r) => r.dataset.key)") == [k for k, _ in rows]
+        assert browser.errors == []
+    finally:
+        browser.close()
+
+
+def test_live_comes_back_after_an_outage(chromium: str, serve: Serve, tmp_path: Path) -> None:
+    browser = Browser(chromium, tmp_path / "profile")
+    try:
+        browser.navigate(f"{serve.base}/?entity=lg-ai-research")
+        browser.wait_for(f"{ROWS}.length >= 11")
+        browser.wait_for(LIVE_ON)
+        browser.evaluate(RECORD_SOURCES)
+
+        # The API down behind a proxy answering 503: the browser closes the stream for
+        # good (it retries only a dropped connection), and the page opens another.
+        serve.stop()
+        with answering(serve.port, 503):
+            browser.wait_for("window.sources.length >= 1")
+            assert not browser.evaluate(LIVE_ON)
+            browser.evaluate("window.refuse = true")
+        serve.start()
+
+        # Published while the page has no stream: a reopened stream starts at the newest
+        # entry, so the page loads the timeline again once it has one.
+        publish(serve.base, {"id": "web-test-outage", "type": "x-web-test.noted",
+                             "occurred": "2024-01-05", "data": {"headline": "web-test-outage"}})
+        assert browser.evaluate(LIVE_STATUS).startswith(("live: off, retrying in",
+                                                         "live: reconnecting…"))
+        browser.evaluate("window.refuse = false")
+        browser.wait_for(f"{ROWS}.some((r) => r.innerText.includes('web-test-outage'))",
+                         timeout=40)  # the page waits up to 30 s between tries
+        browser.wait_for(LIVE_ON)
+        assert browser.evaluate(LIVE_STATUS) == "live"
+        assert browser.evaluate(OPEN_SOURCES) == 1
+        publish(serve.base, {"id": "web-test-after", "type": "x-web-test.noted",
+                             "occurred": "2024-01-06", "data": {"headline": "web-test-after"}})
+        browser.wait_for(f"{ROWS}.some((r) => r.innerText.includes('web-test-after'))")
+
+        # Another timeline picked while a reopen waits: the wait ends with the stream.
+        browser.evaluate("window.refuse = true; document.getElementById('pick').requestSubmit()")
+        browser.wait_for(f"{LIVE_STATUS}.startsWith('live: off, retrying in')")
+        browser.evaluate("window.refuse = false; document.getElementById('pick').requestSubmit()")
+        browser.wait_for(LIVE_ON)
+        time.sleep(2.5)  # the reopen that waited, had it been kept, would have opened by now
+        assert browser.evaluate(OPEN_SOURCES) == 1
+        assert browser.evaluate(LIVE_STATUS) == "live"
         assert browser.errors == []
     finally:
         browser.close()

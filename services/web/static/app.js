@@ -16,8 +16,11 @@
     held: null, // live entries that arrived while the pages load, applied after them
     rows: new Map(), // key → its table row
     pending: new Set(), frame: 0, // keys of live entries to draw at the next animation frame
+    reopen: 0, wait: 0, // the timer that reopens a closed stream; how long it waited
   };
   const LIVE_OPEN_MS = 3000; // how long a load waits for the live stream before paging
+  const REOPEN_MS = 1000; // a closed stream is reopened after 1 s, then 2 s, 4 s... 30 s
+  const REOPEN_MAX_MS = 30000;
 
   // "2023-12?" → "Dec 2023?", "2023-08-14/2023-08-18" → "14 Aug 2023 – 18 Aug 2023"
   function partLabel(text) {
@@ -355,15 +358,38 @@
     $("live-status").className = `live ${on ? "on" : "off"}`;
   }
 
-  // Resolves once the stream is open (or after LIVE_OPEN_MS without it: the page still
-  // loads, only not live); entries then wait in state.held until the load applies them.
+  // Resolves once the stream is open (or closed, or after LIVE_OPEN_MS without it: the
+  // page still loads, only not live); entries then wait in state.held until the load
+  // applies them.
   function startLive() {
     if (!window.EventSource) return Promise.resolve();
+    state.held = [];
+    const source = openLive();
+    return new Promise((resolve) => {
+      source.addEventListener("open", resolve, { once: true });
+      source.addEventListener("error", () => source.readyState === EventSource.CLOSED && resolve());
+      setTimeout(resolve, LIVE_OPEN_MS);
+    });
+  }
+
+  // The stream, with its listeners, as state.live.
+  function openLive() {
     const source = new EventSource(`/v1/live?${liveQuery()}`);
     state.live = source;
-    state.held = [];
     source.addEventListener("open", () => setLive("live", true));
-    source.addEventListener("error", () => setLive("live: reconnecting…", false));
+    source.addEventListener("error", () => {
+      if (source !== state.live) return;
+      if (source.readyState !== EventSource.CLOSED) {
+        setLive("live: reconnecting…", false); // the browser retries by itself
+        return;
+      }
+      // The browser gave up: an answer other than a stream (a 503, a proxy's 502 while
+      // the API is down) closes it for good. Reopen it later, waiting longer each time.
+      state.live = null;
+      state.wait = Math.min(state.wait ? state.wait * 2 : REOPEN_MS, REOPEN_MAX_MS);
+      setLive(`live: off, retrying in ${state.wait / 1000} s`, false);
+      state.reopen = setTimeout(reopenLive, state.wait);
+    });
     source.addEventListener("reset", () => load()); // missed more than the stream keeps
     source.addEventListener("entry", (event) => {
       const message = JSON.parse(event.data);
@@ -378,10 +404,15 @@
         if (!state.frame) state.frame = requestAnimationFrame(drawLive);
       }
     });
-    return new Promise((resolve) => {
-      source.addEventListener("open", resolve, { once: true });
-      setTimeout(resolve, LIVE_OPEN_MS);
-    });
+    return source;
+  }
+
+  // A new stream starts at the newest entry (it has no Last-Event-ID to resume from):
+  // once it opens, load the timeline again for what was sent while none was open.
+  function reopenLive() {
+    state.reopen = 0;
+    setLive("live: reconnecting…", false);
+    openLive().addEventListener("open", () => load(), { once: true });
   }
 
   // One live entry onto the list; whether it changed anything.
@@ -436,6 +467,9 @@
     cancelAnimationFrame(state.frame);
     state.frame = 0;
     state.pending.clear();
+    clearTimeout(state.reopen); // a stream closed for another timeline stays closed
+    state.reopen = 0;
+    state.wait = 0;
     if (state.live) state.live.close();
     state.live = null;
     state.held = null;
