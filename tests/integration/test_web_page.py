@@ -268,6 +268,23 @@ def test_an_error_says_each_problem_once(chromium: str, demo: str, tmp_path: Pat
         browser.close()
 
 
+def test_one_entry_is_counted_as_one(chromium: str, demo: str, tmp_path: Path) -> None:
+    publish(demo, {"id": "web-test-solo", "type": "x-web-test.noted", "subject": "solo-co",
+                   "occurred": "2024-05", "data": {"headline": "alone"}})
+    browser = Browser(chromium, tmp_path / "profile")
+    try:
+        browser.navigate(f"{demo}/?entity=solo-co")
+        assert browser.wait_for(f"{ROWS}.length === 1 && {MESSAGE}") == "1 entry"  # "1 entries"
+        browser.wait_for(LIVE_ON)
+        publish(demo, {"id": "web-test-solo-2", "type": "x-web-test.noted",
+                       "subject": "solo-co", "occurred": "2024-06", "data": {"headline": "two"}})
+        assert browser.wait_for(f"{ROWS}.length === 2 && {MESSAGE}").startswith(
+            "2 entries · updated")
+        assert browser.errors == []
+    finally:
+        browser.close()
+
+
 SPANS = """Object.fromEntries([...document.querySelectorAll('#timeline .vis-item.vis-range')]
   .map((i) => { const r = i.getBoundingClientRect(); return [i.innerText, [r.left, r.right]]; }))"""
 

@@ -14,6 +14,7 @@
     entries: new Map(), fresh: new Set(), live: null, items: null, timeline: null,
     loading: 0, // which load is current: an older one still paging stops at its next step
     held: null, // live entries that arrived while the pages load, applied after them
+    capped: false, // the load stopped at MAX_PAGES with entries left
     rows: new Map(), // key → its table row
     pending: new Set(), frame: 0, // keys of live entries to draw at the next animation frame
     reopen: 0, wait: 0, // the timer that reopens a closed stream; how long it waited
@@ -181,6 +182,7 @@
     stopLive();
     const current = ++state.loading;
     state.entries.clear();
+    state.capped = false;
     state.fresh.clear();
     if (state.kind !== "all" && state.keys.filter(Boolean).length < (state.kind === "pair" ? 2 : 1)) {
       $("title").textContent = "";
@@ -213,8 +215,8 @@
       const held = state.held || [];
       state.held = null;
       for (const message of held) applyLive(message);
-      const more = cursor ? " (the first 10,000; narrow the timeline to see the rest)" : "";
-      $("message").textContent = `${state.entries.size} entries${more}`;
+      state.capped = Boolean(cursor);
+      $("message").textContent = entriesLine();
       render();
     } catch (error) {
       if (current !== state.loading) return;
@@ -429,6 +431,13 @@
     return true;
   }
 
+  // "1 entry", "2,800 entries (the first 10,000; ...)": live updates keep the cap's note.
+  function entriesLine() {
+    const size = state.entries.size;
+    const more = state.capped ? " (the first 10,000; narrow the timeline to see the rest)" : "";
+    return `${size.toLocaleString("en")} ${size === 1 ? "entry" : "entries"}${more}`;
+  }
+
   // The pending live entries onto the chart and the list, leaving the rest as they are.
   function drawLive() {
     state.frame = 0;
@@ -447,7 +456,7 @@
     state.items.remove([...state.pending].filter((key) => !state.entries.has(key)));
     state.items.update(entries.map(itemOf)); // adds those not drawn yet
     state.pending.clear();
-    $("message").textContent = `${state.entries.size} entries · updated ${new Date().toLocaleTimeString()}`;
+    $("message").textContent = `${entriesLine()} · updated ${new Date().toLocaleTimeString()}`;
   }
 
   // The first of the sorted rows that sorts after `entry` (null if none): a binary search.
