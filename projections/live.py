@@ -199,28 +199,43 @@ class LiveReader:
 
     async def read_checked(
         self, after: str, block_ms: int, count: int = 200
-    ) -> tuple[list[LiveMessage], bool]:
-        """Entries after `after`, and whether some after it may have been trimmed unread
-        (the entries returned then start past the gap): a reader slower than the cap.
+    ) -> tuple[list[LiveMessage], bool, str]:
+        """Entries after `after`, whether some after it may have been trimmed unread
+        (the entries returned then start past the gap): a reader slower than the cap,
+        and the id to read after next: past every row read, those that could not be
+        decoded too.
 
         Checked after the read: `after` still in the stream then was there at the read
         too, as trimming only drops the oldest entries.
         """
-        messages = await self.read(after, block_ms, count)
-        return messages, bool(messages) and await self.missed_since(after)
+        messages, through = await self._read(after, block_ms, count)
+        return messages, bool(through != after) and await self.missed_since(after), through
 
     async def read(self, after: str, block_ms: int, count: int = 200) -> list[LiveMessage]:
         """Entries after `after`, waiting up to `block_ms` for the first one."""
+        return (await self._read(after, block_ms, count))[0]
+
+    async def _read(
+        self, after: str, block_ms: int, count: int
+    ) -> tuple[list[LiveMessage], str]:
         reply = await self.client.xread({LIVE: after}, count=count, block=block_ms)
         if not reply:
-            return []
+            return [], after
         _, rows = reply[0]
-        return [
-            LiveMessage(_text(ident), entry_decoder.decode(fields[b"entry"]),
-                        _names_decoder.decode(fields[b"timelines"]),
-                        _names_decoder.decode(fields.get(b"left", b"[]")))
-            for ident, fields in rows
-        ]
+        messages = [m for m in (_message(_text(i), fields) for i, fields in rows) if m]
+        return messages, _text(rows[-1][0])
+
+
+def _message(ident: str, fields: dict[bytes, bytes]) -> LiveMessage | None:
+    """The row as a message; None for one this code cannot read (written by a worker of
+    another version, say), skipped: every reader that reached it failed, in a loop."""
+    try:
+        return LiveMessage(ident, entry_decoder.decode(fields[b"entry"]),
+                           _names_decoder.decode(fields[b"timelines"]),
+                           _names_decoder.decode(fields.get(b"left", b"[]")))
+    except (KeyError, msgspec.DecodeError) as exc:  # ValidationError is a DecodeError
+        log.warning("live entry unreadable, skipped", stream_id=ident, error=str(exc))
+        return None
 
 
 def _id_tuple(ident: str) -> tuple[int, int]:

@@ -59,13 +59,13 @@ async def follow(
                 if stop.is_set():
                     reading.cancel()
                     return True
-                messages, trimmed = reading.result()
+                messages, trimmed, through = reading.result()
                 if trimmed:
                     sys.stderr.write("entries were trimmed before this tail read them; "
                                      "some were missed\n")
                     sys.stderr.flush()
+                after = through
                 for message in messages:
-                    after = message.id
                     if not matches(message, entity, topic):
                         continue
                     if as_json:

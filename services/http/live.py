@@ -68,23 +68,27 @@ async def _stream(
 ) -> AsyncIterator[ServerSentEventMessage]:
     # data=None: Litestar's default "" writes an empty `data:` line, which browsers
     # dispatch as an empty "message" event.
-    yield ServerSentEventMessage(data=None, comment="connected", retry=RETRY_MS)
+    # The id: a client that drops before any entry or keep-alive reached it reconnects
+    # from here, not from "now", and gets what was published in between.
+    yield ServerSentEventMessage(data=None, comment="connected", retry=RETRY_MS, id=after)
     if reset:
         yield _reset("entries after Last-Event-ID were trimmed; reload the timeline")
+    told = reset  # the gap at `after` is the one just reported: one reset for it
     quiet_since = time.monotonic()
     while not _closing(request):
         # A client reading slower than entries are published falls behind the cap
         # while connected, as a reconnecting one can.
-        messages, trimmed = await reader.read_checked(after, POLL_MS)
-        if trimmed:
+        messages, trimmed, through = await reader.read_checked(after, POLL_MS)
+        if trimmed and not told:
             yield _reset("entries were trimmed before this stream sent them; "
                          "reload the timeline")
+        told = told and through == after
         sent = False
         for message in messages:
-            after = message.id
             if matches(message, entity, topic):
                 sent = True
                 yield _event(message)
+        after = through
         if sent:
             quiet_since = time.monotonic()
         elif time.monotonic() - quiet_since >= keepalive:

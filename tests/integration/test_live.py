@@ -54,6 +54,7 @@ class Sse:
     def __init__(self, response: httpx.Response) -> None:
         self.response = response
         self.lines = response.iter_lines()
+        self.connected: dict[str, str] = {}
 
     def next(self, within: float = 15.0) -> dict[str, str]:
         deadline = time.monotonic() + within
@@ -90,7 +91,8 @@ def live(http: httpx.Client, params: dict[str, str] | None = None,
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         stream = Sse(response)
-        assert stream.next().get("comment") == "connected"
+        stream.connected = stream.next()
+        assert stream.connected.get("comment") == "connected"
         yield stream
 
 
@@ -184,6 +186,38 @@ def test_keep_alive_comments_carry_the_position(http: httpx.Client) -> None:
     assert events[-1]["id"] != "0-0"  # moved past the entry the filter skipped
 
 
+def wait_live(sync_redis: redis.Redis, position: str, http: httpx.Client) -> None:
+    wait_applied(http, position)
+    deadline = time.monotonic() + 15
+    while not sync_redis.xlen(LIVE):  # the feed is written just after the position
+        assert time.monotonic() < deadline, "nothing on the live stream"
+        time.sleep(0.05)
+
+
+def test_a_client_that_left_before_any_entry_resumes_from_its_connection(
+    http: httpx.Client,
+) -> None:
+    """The first message carries the position: a drop in the first seconds (before any
+    entry or keep-alive) lost what was published meanwhile, reconnecting from "now"."""
+    with live(http, {"entity": "org-gap"}) as stream:
+        connected = stream.connected["id"]
+    wait_applied(http, publish(http, mou("gap-1", "org-gap", "org-b")))
+    with live(http, {"entity": "org-gap"}, last_id=connected) as stream:
+        assert entry_of(stream.entries(1)[0])["entry"]["id"] == "gap-1"
+
+
+def test_an_entry_the_stream_cannot_read_is_skipped(
+    http: httpx.Client, sync_redis: redis.Redis
+) -> None:
+    """One such entry (a worker of another version, say) ended every stream reaching it."""
+    wait_live(sync_redis, publish(http, mou("before", "org-a", "org-b")), http)
+    last = sync_redis.xrevrange(LIVE, count=1)[0][0].decode()
+    sync_redis.xadd(LIVE, {"entry": '{"bogus": 1}', "timelines": "[]"})
+    publish(http, mou("after-bogus", "org-a", "org-b"))
+    with live(http, last_id=last) as stream:
+        assert entry_of(stream.entries(1)[0])["entry"]["id"] == "after-bogus"
+
+
 def test_a_trimmed_gap_is_announced(http: httpx.Client, sync_redis: redis.Redis) -> None:
     with live(http) as stream:
         publish(http, mou("old", "org-a", "org-b"))
@@ -194,9 +228,13 @@ def test_a_trimmed_gap_is_announced(http: httpx.Client, sync_redis: redis.Redis)
         assert time.monotonic() < deadline, "the worker never published the entry"
         time.sleep(0.05)
     sync_redis.xtrim(LIVE, maxlen=0)
+    wait_live(sync_redis, publish(http, mou("fresh", "org-a", "org-d")), http)
     with live(http, last_id=old["id"]) as stream:
         event = stream.next()
+        after = stream.next()
     assert event["event"] == "reset"
+    # One reset for the one gap: the first read, past it, said it again.
+    assert after.get("event") == "entry" and entry_of(after)["entry"]["id"] == "fresh"
     # a client that had seen nothing (connected to an empty stream) missed them too
     with live(http, last_id="0-0") as stream:
         event = stream.next()

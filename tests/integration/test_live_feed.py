@@ -202,8 +202,9 @@ async def test_a_reader_behind_the_trimmed_entries_is_told(services: Services) -
         await feed.publish({ident: Fresh(doc(ident), ["all"], [])}, [], 1, 0.0)
     reader = LiveReader(client)
     [first, second, third] = await reader.read("0-0", block_ms=1)
-    assert await reader.read_checked(first.id, block_ms=1) == ([second, third], False)
+    assert await reader.read_checked(first.id, block_ms=1) == (
+        [second, third], False, third.id)
     # the reader, at `first`, missed `second`
     await client.xtrim(LIVE, minid=third.id, approximate=False)
-    assert await reader.read_checked(first.id, block_ms=1) == ([third], True)
-    assert await reader.read_checked(third.id, block_ms=1) == ([], False)
+    assert await reader.read_checked(first.id, block_ms=1) == ([third], True, third.id)
+    assert await reader.read_checked(third.id, block_ms=1) == ([], False, third.id)
