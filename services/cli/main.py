@@ -327,16 +327,16 @@ def _show_export(
 ) -> None:
     """The whole timeline (up to the export cap) in an export format, as bytes on stdout."""
     from services.exports.formats import render
-    from services.exports.pages import EXPORT_CAP, collect
+    from services.exports.pages import EXPORT_CAP, collect, title_name
 
     async def main() -> tuple[Any, str | None]:
         async with bootstrap.services(settings) as built:
-            names = await built.read_model.names(keys) if kind == "entity" else {}
             collected = await collect(built.read_model, query, cursor)
-            return collected, names.get(keys[0]) if names else None
+            named = await title_name(built.read_model, kind, keys, query, collected.entries)
+            return collected, named
 
-    collected, title_name = _read(main())
-    sys.stdout.buffer.write(render(fmt, kind, key, collected.entries, title_name,
+    collected, named = _read(main())
+    sys.stdout.buffer.write(render(fmt, kind, key, collected.entries, named,
                                    more=collected.next_cursor is not None))
     sys.stdout.buffer.flush()
     if collected.next_cursor:

@@ -34,3 +34,18 @@ async def collect(
         cursor = page.next_cursor
         if cursor is None or len(entries) >= cap:
             return Collected(entries, cursor)
+
+
+async def title_name(
+    read_model: ReadModel, kind: str, keys: list[str], query: Query, entries: list[Entry]
+) -> str | None:
+    """The name an entity timeline's export is titled with. As of an instant, the one
+    its latest-recorded entry gives it: the read model's is the newest, which may have
+    been learned after that instant (while the entries show the name known then)."""
+    if kind != "entity":
+        return None
+    if query.as_of is None:
+        return (await read_model.names(keys)).get(keys[0])
+    named = [(e.recordedtime, role.name) for e in entries for role in e.entities
+             if role.id == keys[0] and role.name]
+    return max(named)[1] if named else None

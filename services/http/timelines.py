@@ -31,7 +31,7 @@ from projections.entry import Entry
 from projections.store import BadCursor
 from services.bootstrap import Services
 from services.exports.formats import EXPORTS, NEGOTIABLE, filename, render
-from services.exports.pages import EXPORT_CAP, collect
+from services.exports.pages import EXPORT_CAP, collect, title_name
 from services.http.deps import ServicesDep
 from services.http.errors import AUTH, ApiError, responses
 from services.queries import (
@@ -166,18 +166,14 @@ def _best_offered(accept: str) -> str:
     return best
 
 
-async def _title_name(services: Services, kind: str, keys: list[str]) -> str | None:
-    if kind != "entity":
-        return None
-    return (await services.read_model.names(keys)).get(keys[0])
-
-
 async def _export(
     services: Services, fmt: str, kind: str, keys: list[str], key: str, name: str,
     params: TimelineParams,
 ) -> Response[bytes]:
-    collected = await collect(services.read_model, to_query(name, params), params.cursor)
-    body = render(fmt, kind, key, collected.entries, await _title_name(services, kind, keys),
+    query = to_query(name, params)
+    collected = await collect(services.read_model, query, params.cursor)
+    titled = await title_name(services.read_model, kind, keys, query, collected.entries)
+    body = render(fmt, kind, key, collected.entries, titled,
                   more=collected.next_cursor is not None)
     # Set here, not as media_type: Litestar appends "; charset=utf-8" to any text/*
     # media type, which would name the charset twice.

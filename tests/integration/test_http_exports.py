@@ -124,6 +124,24 @@ def test_timelinejs_export(http: httpx.Client, story: str) -> None:
     assert slide["group"] == "mou.signed"
 
 
+def test_an_export_as_of_an_instant_is_titled_with_the_name_known_then(
+    http: httpx.Client, worker: object
+) -> None:
+    first = publish(http, [event("z-1", "mou.signed", "zeta", "2023-01",
+                                 {"parties": [ref("zeta", "Zeta Old"), JAX]})])
+    then = get(http, "/v1/timelines/entity/zeta", first).json()["entries"][0]["recordedtime"]
+    later = publish(http, [event("z-2", "mou.signed", "zeta", "2024-01",
+                                 {"parties": [ref("zeta", "Zeta New Name"), JAX]})])
+    titles = {}
+    for as_of in (then, None):
+        params = {"format": "timelinejs", **({"as_of": as_of} if as_of else {})}
+        doc = get(http, "/v1/timelines/entity/zeta", later, params=params).json()
+        titles[as_of] = doc["title"]["text"]["headline"]
+    # was "Zeta New Name" for both: the read model's newest name, learned after `then`
+    assert titles == {then: "Entity timeline: Zeta Old (zeta)",
+                      None: "Entity timeline: Zeta New Name (zeta)"}
+
+
 def test_an_empty_timeline_exports_documents_their_readers_accept(
         http: httpx.Client, story: str) -> None:
     """200 with the usual headers, and bodies their readers accept: TimelineJS needs a
