@@ -26,6 +26,8 @@ import structlog
 from faststream import AckPolicy
 from faststream.redis import StreamSub
 from faststream.redis.annotations import RedisBatchStreamMessage
+from faststream.redis.message import BatchStreamMessage
+from faststream.redis.message import RedisBatchStreamMessage as BatchMessage
 from redis.asyncio.cluster import RedisCluster
 
 from events.envelope import NewEvent, validate_event
@@ -119,7 +121,7 @@ class IngestConsumer:
         subscriber = self.broker.subscriber(
             stream=StreamSub(STREAM, group=GROUP, consumer=CONSUMER, batch=True,
                              max_records=BATCH, polling_interval=100),
-            ack_policy=AckPolicy.MANUAL,
+            ack_policy=AckPolicy.MANUAL, parser=self._as_read, decoder=_as_parsed,
         )
         subscriber(self._handle)
         await subscriber.start()
@@ -141,6 +143,14 @@ class IngestConsumer:
                 log.warning("ingest: could not finish on stop; the next owner will",
                             error=str(exc))
         log.info("ingest stream released", worker=self.name)
+
+    def _as_read(self, raw: BatchStreamMessage) -> BatchMessage:
+        """The batch with its entries' fields as read, for decode_entry to judge.
+
+        FastStream's batch parser JSON-encodes every entry's fields as text: a field that
+        is not UTF-8 raised there, before our handler, and FastStream never redelivers,
+        so the whole batch stayed pending (and unjudged) while the consumer ran."""
+        return BatchMessage(raw_message=raw, body=raw["data"], consumer=self.client, group=GROUP)
 
     async def _handle(self, msg: RedisBatchStreamMessage) -> None:
         raw = msg.raw_message
@@ -268,6 +278,11 @@ class IngestConsumer:
                     rejections[index] = [_conflict(result.reason)]
             return appended
         return appended
+
+
+def _as_parsed(msg: BatchMessage) -> Any:
+    """The body as the parser left it (FastStream's decoder would read it as JSON)."""
+    return msg.body
 
 
 def _conflict(reason: str | None) -> FieldError:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from redis.asyncio.cluster import RedisCluster
 
 from events.envelope import NewEvent
 from projections.broker import make_broker
@@ -227,3 +228,33 @@ async def test_an_entry_that_keeps_failing_is_rejected_not_blocking(services: Se
     assert "internal error" in error["message"] and "injected append bug" in error["message"]
     assert msgspec.json.decode(copy[b"event"])["id"] == "trips-the-bug"
     assert (await client.xpending(STREAM, GROUP))["pending"] == 0
+
+
+async def test_entries_that_are_not_utf8_are_judged_not_left_pending(
+    services: Services, worker: object
+) -> None:
+    client = services.client
+    entries = [
+        ("first", {"event": encoded(mou("first"))}),
+        ("garbage", {"event": b"\xff\xfe"}),
+        ("bad-text", {"event": encoded(mou("bad-text")).replace(b"LG", b"L\x80")}),
+        ("binary-other", {"event": encoded(mou("binary-other")), "other": b"\x80"}),
+        ("binary-name", {b"\xff": b"x", "event": encoded(mou("binary-name"))}),
+        ("last", {"event": encoded(mou("last"))}),
+    ]
+    # One MULTI: the running worker reads them as one batch, as a quick burst is read.
+    pipe = client.pipeline(transaction=not isinstance(client, RedisCluster))
+    for _, fields in entries:
+        pipe.xadd(STREAM, fields)
+    ids = {ident.decode(): label for ident, (label, _) in zip(
+        await pipe.execute(), entries, strict=True)}
+    await wait_consumed(services)  # FastStream's own parser choked on them: pending forever
+    rejected = {ids[f[b"ingest_id"].decode()]: f for _, f in await client.xrange(REJECTED)}
+    assert set(rejected) == {"garbage", "bad-text"}
+    assert rejected["garbage"][b"event"] == b"\xff\xfe"
+    for copy in rejected.values():
+        [error] = msgspec.json.decode(copy[b"errors"])
+        assert "not valid JSON" in error["message"]
+    # One subject, one partition: stored() lists them in log order, which is stream order.
+    assert list(await stored(services)) == ["first", "binary-other", "binary-name", "last"]
+
