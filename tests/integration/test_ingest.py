@@ -10,11 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
+from faststream.redis.annotations import RedisBatchStreamMessage
 from redis.asyncio.cluster import RedisCluster
 
 from events.envelope import NewEvent
 from projections.broker import make_broker
 from services.bootstrap import Services
+from services.ingest import consumer as consumer_module
 from services.ingest.consumer import (
     BATCH,
     CONSUMER,
@@ -258,3 +261,25 @@ async def test_entries_that_are_not_utf8_are_judged_not_left_pending(
     # One subject, one partition: stored() lists them in log order, which is stream order.
     assert list(await stored(services)) == ["first", "binary-other", "binary-name", "last"]
 
+
+async def test_a_batch_whose_handling_failed_is_drained_while_running(
+    services: Services, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = services.client
+    monkeypatch.setattr(consumer_module, "STUCK_MS", 300, raising=False)
+    consumer = IngestConsumer(client, redis_url, services.appender)
+
+    async def handler_fails(msg: RedisBatchStreamMessage) -> None:
+        # Any failure in or before our handler: FastStream logs it, never redelivers.
+        raise RuntimeError("injected failure")
+
+    consumer._handle = handler_fails  # type: ignore[method-assign]
+    running = asyncio.create_task(consumer.run())
+    try:
+        for n in range(3):
+            await client.xadd(STREAM, {"event": encoded(mou(f"p-{n}"))})
+        await wait_consumed(services)  # not only at the stop's drain
+        assert list(await stored(services)) == ["p-0", "p-1", "p-2"]
+    finally:
+        consumer.stop()
+        await running
