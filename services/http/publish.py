@@ -21,7 +21,7 @@ from redis.exceptions import RedisClusterException, RedisError
 
 from events.codec import UNREADABLE
 from events.envelope import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, NewEvent, validate_event
-from events.errors import EventValidationError
+from events.errors import EventValidationError, FieldError
 from events.refs import ENTITY_ID_PATTERN
 from services.bootstrap import Services
 from services.http.auth import principal
@@ -29,6 +29,7 @@ from services.http.bodies import read_body
 from services.http.errors import AUTH, ApiError, responses
 from services.http.metrics import count_appended
 from services.log.append import (
+    Appender,
     AppendResult,
     BatchRejected,
     ContentionError,
@@ -40,6 +41,7 @@ CONTENT_TYPES = ("application/json", "application/cloudevents+json",
                  "application/cloudevents-batch+json")
 
 log = structlog.get_logger("http")
+Problem = dict[str, Any]  # one item of a 422's "errors": index, id, path, message
 
 
 class PublishResponse(msgspec.Struct):
@@ -73,25 +75,57 @@ def _decode(body: bytes, content_type: str) -> list[Any]:
     return [decoded]
 
 
-def validate_all(raw_events: list[Any]) -> list[NewEvent]:
-    """All-or-nothing: every problem of every event, or every event valid."""
+def validate_each(raw_events: list[Any]) -> tuple[list[tuple[int, NewEvent]], list[Problem]]:
+    """The valid events with their index, and every problem of the others."""
     today = now_rfc3339()[:10]
     valid, errors = [], []
     for index, raw in enumerate(raw_events):
         try:
-            valid.append(validate_event(raw, today))
+            valid.append((index, validate_event(raw, today)))
         except EventValidationError as exc:
-            ident = raw.get("id") if isinstance(raw, dict) else None
-            errors += [{"index": index, "id": ident if isinstance(ident, str) else None,
-                        "path": e.path, "message": e.message} for e in exc.errors]
-    if errors:
-        raise ApiError(422, "validation", f"{len(errors)} problem(s); nothing was written",
-                       errors=errors)
-    return valid
+            errors += [_problem(index, _identity(raw)[1], e) for e in exc.errors]
+    return valid, errors
 
 
-# The body is read raw (validate_all names every problem of every event in one 422),
-# so the handler signature cannot describe it: the operation does.
+async def target_problems(
+    appender: Appender, raw_events: list[Any], valid: list[tuple[int, NewEvent]]
+) -> list[Problem]:
+    """The problems the append would find in the targets of the valid amendments (nothing
+    is written). An amendment of an earlier event of the request that failed validation
+    is left out: that event's problems are listed, and what it becomes once fixed decides
+    whether the amendment fits it (blaming the amendment now would send the client to fix
+    what may not be broken)."""
+    valid_at = {index for index, _ in valid}
+    first: dict[tuple[str | None, str | None], int] = {}  # as the append judges: the first
+    for index, raw in enumerate(raw_events):
+        first.setdefault(_identity(raw), index)
+
+    def awaits_its_target(index: int, event: NewEvent) -> bool:
+        if event.amendment is None:
+            return False
+        target = first.get((event.source, event.amendment.target))
+        return target is not None and target < index and target not in valid_at
+
+    judged = [(index, event) for index, event in valid if not awaits_its_target(index, event)]
+    found = await appender.target_problems([event for _, event in judged])
+    return [_problem(judged[n][0], ident, error) for n, ident, error in found]
+
+
+def _identity(raw: Any) -> tuple[str | None, str | None]:
+    """(source, id) of a decoded item, each None when it is not a string."""
+    if not isinstance(raw, dict):
+        return None, None
+    source, ident = raw.get("source"), raw.get("id")
+    return (source if isinstance(source, str) else None,
+            ident if isinstance(ident, str) else None)
+
+
+def _problem(index: int, ident: str | None, error: FieldError) -> Problem:
+    return {"index": index, "id": ident, "path": error.path, "message": error.message}
+
+
+# The body is read raw (validate_each and target_problems name every problem of every event
+# in one 422), so the handler signature cannot describe it: the operation does.
 _EVENT = Schema(
     type=OpenAPIType.OBJECT,
     required=["specversion", "id", "source", "type", "subject", "data"],
@@ -141,13 +175,19 @@ async def publish(request: Request[Any, Any, Any]) -> Response[PublishResponse]:
     if content_type not in CONTENT_TYPES:
         raise ApiError(415, "unsupported-media-type",
                        f"content type must be one of {', '.join(CONTENT_TYPES)}")
-    events = validate_all(_decode(await read_body(request), content_type))
+    raw_events = _decode(await read_body(request), content_type)
+    valid, errors = validate_each(raw_events)
+    if errors:  # all or nothing, and one answer names every problem
+        errors += await target_problems(services.appender, raw_events, valid)
+        errors.sort(key=lambda problem: problem["index"])  # stable: an event's keep their order
+        raise ApiError(422, "validation", f"{len(errors)} problem(s); nothing was written",
+                       errors=errors)
+    events = [event for _, event in valid]
     try:
         results = await services.appender.append(events, recordedby=principal(request))
-    except BatchRejected as exc:
-        raise ApiError(422, "validation", "nothing was written", errors=[
-            {"index": i, "id": ident, "path": e.path, "message": e.message}
-            for i, ident, e in exc.errors]) from None
+    except BatchRejected as exc:  # every event valid, some target not
+        raise ApiError(422, "validation", f"{len(exc.errors)} problem(s); nothing was written",
+                       errors=[_problem(i, ident, e) for i, ident, e in exc.errors]) from None
     except (ContentionError, RedisError, RedisClusterException) as exc:
         # Some partitions may be written: a retry answers those with `duplicate`. (A
         # cluster's slot map without a node for a partition's slot, mid-failover, is a

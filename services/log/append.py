@@ -132,6 +132,18 @@ class Appender:
                     raise outcome
         return [r for r in results if r is not None]
 
+    async def target_problems(
+        self, events: list[NewEvent]
+    ) -> list[tuple[int, str | None, FieldError]]:
+        """What `append` would refuse in the targets of the corrections and retractions
+        among `events` (indexes into `events`), writing nothing: for a request refused for
+        other problems, so that its one answer names these as well."""
+        try:
+            await self._check_amendments(events)
+        except BatchRejected as exc:
+            return exc.errors
+        return []
+
     async def _check_amendments(self, events: list[NewEvent]) -> dict[str, str]:
         """A correction or retraction must target an earlier, ordinary event of
         the same source and subject; a correction's data must fit the target's type.

@@ -90,6 +90,24 @@ def test_correction_of_an_unknown_target_is_422_and_writes_nothing(
     assert sum(log_lengths(sync_redis)) == 0
 
 
+def test_invalid_events_and_bad_targets_are_named_in_one_422(
+    http: httpx.Client, sync_redis: redis.Redis
+) -> None:
+    def retraction(ident: str, target: str) -> dict[str, Any]:
+        return {**mou(ident), "type": "event.retracted", "data": {"target": target,
+                                                                  "reason": "x"}}
+
+    batch = [mou("q1", occurred="2024-13"), retraction("q2", "nope"), mou("q3"),
+             retraction("q4", "q3"), retraction("q5", "q1"), {**mou("q6"), "hash": "x"}]
+    response = http.post("/v1/events", json=batch)
+    assert response.status_code == 422
+    found = [(e["index"], e["id"], e["path"]) for e in response.json()["errors"]]
+    # q4 targets a valid event of the request; q5's target q1 is invalid, listed itself:
+    # q5 is judged once q1 is fixed, not blamed for it now.
+    assert found == [(0, "q1", "occurred"), (1, "q2", "data.target"), (5, "q6", "hash")]
+    assert sum(log_lengths(sync_redis)) == 0
+
+
 def test_malformed_json_is_400(http: httpx.Client) -> None:
     response = http.post("/v1/events", content=b"{nope",
                          headers={"content-type": "application/json"})
