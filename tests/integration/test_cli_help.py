@@ -127,8 +127,11 @@ def test_shell_completion_is_offered() -> None:
     # The installed `timeline` script, as a shell calls it: the script it prints registers
     # completion for `timeline`, and the completion protocol answers with real commands.
     timeline = str(Path(sys.executable).parent / "timeline")
+    # Detection off: typer then takes the shell named, where it otherwise looks for the
+    # shell running it (none under nohup, or a service manager: "Shell  not supported").
     script = subprocess.run([timeline, "--show-completion", "bash"], capture_output=True,
-                            text=True, timeout=30, check=False)
+                            text=True, timeout=30, check=False,
+                            env={**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"})
     assert script.returncode == 0, script.stderr
     assert "complete -o default -F _timeline_completion timeline" in script.stdout
     for words, cword, expected in (("timeline aud", "1", "audit"),
