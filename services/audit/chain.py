@@ -74,6 +74,15 @@ class PartitionChain:
         self.problems: list[Problem] = []
         self.omitted = 0
 
+    @classmethod
+    def after(cls, partition: int, sequence: int, head: str) -> PartitionChain:
+        """A chain that goes on after `sequence`, whose stored hash `head` ended a check
+        made elsewhere (a replay's helper process); `length` counts only what it is fed."""
+        chain = cls(partition)
+        chain.expected, chain.prev = sequence + 1, bytes.fromhex(head)
+        chain.last_sequence, chain.head = sequence, head
+        return chain
+
     @property
     def ok(self) -> bool:
         return not self.problems and not self.omitted

@@ -11,8 +11,11 @@ members (projections/deferred.py), into the same namespace.
 
 Parent side: `rebuild_in_helpers`. Helper side: `python -m services.audit.parallel`,
 which reads its job as one line of JSON on stdin and answers on stdout, one line
-each: `progress N` (events applied), then `ok`, `replay-error MESSAGE` (the log
-cannot be replayed) or `error MESSAGE`. The parent keeps the helper's stdin open:
+each: `progress N` (events applied), then `checked PARTITION SEQUENCE HASH` for
+each of its partitions (it checked that partition's hash chain from its first
+entry through SEQUENCE, whose stored hash is HASH: the parent's catch-up checks
+on from there) and `ok`, or `replay-error MESSAGE` (the log cannot be replayed)
+or `error MESSAGE`. The parent keeps the helper's stdin open:
 when it closes (the parent died), the helper exits at once rather than write into
 a namespace nobody holds the replay lock for any more.
 """
@@ -37,6 +40,7 @@ STOP_GRACE_SECONDS = 60.0  # a helper asked to stop finishes its page (or its fl
 MAX_MESSAGE = 2000  # characters of a helper's error line
 
 T = TypeVar("T")
+Checked = Callable[[int, int, str], object]  # partition, sequence, its hash: see the docstring
 
 
 def usable_cores() -> int:
@@ -81,7 +85,7 @@ def deal(heads: dict[int, int], groups: int) -> list[dict[int, int]]:
 
 async def rebuild_in_helpers(
     helpers: Helpers, namespace: str, groups: list[dict[int, int]],
-    on_progress: Callable[[int], object],
+    on_progress: Callable[[int], object], on_checked: Checked,
 ) -> None:
     """One helper process per group; on the first failure (or a cancel) the others are
     asked to stop after the page in hand and waited for, so that no write is on its
@@ -93,7 +97,8 @@ async def rebuild_in_helpers(
         for group in groups:
             job = Job(helpers.url, helpers.cluster, namespace, group, hold)
             processes.append(await _start(job))
-        tasks = [asyncio.ensure_future(_follow(p, on_progress)) for p in processes]
+        tasks = [asyncio.ensure_future(_follow(p, on_progress, on_checked))
+                 for p in processes]
         await until_first_failure(tasks)
     finally:
         await to_the_end(_stop(processes, tasks))
@@ -161,13 +166,16 @@ async def _start(job: Job) -> asyncio.subprocess.Process:
 
 
 async def _follow(process: asyncio.subprocess.Process,
-                  on_progress: Callable[[int], object]) -> None:
+                  on_progress: Callable[[int], object], on_checked: Checked) -> None:
     assert process.stdout is not None
     outcome = ""
     async for raw in process.stdout:
         line = raw.decode(errors="replace").rstrip("\n")
         if line.startswith("progress "):
             on_progress(int(line.removeprefix("progress ")))
+        elif line.startswith("checked "):
+            partition, sequence, head = line.split()[1:]
+            on_checked(int(partition), int(sequence), head)
         else:
             outcome = line
     code = await process.wait()
@@ -198,7 +206,12 @@ async def _helper(job: Job, out: TextIO) -> None:
     loop.add_reader(0, _exit_if_orphaned)
     try:
         await replay.rebuild(ReadModel(client, job.namespace), job.heads, job.hold)
-        out.write("ok\n" if not replay.stopped else "error stopped\n")
+        if replay.stopped:
+            out.write("error stopped\n")
+        else:
+            for partition, chain in replay.chains.items():
+                out.write(f"checked {partition} {chain.last_sequence} {chain.head}\n")
+            out.write("ok\n")
     except ReplayError as exc:
         out.write(f"replay-error {_one_line(exc)}\n")
     finally:

@@ -7,7 +7,9 @@ compare it with the live one, and optionally promote it (blue/green).
    ReadModel bound to that namespace), while the live copy keeps serving and
    the workers keep projecting into it. New entries' members of large timelines
    are held back and inserted sorted (projections/deferred.py), which the server
-   does faster than in log order.
+   does faster than in log order. Each page's hash chain is checked first, as
+   `audit verify` checks it (services/audit/chain.py), from each partition's
+   first entry on: an altered log is refused, never rebuilt nor promoted.
 3. Once the live copy has caught up with the log as it was at the start, the
    rebuild is caught up to the live copy's positions and the two are compared
    (services/audit/compare.py). Whatever differs is compared once more under the
@@ -33,10 +35,12 @@ from typing import Any
 import msgspec
 from redis.exceptions import ResponseError
 
+from events.stored import StoredEvent, stored_decoder
 from projections.deferred import HOLD_LIMIT, HeldMembers
-from projections.runner import GapError, Projector, decode_entries
+from projections.runner import GapError, Projector
 from projections.store import ACTIVE, BASE, FENCE, ReadModel, namespace_key, other_namespace
 from services import heap
+from services.audit.chain import PartitionChain
 from services.audit.compare import Comparer, Difference
 from services.audit.parallel import (
     PARALLEL_FROM,
@@ -48,7 +52,7 @@ from services.audit.parallel import (
     until_first_failure,
 )
 from services.log import keys
-from services.log.reader import LogReader
+from services.log.reader import LogReader, RawRange
 
 LOCK = BASE + "replay"
 LOCK_TTL_MS = 30_000
@@ -87,7 +91,8 @@ class ReplayRunning(RuntimeError):
 
 
 class ReplayError(RuntimeError):
-    """The log cannot be replayed (a gap or a foreign entry): `audit verify` says where."""
+    """The log cannot be replayed (a gap, a foreign entry, a broken hash chain):
+    `audit verify` says where."""
 
 
 class ReplayReport(msgspec.Struct):
@@ -129,10 +134,13 @@ def _before_hole(applied: int, page: Any) -> int:
     return applied + len(page)
 
 
-def _decoded(partition: int, applied: int, page: Any) -> list[Any]:
+def _decoded(partition: int, applied: int, page: Any) -> list[StoredEvent]:
+    """The events of raw entries the chain took in: fields `event` and `hash`, in
+    either order."""
     try:
-        return decode_entries(page)
-    except (KeyError, msgspec.DecodeError) as exc:
+        return [stored_decoder.decode(fields[1] if fields[0] == b"event" else fields[3])
+                for _, fields in page]
+    except msgspec.DecodeError as exc:
         raise ReplayError(f"partition {partition}: an entry after {applied} is not in "
                           f"our layout ({exc}); run `timeline audit verify`") from None
 
@@ -205,6 +213,8 @@ class Replay:
         self.on_progress = on_progress
         self.helpers = helpers
         self._ending = False  # a step failed or `_all` was cancelled: each stops after its page
+        self.xrange = RawRange(client)  # entries as the server sends them, as verify reads
+        self.chains: dict[int, PartitionChain] = {}  # partition -> its chain, checked so far
         self.stopped = False  # asked to stop: every partition stops after its page
 
     def stop(self) -> None:
@@ -243,6 +253,7 @@ class Replay:
                                       f"{_before_hole(applied, page)}; run `timeline audit "
                                       "verify`")
                 reading = self._read(partition, last, upto)  # the apply below ends there
+                self._check(partition, applied, page)
                 events = _decoded(partition, applied, page)
                 try:
                     applied = await projector.apply(partition, events)
@@ -257,13 +268,29 @@ class Replay:
         finally:
             await _abandon(reading)
 
+    def _check(self, partition: int, applied: int, page: Any) -> None:
+        """Check the hash chain of `page` (the entries after `applied`) with what came
+        before it: whatever is applied, and so whatever may be promoted, is the log
+        `audit verify` vouches for."""
+        chain = self.chains.setdefault(partition, PartitionChain(partition))
+        seen = chain.expected - 1 - applied  # entries of a page read again already checked
+        if seen < 0:  # a bug, not the log: nothing may be applied unchecked
+            raise RuntimeError(f"partition {partition}: the chain is checked up to "
+                               f"{chain.expected - 1}, the rebuild applied {applied}")
+        chain.feed_page(page[seen:])
+        if chain.problems:
+            first = chain.problems[0]
+            raise ReplayError(f"partition {partition}: {first.kind} at sequence "
+                              f"{first.sequence}: {first.message}; run `timeline audit "
+                              "verify`")
+
     def _read(self, partition: int, applied: int, upto: int) -> asyncio.Future[Any]:
         """The page after `applied` (a task, so it is read while the caller works)."""
         async def page() -> Any:
             if applied >= upto:
                 return []
-            entries = await self.client.xrange(keys.log(partition), f"{applied + 1}-0",
-                                               f"{upto}-0", count=PAGE)
+            entries = await self.xrange(keys.log(partition), f"{applied + 1}-0",
+                                        f"{upto}-0", PAGE)
             if not entries:
                 raise ReplayError(f"partition {partition}: no entries after {applied} up to "
                                   f"{upto}; run `timeline audit verify`")
@@ -292,9 +319,15 @@ class Replay:
         if rebuilt.namespace is None:  # helpers would write wherever `active` points
             raise ValueError("a rebuild writes into a named namespace")
         try:
-            await rebuild_in_helpers(self.helpers, rebuilt.namespace, groups, self.on_progress)
+            await rebuild_in_helpers(self.helpers, rebuilt.namespace, groups, self.on_progress,
+                                     self.checked_elsewhere)
         except Unreplayable as exc:
             raise ReplayError(str(exc)) from None
+
+    def checked_elsewhere(self, partition: int, sequence: int, head: str) -> None:
+        """A helper checked `partition`'s chain through `sequence`: catching up goes on
+        from there."""
+        self.chains[partition] = PartitionChain.after(partition, sequence, head)
 
     async def catch_up(self, projector: Projector, target: dict[int, int]) -> None:
         applied = await projector.read_model.applied()

@@ -126,7 +126,7 @@ async def rebuilding(groups: list[dict[int, int]]) -> asyncio.Future[None]:
             all_ready.set()
 
     task = asyncio.ensure_future(parallel.rebuild_in_helpers(
-        Helpers("redis://127.0.0.1:1"), "green", groups, on_progress))
+        Helpers("redis://127.0.0.1:1"), "green", groups, on_progress, lambda *checked: None))
     await asyncio.wait_for(all_ready.wait(), 60)
     return task
 
@@ -173,7 +173,7 @@ signal.signal(signal.SIGINT, lambda *args: None)
 print("ready", flush=True)
 async def main() -> None:
     helper = await parallel._start(msgspec.json.decode(sys.argv[1], type=parallel.Job))
-    await parallel._follow(helper, lambda count: None)
+    await parallel._follow(helper, lambda count: None, lambda *checked: None)
 asyncio.run(main())
 print("helper ok", flush=True)
 os._exit(0)  # at once: a Ctrl-C during the interpreter's shutdown would end it

@@ -20,17 +20,18 @@ import msgspec
 import pytest
 import redis
 
+from events.codec import canonical_bytes
 from events.stored import event_key
 from projections.fold import Query
 from projections.runner import Projector
 from projections.store import ReadModel, namespace_key
 from services.audit import replay as replay_module
 from services.audit.parallel import PARALLEL_FROM, Helpers, usable_cores
-from services.audit.replay import LOCK, ReplayError, ReplayRunning, replay
+from services.audit.replay import LOCK, Replay, ReplayError, ReplayRunning, replay
 from services.bootstrap import Services
 from services.log import keys
 from tests import factory
-from tests.integration.audit_helpers import cli
+from tests.integration.audit_helpers import busiest, cli, read, rewrite
 from tests.integration.projection_helpers import publish, read_all, until, wait_projected
 from tests.processes import ROOT, env_for
 
@@ -217,6 +218,107 @@ async def test_a_log_with_a_hole_is_refused_and_leaves_no_rebuild_behind(
     assert not await services.client.exists(LOCK)
     assert sorted(await sync_redis_keys(services, "blue")) == live_keys  # live untouched
     assert await ReadModel(services.client, "blue").applied() == live_applied
+
+
+def alter_entry(client: redis.Redis, partition: int, sequence: int) -> None:
+    """Change one log entry's event, its stored hash left as it was (`audit verify`:
+    hash-mismatch). The stream is rewritten whole, which drops its consumer groups: they
+    are put back where they were, so the worker reads on."""
+    log = keys.log(partition)
+    groups = client.xinfo_groups(log)
+    entries = read(client, partition)
+    stream_id, fields = entries[sequence - 1]
+    event = json.loads(fields[b"event"])
+    event["occurred"] = "1901-01"
+    entries[sequence - 1] = (stream_id, {**fields, b"event": canonical_bytes(event)})
+    rewrite(client, partition, entries)
+    for group in groups:
+        client.xgroup_create(log, group["name"], group["last-delivered-id"])
+
+
+@pytest.mark.parametrize("processes", [None, 2], ids=["here", "in-helpers"])
+async def test_an_altered_log_is_refused_and_never_promoted(
+    services: Services, sync_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch,
+    processes: int | None,
+) -> None:
+    monkeypatch.setattr(replay_module, "PARALLEL_FROM", 0)  # however short the log
+    helpers = None
+    if processes:
+        helpers = Helpers(services.url, services.settings.redis_cluster, processes)
+    await publish(services, factory.story(3000, seed=5))
+    await wait_projected(services)
+    live_keys = sorted(await sync_redis_keys(services, "blue"))
+    partition = busiest(sync_redis)
+    sequence = int(sync_redis.xlen(keys.log(partition))) // 2
+    alter_entry(sync_redis, partition, sequence)
+
+    with pytest.raises(ReplayError, match=f"partition {partition}: hash-mismatch at sequence "
+                                          f"{sequence}: "):
+        await replay(services.client, services.partitions, promote=True, helpers=helpers)
+
+    assert await ReadModel(services.client).active() == "blue"
+    assert await sync_redis_keys(services, "green") == []
+    assert sorted(await sync_redis_keys(services, "blue")) == live_keys
+    assert not await services.client.exists(LOCK)
+
+
+async def test_cli_and_api_refuse_to_promote_an_altered_log(
+    services: Services, sync_redis: redis.Redis, redis_url: str, api_process: Any,
+) -> None:
+    await publish(services, factory.story(300, seed=4))
+    await wait_projected(services)
+    partition = busiest(sync_redis)
+    victim = json.loads(read(sync_redis, partition)[4][1][b"event"])
+    alter_entry(sync_redis, partition, 5)
+
+    done = cli(["audit", "replay", "--promote"], redis_url)
+    async with httpx.AsyncClient(base_url=api_process.base, timeout=60) as client:
+        answer = await client.post("/v1/audit/replay", params={"promote": "true"})
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert (f"the log cannot be replayed: partition {partition}: hash-mismatch at sequence 5: "
+            in done.stderr)
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["error"] == "log-not-replayable"
+    assert await ReadModel(services.client).active() == "blue"
+    found = await services.read_model.entry(victim["source"], victim["id"])
+    assert found is not None and found[0].occurred == victim["occurred"] != "1901-01"
+
+
+@pytest.mark.parametrize("altered", [False, True], ids=["intact", "altered"])
+async def test_entries_appended_during_a_split_rebuild_are_checked_on_from_the_helpers_heads(
+    services: Services, sync_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch,
+    altered: bool,
+) -> None:
+    """The helpers check their partitions through the heads the replay started from;
+    the parent's catch-up checks the entries appended since, linking on from there."""
+    monkeypatch.setattr(replay_module, "PARALLEL_FROM", 0)
+    helpers = Helpers(services.url, services.settings.redis_cluster, 2)
+    await publish(services, factory.story(3000, seed=6))
+    await wait_projected(services)
+    later = [{**e, "id": f"late-{e['id']}"} for e in factory.story(300, seed=7)]
+    wait_for_live = Replay.wait_for_live
+    altered_at: list[tuple[int, int]] = []
+
+    async def append_first(self: Replay, live: ReadModel, heads: dict[int, int]) -> Any:
+        await publish(services, later)
+        await wait_projected(services)
+        partition = busiest(sync_redis)
+        altered_at.append((partition, heads[partition] + 1))
+        if altered:
+            alter_entry(sync_redis, *altered_at[0])
+        return await wait_for_live(self, live, heads)
+
+    monkeypatch.setattr(Replay, "wait_for_live", append_first)
+    if altered:
+        with pytest.raises(ReplayError) as refused:
+            await replay(services.client, services.partitions, helpers=helpers)
+        partition, sequence = altered_at[0]
+        assert f"partition {partition}: hash-mismatch at sequence {sequence}: " in str(
+            refused.value)
+    else:  # the first entry after each helper's head links on from the head it reported
+        report = await replay(services.client, services.partitions, helpers=helpers)
+        assert report.identical and report.events == 3000
 
 
 class SentLate:
