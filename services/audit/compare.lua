@@ -19,7 +19,8 @@
 --   Walks the pairs in order until the budget is spent (at least one pair).
 --   reply: {pairs walked, then for each walked pair that differs or is unfinished:
 --          {its index (1-based), {members only in a}, {members only in b},
---           next cursor, "" when that pair is done}}
+--           next cursor, "" when that pair is done,
+--           {{member, score in a, score in b}...: members scored other than 0}}}
 local mode = ARGV[1]
 
 local function set_of(list, last)
@@ -68,6 +69,25 @@ local function zchunk(a, b, cursor, n)
   return only_a, only_b, upto and ('(' .. upto) or '', na + nb
 end
 
+-- The members either set holds with a score other than 0 (up to n of each sign in
+-- each), with their score in a and in b (nil where absent). The projection writes
+-- every score 0, and pages and this walk read lex ranges, which are only ordered (or
+-- complete) when every score is 0: such a member reorders or hides entries.
+local function scored(a, b, n)
+  local found, seen = {}, {}
+  for _, key in ipairs({a, b}) do
+    for _, range in ipairs({{'-inf', '(0'}, {'(0', '+inf'}}) do
+      for _, m in ipairs(redis.call('ZRANGE', key, range[1], range[2], 'BYSCORE', 'LIMIT', 0, n)) do
+        if not seen[m] then
+          seen[m] = true
+          found[#found + 1] = {m, redis.call('ZSCORE', a, m), redis.call('ZSCORE', b, m)}
+        end
+      end
+    end
+  end
+  return found
+end
+
 -- Whether two sorted sets certainly hold the same members, in one read of each:
 -- both small (most as-of indexes do not exist, most pair timelines hold one or
 -- two members) and identical. Anything else is walked. Also: how many it read.
@@ -86,11 +106,16 @@ if mode == 'zsets' then
   local i = 1
   while i < #walks and budget > 0 do
     local a, b, cursor = prefix_a .. walks[i], prefix_b .. walks[i], walks[i + 1]
-    local done, seen = false, 0
-    if cursor == '-' then done, seen = same(a, b, n) end
-    budget = budget - seen
+    local done, seen, rescored = false, 0, {}
+    if cursor == '-' then
+      rescored = scored(a, b, n)
+      done = #rescored > 0 -- a lex walk of it would be meaningless: the scores are reported
+      if not done then done, seen = same(a, b, n) end
+    end
+    budget = budget - seen - #rescored
     if done then
       budget = budget - 1
+      if #rescored > 0 then out[#out + 1] = {(i + 1) / 2, {}, {}, '', rescored} end
     else
       local only_a, only_b = {}, {}
       repeat
@@ -100,7 +125,7 @@ if mode == 'zsets' then
         cursor, budget = following, budget - read - 1
       until cursor == '' or budget <= 0
       if #only_a > 0 or #only_b > 0 or cursor ~= '' then
-        out[#out + 1] = {(i + 1) / 2, only_a, only_b, cursor}
+        out[#out + 1] = {(i + 1) / 2, only_a, only_b, cursor, {}}
       end
     end
     out[1] = out[1] + 1

@@ -123,11 +123,15 @@ def describe_hash(
     return diff
 
 
+def _about_member(scope: str, timeline: str, problem: str, member: str) -> Difference:
+    source, ident = _entry_names(key_of_member(member))
+    return Difference(scope, problem, f"{timeline}: {source} {ident}", source=source, id=ident,
+                      timeline=timeline)
+
+
 def describe_member(scope: str, timeline: str, problem: str, member: str) -> Difference:
     """A timeline (or as-of index) member that only one copy has."""
-    source, ident = _entry_names(key_of_member(member))
-    diff = Difference(scope, problem, f"{timeline}: {source} {ident}", source=source, id=ident,
-                      timeline=timeline)
+    diff = _about_member(scope, timeline, problem, member)
     shown = member
     if scope == "as-of-index":
         _, added, removed, sequence = asof.split(member)
@@ -138,6 +142,20 @@ def describe_member(scope: str, timeline: str, problem: str, member: str) -> Dif
     else:
         diff.rebuilt = shown
     return diff
+
+
+def describe_score(scope: str, timeline: str, member: str, live: float | None,
+                   rebuilt: float | None) -> Difference:
+    """A member either copy holds with a score other than 0 (its score in each, None
+    where absent). Every score is 0, and pages are read in lex order, which needs that:
+    a member scored otherwise moves in (or hides others from) the timeline's pages."""
+    diff = _about_member(scope, timeline, "differs", member)
+    diff.fields = {"score": FieldDifference(live, rebuilt)}
+    return diff
+
+
+def _score(value: bytes | str | None) -> float | None:
+    return None if value is None else float(value)
 
 
 class Comparer:
@@ -224,29 +242,37 @@ class Comparer:
         return found
 
     async def timelines(self, names: list[str]) -> list[Difference]:
-        """Members only one copy's timelines (and as-of indexes) hold, in the order of
-        `names`, families, then problems; many timelines per script call."""
+        """Members only one copy's timelines (and as-of indexes) hold, and members
+        either holds with a score other than 0, in the order of `names`, families, then
+        problems; many timelines per script call."""
         pending = deque((family + name, "-") for name in names for family in ZSETS)
         found: dict[str, tuple[list[str], list[str]]] = {}
+        scores: dict[str, list[tuple[str, float | None, float | None]]] = {}
         prefixes = [namespace_key(self.live, ""), namespace_key(self.rebuilt, "")]
         while pending:
             batch = [pending.popleft() for _ in range(min(len(pending), TIMELINES_PER_CALL))]
             walks = _packer.encode(list(itertools.chain(*batch)))
             reply = await self._script(keys=[namespace_key(self.live, "entries")],
                                        args=["zsets", *prefixes, CHUNK, BUDGET, walks])
-            for index, only_live, only_rebuilt, cursor in reply[1:]:
+            for index, only_live, only_rebuilt, cursor, rescored in reply[1:]:
                 suffix = batch[index - 1][0]
+                scores.setdefault(suffix, []).extend(
+                    (_member(m), _score(live), _score(rebuilt)) for m, live, rebuilt in rescored)
                 extra, missing = found.setdefault(suffix, ([], []))
                 extra += map(_member, only_live)
                 missing += map(_member, only_rebuilt)
                 if following := _text(cursor):
                     pending.appendleft((suffix, following))
             pending.extendleft(reversed(batch[reply[0]:]))  # what the budget left
-        return [describe_member(scope, name, problem, m)
-                for name in names for family, scope in ZSETS.items()
-                for problem, members in zip(("extra-live", "missing-live"),
-                                            found.get(family + name, ([], [])), strict=True)
-                for m in members]
+        differences: list[Difference] = []
+        for name in names:
+            for family, scope in ZSETS.items():
+                differences += [describe_score(scope, name, *score)
+                                for score in scores.get(family + name, [])]
+                extra, missing = found.get(family + name, ([], []))
+                differences += [describe_member(scope, name, "extra-live", m) for m in extra]
+                differences += [describe_member(scope, name, "missing-live", m) for m in missing]
+        return differences
 
     async def recheck(self, differences: list[Difference]) -> list[Difference]:
         """The same comparison, limited to what `differences` are about."""

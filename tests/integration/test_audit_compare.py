@@ -14,7 +14,13 @@ import redis
 from projections import asof
 from projections.store import namespace_key
 from services.audit import compare
-from services.audit.compare import Comparer, Difference, describe_hash, describe_member
+from services.audit.compare import (
+    Comparer,
+    Difference,
+    describe_hash,
+    describe_member,
+    describe_score,
+)
 from services.bootstrap import Services
 
 LIVE, REBUILT = "blue", "green"
@@ -136,6 +142,36 @@ async def test_identical_copies_have_no_differences(
                    {suffix[3:]: 1 for suffix in zsets})
 
     assert await Comparer(services.client, LIVE, REBUILT).everything() == []
+
+
+@pytest.mark.usefixtures("tiny")
+@pytest.mark.parametrize("size", [1, 3, 20], ids=["one", "small", "chunked"])
+async def test_a_member_scored_other_than_0_in_either_copy_is_a_difference(
+    services: Services, sync_redis: redis.Redis, size: int
+) -> None:
+    """Pages are read in lex order, which needs every score 0: the same members with
+    another score are another timeline (its entries reordered, or some hidden)."""
+    members = sorted(member(day, f"e-{day}") for day in range(1, size + 1))
+    ever = ever_member(1, "e-1", 1)
+    for namespace in (LIVE, REBUILT):
+        sync_redis.zadd(namespace_key(namespace, "tl:entity:lg"), dict.fromkeys(members, 0))
+        sync_redis.zadd(namespace_key(namespace, "ever:entity:lg"), {ever: 0})
+        sync_redis.zadd(namespace_key(namespace, "tl:entity:ok"), dict.fromkeys(members, 0))
+    sync_redis.zadd(namespace_key(LIVE, "tl:entity:lg"), {members[0]: 5})
+    sync_redis.zadd(namespace_key(LIVE, "tl:entity:lg"), {members[-1]: -1.5})  # the same if one
+    sync_redis.zadd(namespace_key(REBUILT, "ever:entity:lg"), {ever: 2})
+    comparer = Comparer(services.client, LIVE, REBUILT)
+
+    got = await comparer.timelines(["entity:lg", "entity:ok"])
+
+    if size == 1:  # one member, scored twice: the last score stands
+        want = [describe_score("timeline", "entity:lg", members[0], -1.5, 0.0)]
+    else:  # below 0, then above, as they are looked for
+        want = [describe_score("timeline", "entity:lg", members[-1], -1.5, 0.0),
+                describe_score("timeline", "entity:lg", members[0], 5.0, 0.0)]
+    want.append(describe_score("as-of-index", "entity:lg", ever, 0.0, 2.0))
+    assert plain(got) == plain(want)
+    assert plain(await comparer.recheck(got)) == plain(want)
 
 
 @pytest.mark.parametrize("family", ["tl:", "ever:"])

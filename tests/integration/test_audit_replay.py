@@ -192,6 +192,36 @@ async def test_cli_replay_reports_a_missing_timeline_member_and_promote_repairs_
     assert cli(["audit", "replay"], redis_url).returncode == 0
 
 
+async def test_a_timeline_member_scored_other_than_0_is_a_difference_promote_repairs(
+    services: Services, sync_redis: redis.Redis, redis_url: str, api_process: Any,
+) -> None:
+    await publish(services, factory.story(300, seed=4, amend=30))
+    await wait_projected(services)
+    timeline = namespace_key("blue", "tl:topic:ai")
+    first = sync_redis.zrange(timeline, 0, 0)[0]
+    source, ident = first.decode()[29:].split("\x1f")[:2]
+
+    async def page() -> list[str]:
+        async with httpx.AsyncClient(base_url=api_process.base, timeout=30) as client:
+            got = await client.get("/v1/timelines/topic/ai", params={"limit": 1000})
+        return [e["id"] for e in got.json()["entries"]]
+
+    before = await page()
+    sync_redis.zadd(timeline, {first: 5})
+    assert await page() != before  # the damage shows
+
+    done = cli(["audit", "replay", "--json"], redis_url)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert json.loads(done.stdout)["differences"] == [{
+        "scope": "timeline", "problem": "differs", "key": f"topic:ai: {source} {ident}",
+        "source": source, "id": ident, "timeline": "topic:ai",
+        "fields": {"score": {"live": 5.0, "rebuilt": 0.0}}}]
+    promoted = cli(["audit", "replay", "--promote"], redis_url)
+    assert "1 difference(s)" in promoted.stdout, promoted.stdout + promoted.stderr
+    assert await page() == before
+    assert cli(["audit", "replay"], redis_url).returncode == 0
+
+
 @pytest.mark.parametrize("processes", [None, 2], ids=["here", "in-helpers"])
 async def test_a_log_with_a_hole_is_refused_and_leaves_no_rebuild_behind(
     services: Services, sync_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch,

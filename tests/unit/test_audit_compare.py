@@ -12,6 +12,7 @@ from services.audit.compare import (
     FieldDifference,
     describe_hash,
     describe_member,
+    describe_score,
     field_differences,
     field_of,
 )
@@ -66,3 +67,11 @@ def test_member_differences_name_timeline_and_entry() -> None:
     shown = describe_member("as-of-index", "all", "extra-live", ever)
     assert shown.live == "version of sequence 7: held 20240211093001000120 .. now"
     assert isinstance(shown, Difference) and shown.rebuilt is None
+
+
+def test_a_score_difference_names_the_member_and_both_scores() -> None:
+    diff = describe_score("timeline", "entity:acme", MEMBER, 5.0, 0.0)
+    assert msgspec.to_builtins(diff) == {
+        "scope": "timeline", "problem": "differs", "key": "entity:acme: urn:t e-1",
+        "source": "urn:t", "id": "e-1", "timeline": "entity:acme",
+        "fields": {"score": {"live": 5.0, "rebuilt": 0.0}}}
