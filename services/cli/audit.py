@@ -176,7 +176,7 @@ def replay_command(
 ) -> None:
     """Rebuild the projections from the log into a shadow copy and compare with the live one.
 
-    Exit 1 on differences, unless --promote replaced the live copy with the rebuild.
+    Exit 1 on differences, even when --promote repaired them by switching to the rebuild.
 
     Examples:
       [bold]timeline audit replay[/bold]
@@ -212,7 +212,7 @@ def replay_command(
         _print_json(report)
     else:
         _show_replay(report)
-    if not report.identical and not report.promoted:
+    if not report.identical:
         raise typer.Exit(1)
 
 

@@ -164,7 +164,7 @@ async def sync_redis_keys(services: Services, namespace: str) -> list[Any]:
 
 
 async def test_cli_replay_reports_a_missing_timeline_member_and_promote_repairs_it(
-    services: Services, sync_redis: redis.Redis, redis_url: str
+    services: Services, sync_redis: redis.Redis, redis_url: str, api_process: Any,
 ) -> None:
     await publish(services, factory.story(300, seed=4, amend=30))
     await wait_projected(services)
@@ -184,12 +184,21 @@ async def test_cli_replay_reports_a_missing_timeline_member_and_promote_repairs_
         "source": source, "id": ident, "timeline": "topic:ai", "rebuilt": member.decode()}]
 
     done = cli(["audit", "replay", "--promote"], redis_url)
-    assert done.returncode == 0, done.stdout + done.stderr
+    # Repaired, and still exit 1: a scheduled promote must not hide the damage.
+    assert done.returncode == 1, done.stdout + done.stderr
     assert "1 difference(s)" in done.stdout and "promoted, reads now use green" in done.stdout
     assert await ReadModel(services.client).active() == "green"
     ids = [e.id for e in await read_all(services, Query(timeline="topic:ai"), 1000)]
     assert ident in ids
     assert cli(["audit", "replay"], redis_url).returncode == 0
+
+    sync_redis.zrem(namespace_key("green", "tl:topic:ai"), member)
+    async with httpx.AsyncClient(base_url=api_process.base, timeout=60) as client:
+        answer = await client.post("/v1/audit/replay", params={"promote": "true"})
+    assert answer.status_code == 200, answer.text  # the report says what was repaired
+    body = answer.json()
+    assert (body["identical"], body["promoted"], body["differences_total"]) == (False, True, 1)
+    assert await ReadModel(services.client).active() == "blue"
 
 
 async def test_a_timeline_member_scored_other_than_0_is_a_difference_promote_repairs(
@@ -217,7 +226,8 @@ async def test_a_timeline_member_scored_other_than_0_is_a_difference_promote_rep
         "source": source, "id": ident, "timeline": "topic:ai",
         "fields": {"score": {"live": 5.0, "rebuilt": 0.0}}}]
     promoted = cli(["audit", "replay", "--promote"], redis_url)
-    assert "1 difference(s)" in promoted.stdout, promoted.stdout + promoted.stderr
+    assert promoted.returncode == 1, promoted.stdout + promoted.stderr
+    assert "1 difference(s)" in promoted.stdout
     assert await page() == before
     assert cli(["audit", "replay"], redis_url).returncode == 0
 
