@@ -34,6 +34,7 @@ from typing import Any
 import msgspec
 
 from events.codec import GENESIS, UNREADABLE
+from services.log import keys
 
 ZERO_HEAD = GENESIS.hex()
 _HEX64 = re.compile(rb"^[0-9a-f]{64}$")
@@ -64,6 +65,7 @@ class PartitionChain:
     def __init__(self, partition: int, wanted: frozenset[int] = frozenset()) -> None:
         self.partition = partition
         self.wanted = wanted  # sequences whose stored hash a digest check needs
+        self.foreign_at: set[int] = set()  # wanted sequences holding an entry not our own
         self.hashes_at: dict[int, str] = {}
         self.expected = 1
         self.prev = GENESIS
@@ -180,6 +182,8 @@ class PartitionChain:
 
     def _foreign(self, ident: str, slot: int | None, stored: bytes | None, reason: str) -> None:
         self.report("foreign-entry", f"entry {ident}: {reason}", slot)
+        if slot in self.wanted:  # the head's sequence among them: say what is there
+            self.foreign_at.add(slot)
         if slot == self.expected:
             # It sits where the next entry belongs: that sequence is taken, not
             # missing, and its stored hash (if it has one) still anchors the next link.
@@ -218,6 +222,12 @@ class PartitionChain:
     def finish(self, head_sequence: int | None, head_hash: str | None) -> None:
         """Compare the stored chain head (`timeline:{pN}:head`) with what the log holds."""
         if head_sequence is None and self.length == 0:
+            return
+        if head_sequence is None:
+            what = "is missing" if head_hash is None else "has no sequence"
+            self.report("head-mismatch", f"the stored head ({keys.head(self.partition)}) "
+                        f"{what}, but the log ends at sequence {self.last_sequence} hash "
+                        f"{self.head[:16]}…")
             return
         if head_sequence != self.last_sequence or (head_hash or ZERO_HEAD) != self.head:
             self.report("head-mismatch", f"the stored head says sequence {head_sequence} "

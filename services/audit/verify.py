@@ -164,13 +164,15 @@ def _check_head(chain: PartitionChain, before: Head, after: Head) -> None:
         return
     seq, value, seq_after = before.sequence, before.hash, after.sequence
     if seq is None and seq_after is None:
-        chain.finish(None, None)
+        chain.finish(None, value)
         return
     held = chain.hashes_at.get(seq or 0)
     if seq and held != value:
+        there = "nothing" if held is None else held[:16] + "…"
+        if held is None and seq in chain.foreign_at:
+            there = "an entry not in our layout (see its foreign-entry)"
         chain.report("head-mismatch", f"the stored head says sequence {seq} hash "
-                     f"{(value or '-')[:16]}…, the log holds "
-                     f"{'nothing' if held is None else held[:16] + '…'} there", seq)
+                     f"{(value or '-')[:16]}…, the log holds {there} there", seq)
     elif chain.last_sequence > (seq_after or 0):
         chain.report("head-mismatch", f"the log holds entries up to sequence "
                      f"{chain.last_sequence}, beyond its stored head {seq_after}", seq_after)

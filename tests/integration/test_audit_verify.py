@@ -101,6 +101,29 @@ async def test_a_log_stream_beyond_the_partition_count(logged: Services,
     assert problems(await verify(logged.client)) == [("partition-count", 8, None)]
 
 
+async def test_a_deleted_head_key_is_named_missing(logged: Services,
+                                                   sync_redis: redis.Redis) -> None:
+    p = busiest(sync_redis)
+    sync_redis.delete(keys.head(p))
+    report = await verify(logged.client)
+    assert problems(report) == [("head-mismatch", p, None)]
+    message = report.partitions[p].problems[0].message
+    assert f"head ({keys.head(p)}) is missing" in message and "None" not in message
+
+
+async def test_a_last_entry_not_in_our_layout_is_named_at_the_head(
+    logged: Services, sync_redis: redis.Redis
+) -> None:
+    p = busiest(sync_redis)
+    entries = [(i, [b"event", f[b"event"], b"hash", f[b"hash"]]) for i, f in read(sync_redis, p)]
+    entries[-1] = (entries[-1][0], [*entries[-1][1], b"note", b"added by hand"])
+    rewrite_fields(sync_redis, p, entries)
+    report = await verify(logged.client)
+    last = len(entries)
+    assert problems(report) == [("foreign-entry", p, last), ("head-mismatch", p, last)]
+    assert "the log holds an entry not in our layout" in report.partitions[p].problems[1].message
+
+
 async def test_a_naively_truncated_tail_is_a_head_mismatch(logged: Services,
                                                            sync_redis: redis.Redis) -> None:
     p = busiest(sync_redis)

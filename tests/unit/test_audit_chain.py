@@ -143,6 +143,15 @@ def test_the_head_must_match_the_last_entry() -> None:
     assert kinds(lone) == [("head-mismatch", 3, 2)]
 
 
+def test_a_missing_head_is_named_missing_not_sequence_none() -> None:
+    entries = chain(4)
+    for head, said in (((None, None), "is missing"), ((None, "ab" * 32), "has no sequence")):
+        checker = check(entries, head=head)  # type: ignore[arg-type]
+        assert kinds(checker) == [("head-mismatch", 3, None)]
+        assert said in checker.problems[0].message
+        assert "None" not in checker.problems[0].message
+
+
 def test_a_consistent_rewrite_passes_the_chain_alone() -> None:
     """What only a digest catches: the chain is internally sound."""
     assert check(chain(8, partition=3)).ok
