@@ -14,6 +14,8 @@ problem is named by partition, sequence and kind:
                   `event` and `hash`, undecodable event, or an event that claims
                   another partition or sequence than where it sits
   head-mismatch   the stored chain head disagrees with the last entry
+  partition-count (given the stored count) an entry whose subject routes to another
+                  partition under it: the count was changed after the log was written
 
 Each link is checked against the previous entry's *stored* hash, so one edited
 entry is one problem rather than a cascade to the end of the partition.
@@ -53,6 +55,7 @@ class Problem(msgspec.Struct, kw_only=True):
 class _Placement(msgspec.Struct, gc=False):
     partition: int
     sequence: int
+    subject: str | None = None  # every stored event has one; a test's may not
 
 
 _placement = msgspec.json.Decoder(_Placement)
@@ -62,9 +65,14 @@ _NOWHERE = _Placement(-1, -1)  # what an undecodable event claims in `feed_page`
 class PartitionChain:
     """Feed it a partition's entries in stream order, then `finish` with the stored head."""
 
-    def __init__(self, partition: int, wanted: frozenset[int] = frozenset()) -> None:
+    def __init__(self, partition: int, wanted: frozenset[int] = frozenset(),
+                 partitions: int | None = None) -> None:
         self.partition = partition
         self.wanted = wanted  # sequences whose stored hash a digest check needs
+        # The stored partition count, under which each subject must route here (None:
+        # not checked, or no longer: one misrouted subject says the count is wrong).
+        self.partitions = partitions
+        self.routed: set[str] = set()  # subjects seen to route here: checked once each
         self.foreign_at: set[int] = set()  # wanted sequences holding an entry not our own
         self.hashes_at: dict[int, str] = {}
         self.expected = 1
@@ -106,7 +114,7 @@ class PartitionChain:
         as much as the hashing): write it back before `feed` sees an odd entry.
         """
         expected, prev, partition, wanted = self.expected, self.prev, self.partition, self.wanted
-        length, stored = self.length, b""
+        length, stored, routed = self.length, b"", self.routed
         sha256, hexlify, placement = hashlib.sha256, binascii.hexlify, _placement.decode
         for ident, fields in entries:
             if (ident == b"%d-0" % expected and len(fields) == 4
@@ -120,6 +128,8 @@ class PartitionChain:
                 if (hexlify(digest) == fields[3] and placed.sequence == expected
                         and placed.partition == partition):
                     stored, prev = fields[3], digest
+                    if placed.subject not in routed and self.partitions is not None:
+                        self._route(placed.subject, expected)
                     if expected in wanted:
                         self.hashes_at[expected] = stored.decode()
                     expected += 1
@@ -168,7 +178,25 @@ class PartitionChain:
             self._foreign(ident, slot, stored, reason)
             return
         assert event is not None and stored is not None and slot is not None
+        if placed.subject not in self.routed and self.partitions is not None:
+            self._route(placed.subject, slot)
         self._link(slot, event, stored.decode())
+
+    def _route(self, subject: str | None, sequence: int) -> None:
+        """Where `subject` routes under the stored count: a count raised or lowered after
+        the log was written sends every subject's new events elsewhere, splitting its
+        history, so the first misrouted one is reported and checking stops."""
+        if subject is None or self.partitions is None or self.partitions <= 0:
+            return
+        home = keys.partition_of(subject, self.partitions)
+        if home == self.partition:
+            self.routed.add(subject)
+            return
+        self.report("partition-count", f"entry {sequence}'s subject {subject!r} routes to "
+                    f"partition {home} under the stored partition count "
+                    f"({self.partitions}): the count is not the one the log was written "
+                    "with", sequence)
+        self.partitions = None
 
     def feed_repeated(self, stream_id: bytes, fields: list[bytes]) -> None:
         """An entry that gives a field name twice (`fields` as XRANGE sends them): which

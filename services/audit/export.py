@@ -82,7 +82,8 @@ async def export(
         on_progress(len(linked))
 
     for partition in range(partitions):
-        chain = await check_partition(client, partition, xrange=xrange, write=lines)
+        chain = await check_partition(client, partition, xrange=xrange, write=lines,
+                                      partitions=partitions)
         summary.problems += chain.problems
     summary.problems += beyond_count(await log_partitions(client), partitions)
     summary.problems += await restore_mark(client)  # a copy of part of a log is no copy

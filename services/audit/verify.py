@@ -128,13 +128,14 @@ async def read_head(client: Any, partition: int) -> Head:
 
 async def check_partition(
     client: Any, partition: int, wanted: frozenset[int] = frozenset(),
-    xrange: RawRange | None = None, write: Linked | None = None,
+    xrange: RawRange | None = None, write: Linked | None = None, partitions: int | None = None,
 ) -> PartitionChain:
-    """Check one partition's chain and head; with `write`, hand it each page's linked
-    (event, hash) pairs as they are checked (the export)."""
+    """Check one partition's chain and head, and with `partitions` (the stored count)
+    that its subjects route to it; with `write`, hand it each page's linked (event,
+    hash) pairs as they are checked (the export)."""
     xrange = xrange or RawRange(client)
     before = await read_head(client, partition)
-    chain = PartitionChain(partition, wanted | {before.sequence or 0})
+    chain = PartitionChain(partition, wanted | {before.sequence or 0}, partitions)
     start = b"-"
     while True:
         try:
@@ -179,6 +180,8 @@ def _check_head(chain: PartitionChain, before: Head, after: Head) -> None:
 
 
 def beyond_count(streams: set[int], partitions: int) -> list[Problem]:
+    """Streams above the count; a count raised above the log's own is seen as the
+    chains are walked (subjects that route elsewhere: check_partition)."""
     return [Problem(kind="partition-count", partition=extra, message=(
         f"a log stream exists for partition {extra}, but the log has {partitions} "
         "partitions")) for extra in sorted(streams - set(range(partitions)))]
@@ -191,7 +194,7 @@ async def verify(client: Any, digest: digests.Digest | None = None,
     wanted = digests.wanted(digest) if digest else {}
     xrange = RawRange(client)
     chains = await asyncio.gather(*(
-        check_partition(client, p, wanted.get(p, frozenset()), xrange)
+        check_partition(client, p, wanted.get(p, frozenset()), xrange, partitions=partitions)
         for p in range(partitions)))
     problems += beyond_count(await log_partitions(client), partitions)
     problems += await restore_mark(client)

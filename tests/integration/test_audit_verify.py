@@ -101,6 +101,22 @@ async def test_a_log_stream_beyond_the_partition_count(logged: Services,
     assert problems(await verify(logged.client)) == [("partition-count", 8, None)]
 
 
+async def test_a_raised_partition_count_is_reported_once_per_partition(
+    logged: Services, sync_redis: redis.Redis
+) -> None:
+    """Every subject now routes by crc32 % 16: a partition holding one that goes
+    elsewhere is reported once, at its first such entry."""
+    sync_redis.hset(keys.META, "partitions", 16)
+    expected = []
+    for p in range(8):
+        moved = [int(i.split(b"-")[0]) for i, f in read(sync_redis, p)
+                 if keys.partition_of(json.loads(f[b"event"])["subject"], 16) != p]
+        expected += [("partition-count", p, moved[0])] if moved else []
+    assert len(expected) >= 6  # about half the subjects move: nearly every partition
+    report = await verify(logged.client)
+    assert not report.ok and problems(report) == expected
+
+
 async def test_a_deleted_head_key_is_named_missing(logged: Services,
                                                    sync_redis: redis.Redis) -> None:
     p = busiest(sync_redis)

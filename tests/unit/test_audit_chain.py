@@ -8,16 +8,19 @@ from typing import Any
 
 from events.codec import GENESIS, canonical_bytes
 from services.audit.chain import PartitionChain, Problem
+from services.log.keys import partition_of
 
 Entry = tuple[bytes, dict[bytes, bytes]]
 
 
-def chain(count: int, partition: int = 3) -> list[Entry]:
-    """`count` entries of a well-formed partition, as XRANGE returns them."""
+def chain(count: int, partition: int = 3, subjects: list[str] | None = None) -> list[Entry]:
+    """`count` entries of a well-formed partition, as XRANGE returns them (with
+    `subjects`, each entry's in turn)."""
     entries, prev = [], GENESIS
     for sequence in range(1, count + 1):
+        about = {"subject": subjects[(sequence - 1) % len(subjects)]} if subjects else {}
         body = canonical_bytes({"id": f"e-{sequence}", "source": "urn:t", "data": {"n": sequence},
-                                "partition": partition, "sequence": sequence})
+                                "partition": partition, "sequence": sequence, **about})
         prev = hashlib.sha256(prev + body).digest()
         entries.append((f"{sequence}-0".encode(), {b"event": body, b"hash": prev.hex().encode()}))
     return entries
@@ -35,14 +38,15 @@ def state(checker: PartitionChain) -> tuple[Any, ...]:
 
 
 def check(entries: list[Entry], partition: int = 3, head: tuple[int, str] | None = None,
-          wanted: frozenset[int] = frozenset()) -> PartitionChain:
+          wanted: frozenset[int] = frozenset(), partitions: int | None = None) -> PartitionChain:
     """Check `entries` one by one (`feed`) and as raw pages (`feed_page`, in pages of 7
     to cross page boundaries): both must end in the same state."""
     if head is None and entries:  # the head the append path would have left
         ours = [(int(i.split(b"-")[0]), f[b"hash"].decode()) for i, f in entries
                 if int(i.split(b"-")[0]) < 10**6]
         head = ours[-1]
-    checker, paged = PartitionChain(partition, wanted), PartitionChain(partition, wanted)
+    checker, paged = (PartitionChain(partition, wanted, partitions),
+                      PartitionChain(partition, wanted, partitions))
     for stream_id, fields in entries:
         checker.feed(stream_id, fields)
     raw = as_sent(entries)
@@ -150,6 +154,24 @@ def test_a_missing_head_is_named_missing_not_sequence_none() -> None:
         assert kinds(checker) == [("head-mismatch", 3, None)]
         assert said in checker.problems[0].message
         assert "None" not in checker.problems[0].message
+
+
+def _subjects(partition: int, count: int, routed: bool) -> list[str]:
+    """Subjects that route (or not) to `partition` under `count` partitions."""
+    return [s for s in (f"org-{i}" for i in range(200))
+            if (partition_of(s, count) == partition) == routed]
+
+
+def test_subjects_must_route_to_their_partition_under_the_stored_count() -> None:
+    home, away = _subjects(3, 8, True)[:3], _subjects(3, 8, False)[:2]
+    assert check(chain(9, subjects=home), partitions=8).ok
+    # Entries 4 and 6 of another partition's subjects: one problem, at the first.
+    subjects = [*home, away[0], home[0], away[1], *home]
+    checker = check(chain(9, subjects=subjects), partitions=8)
+    assert kinds(checker) == [("partition-count", 3, 4)]
+    assert f"{away[0]!r} routes to partition {partition_of(away[0], 8)}" in (
+        checker.problems[0].message)
+    assert check(chain(9, subjects=subjects)).ok  # no count given: not checked
 
 
 def test_a_consistent_rewrite_passes_the_chain_alone() -> None:
