@@ -7,9 +7,10 @@ order. Everything the log stored is there (server-set attributes included), and
 the text before `,"hash":"` plus `}` is exactly the bytes the chain hashed, so
 tools/verify_chain.py can check a file with the standard library alone.
 
-Restore reads the file twice: first it re-verifies every line (consecutive
-sequences from 1 per partition, every hash, no (source, id) twice, subjects
-routed to their partitions) and refuses the whole file at the first break,
+Restore reads the file twice: first it re-verifies every line (each an event
+publish would accept, with server-set attributes as the append path writes them;
+consecutive sequences from 1 per partition, every hash, no (source, id) twice,
+subjects routed to their partitions) and refuses the whole file at the first break,
 writing nothing; then it writes each partition in batches with one script call
 each, which also refuses if anyone appended meanwhile. Afterwards the log, its
 dedupe index, identity owners, subject versions and chain heads are as the original's, so verify
@@ -35,13 +36,14 @@ from typing import Any
 import msgspec
 
 from events import catalog
-from events.codec import GENESIS, UNREADABLE, canonical_bytes, content_digest
-from events.dates import parse_partial_date
+from events.codec import GENESIS, SERVER_SET, UNREADABLE, canonical_bytes, content_digest
+from events.envelope import validate_event
 from events.errors import EventValidationError
 from events.stored import event_key, stored_decoder
 from events.upcast import upcast
 from services.audit.chain import Problem
 from services.audit.verify import beyond_count, check_partition, log_partitions, restore_mark
+from services.auth import tokens
 from services.log import keys
 from services.log.append import now_rfc3339
 from services.log.reader import RawRange
@@ -140,7 +142,7 @@ def parse_line(number: int, text: bytes | str) -> Line:
     if not _HEX64.fullmatch(raw["hash"]):
         raise RestoreRefused(f"line {number}: `hash` is not 64 lowercase hex digits")
     body = canonical_bytes(raw)
-    _check_event(number, body)
+    _check_event(number, raw, body)
     line = Line(
         sequence=raw["sequence"], partition=raw["partition"], hash=raw["hash"], event=body,
         key=event_key(raw["source"], raw["id"]), subject=sys.intern(raw["subject"]),
@@ -153,24 +155,35 @@ def parse_line(number: int, text: bytes | str) -> Line:
     return line
 
 
-def _check_event(number: int, body: bytes) -> None:
+def _check_event(number: int, raw: dict[str, Any], body: bytes) -> None:
     """Refuse what the service would never have stored, and its projection could not
-    read: a hash chain proves only that nobody changed the file after it was written."""
+    read: a hash chain proves only that nobody changed the file after it was written.
+    What a publisher sent must pass publish's own checks (events/envelope.py); the
+    server-set attributes must be what the append path writes."""
     try:
-        event = stored_decoder.decode(body)
-        if not 1 <= event.schemaversion <= catalog.schema_version(event.type):
-            raise RestoreRefused(f"line {number}: `schemaversion` {event.schemaversion} is "
-                                 f"not one {event.type} was ever written with")
-        catalog.decode_data(event.type, upcast(event.type, event.schemaversion, event.data))
-        parse_partial_date(event.occurred, "occurred")
+        event = stored_decoder.decode(body)  # the server-set attributes' types among them
     except msgspec.ValidationError as exc:
         raise RestoreRefused(f"line {number}: not a stored event: {exc}") from None
-    except EventValidationError as exc:
-        first = exc.errors[0]
-        raise RestoreRefused(f"line {number}: `{first.path}`: {first.message}") from None
     if not _RECORDED.fullmatch(event.recordedtime):
         raise RestoreRefused(f"line {number}: `recordedtime` is not a UTC time as the "
                              "service writes it (YYYY-MM-DDThh:mm:ss.ffffffZ)")
+    if not tokens.NAME.fullmatch(event.recordedby):
+        raise RestoreRefused(f"line {number}: `recordedby` is not a principal's name (1-64 "
+                             "characters of A-Z a-z 0-9 . _ @ -, as a token's)")
+    if "expectedversion" in raw:  # the append path checks it and does not store it
+        raise RestoreRefused(f"line {number}: `expectedversion` is never stored")
+    sent = {name: value for name, value in raw.items() if name not in SERVER_SET}
+    if catalog.is_known(event.type):  # else validate_event names the type
+        if not 1 <= event.schemaversion <= catalog.schema_version(event.type):
+            raise RestoreRefused(f"line {number}: `schemaversion` {event.schemaversion} is "
+                                 f"not one {event.type} was ever written with")
+        # Data written under an older schema is judged as the projection reads it.
+        sent["data"] = upcast(event.type, event.schemaversion, event.data)
+    try:
+        validate_event(sent)
+    except EventValidationError as exc:
+        first = exc.errors[0]
+        raise RestoreRefused(f"line {number}: `{first.path}`: {first.message}") from None
 
 
 _AMENDMENTS = (catalog.CORRECTED, catalog.RETRACTED)

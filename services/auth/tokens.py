@@ -18,7 +18,8 @@ from pathlib import Path
 SCOPES = ("publish", "read", "audit")
 ANONYMOUS = "anonymous"
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+# Also every `recordedby` the service writes: a token's name, or its own (cli, ingest...).
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _DIGEST = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
@@ -48,7 +49,7 @@ def parse_entry(text: str, where: str) -> Token:
             f"{where}: expected name:scope+scope:sha256hex (three parts separated by ':'), "
             f"got {len(parts)} part(s)")
     name, scopes_text, digest_hex = parts
-    if not _NAME.fullmatch(name):
+    if not NAME.fullmatch(name):
         raise TokenConfigError(
             f"{where}: the name must be 1-64 characters of A-Z a-z 0-9 . _ @ - "
             "(it becomes `recordedby` of what this token publishes)")

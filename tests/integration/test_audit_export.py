@@ -5,6 +5,7 @@ has projected it."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import random
 import subprocess
@@ -15,6 +16,7 @@ import msgspec
 import pytest
 import redis
 
+from events.codec import GENESIS, canonical_bytes
 from events.envelope import validate_event
 from projections.fold import Query
 from services import bootstrap, config
@@ -158,6 +160,27 @@ async def test_export_names_a_problem_of_no_one_sequence_without_one(
     done = cli(["export", "--output", str(tmp_path / "x.jsonl")], redis_url)
     assert done.returncode == 1
     assert "partition-count partition 8: " in done.stderr, done.stderr  # not "sequence None"
+
+
+def test_restore_refuses_an_event_publish_would_refuse_and_writes_nothing(
+    redis_url: str, sync_redis: redis.Redis, tmp_path: Path
+) -> None:
+    """A sound one-line chain (its hash recomputed) of an event with a subject that is
+    no entity id: `timeline restore` names the line and the field."""
+    event = {"specversion": "1.0", "id": "e-1", "source": "urn:t", "type": "x-test.noted",
+             "subject": "Bad Subject!", "occurred": "2023", "data": {},
+             "recordedtime": "2024-02-11T09:00:00.000001Z", "recordedby": "cli",
+             "partition": keys.partition_of("Bad Subject!", 8), "sequence": 1,
+             "schemaversion": 1}  # routed where the server's 8 partitions put it
+    body = canonical_bytes(event)
+    forged = tmp_path / "forged.jsonl"
+    forged.write_bytes(export_module.export_line(
+        body, hashlib.sha256(GENESIS + body).hexdigest().encode()))
+    done = cli(["restore", str(forged)], redis_url)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "restore refused: line 1: `subject`" in " ".join(done.stderr.split())
+    assert not sync_redis.exists(keys.log(event["partition"]))
+    assert not sync_redis.hexists(keys.META, "restoring")
 
 
 async def exported_story(

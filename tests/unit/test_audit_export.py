@@ -143,6 +143,34 @@ def test_sound_chains_the_log_could_not_hold_are_refused(
         check_lines(numbered(chained(events)))
 
 
+_DROP = object()  # an attribute to leave out
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"subject": "Bad Subject!"}, "line 1: `subject`: required: an entity id"),
+    ({"id": "id with space"}, "line 1: `id`: required"),
+    ({"specversion": "0.3"}, "line 1: `specversion`: must be \"1.0\""),
+    ({"specversion": _DROP}, "line 1: `specversion`: must be \"1.0\""),
+    ({"foo": {"a": [1]}}, "line 1: `foo`: extension values must be"),
+    ({"datacontenttype": "text/xml"}, "line 1: `datacontenttype`"),
+    ({"source": "urn:" + "s" * 400}, "line 1: `source`: required: a URI-reference"),
+    ({"expectedversion": 0}, "line 1: `expectedversion` is never stored"),
+    ({"recordedby": ""}, "line 1: `recordedby` is not a principal's name"),
+    ({"recordedby": 7}, "line 1: not a stored event: Expected `str`, got `int` - at "
+                        "`\\$.recordedby`"),
+    ({"type": "bogus", "schemaversion": 0}, "line 1: `type`: required: a catalog type"),
+], ids=["subject", "id", "specversion", "no-specversion", "extension", "datacontenttype",
+        "long-source", "expectedversion", "empty-recordedby", "recordedby-not-text", "type"])
+def test_events_publish_would_refuse_are_refused_whatever_their_hashes(
+    changes: dict[str, Any], message: str
+) -> None:
+    """Each file's chain is sound (hashes recomputed): only the event is wrong."""
+    event = {**stored(0, 1, "org-a", 1), **changes}
+    event = {name: value for name, value in event.items() if value is not _DROP}
+    with pytest.raises(RestoreRefused, match=message):
+        check_lines(numbered(chained([event])))
+
+
 def amendment(sequence: int, subject: str, target: str, data: Any = None) -> dict[str, Any]:
     """A retraction (or, with `data`, a correction) in partition 0 of `target`."""
     body = {"target": target, "reason": "r"}
