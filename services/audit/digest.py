@@ -7,7 +7,7 @@ which a chain check alone cannot see. The signature is HMAC-SHA256 under
 `TIMELINE_DIGEST_KEY` over the canonical JSON of `issued_at` and `partitions`;
 with no key the digest is unsigned (`signature: null`).
 
-Pure except `build`, which reads the chain heads.
+Pure except `heads` and `build`, which read the chain heads and confirm each in its log.
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ import re
 from typing import Annotated, Any
 
 import msgspec
+from redis.exceptions import ResponseError
 
 from services.audit.chain import ZERO_HEAD, Problem
 from services.log import keys
+from services.log.reader import BadHead, parse_head
 
 _canonical = msgspec.json.Encoder(order="sorted")
 Hex64 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]
@@ -148,13 +150,44 @@ def extension_problems(
 
 
 async def heads(client: Any, partitions: int) -> dict[int, tuple[int, str]]:
-    """(sequence, hash) of every partition's chain head, as the append path keeps it."""
+    """(sequence, hash) of every partition's chain head, each confirmed in its log: a
+    digest must sign only what the log holds. BadHead, naming the partition, for a head
+    that is not one, is missing beside entries, or is not the log's entry at its sequence."""
     pipe = client.pipeline(transaction=False)
     for partition in range(partitions):
+        # The log's first entry before the head, in one pipeline: an append writes both at
+        # once, so an entry with no head beside it means the head was deleted.
+        pipe.xrange(keys.log(partition), "-", "+", count=1)
         pipe.hmget(keys.head(partition), "sequence", "hash")
-    replies = await pipe.execute()
-    return {p: (int(seq or 0), (h.decode() if h else ZERO_HEAD))
-            for p, (seq, h) in enumerate(replies)}
+    replies = await pipe.execute(raise_on_error=False)
+    found = {}
+    for partition in range(partitions):
+        first, head = replies[2 * partition:2 * partition + 2]
+        seq, value = parse_head(partition, head)
+        if seq is None and value is not None:
+            raise BadHead(partition, "the stored head has a hash but no sequence")
+        if seq is None and _entries(partition, first):
+            raise BadHead(partition, "the stored head is missing, but the log holds entries")
+        found[partition] = (seq or 0, value or ZERO_HEAD)
+    confirm = [(p, seq, value) for p, (seq, value) in found.items() if seq]
+    pipe = client.pipeline(transaction=False)
+    for partition, seq, _ in confirm:
+        pipe.xrange(keys.log(partition), f"{seq}-0", f"{seq}-0")
+    held = await pipe.execute(raise_on_error=False) if confirm else []
+    for (partition, seq, value), reply in zip(confirm, held, strict=True):
+        if [fields.get(b"hash") for _, fields in _entries(partition, reply)] != [value.encode()]:
+            raise BadHead(partition, f"the stored head says sequence {seq} hash {value[:16]}…, "
+                          "which the log does not hold there")
+    return found
+
+
+def _entries(partition: int, reply: Any) -> list[Any]:
+    """An XRANGE reply of a pipeline; BadHead when the log's key is not a stream."""
+    if isinstance(reply, ResponseError):
+        if not str(reply).startswith("WRONGTYPE"):
+            raise reply
+        raise BadHead(partition, "the log's key holds another type than a stream")
+    return list(reply)
 
 
 async def build(client: Any, partitions: int, key: str | None) -> Digest:

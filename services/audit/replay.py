@@ -52,7 +52,7 @@ from services.audit.parallel import (
     until_first_failure,
 )
 from services.log import keys
-from services.log.reader import LogReader, RawRange
+from services.log.reader import BadHead, LogReader, RawRange
 
 LOCK = BASE + "replay"
 LOCK_TTL_MS = 30_000
@@ -404,6 +404,9 @@ async def replay(
     """Rebuild, compare and (with `promote`) switch; ReplayRunning if one is under way.
     With `helpers`, a large log is rebuilt by several processes."""
     async with _lock(client):
-        on_total(sum((await LogReader(client, partitions).heads()).values()))
-        with heap.relaxed():
-            return await Replay(client, partitions, on_progress, helpers).run(promote)
+        try:
+            on_total(sum((await LogReader(client, partitions).heads()).values()))
+            with heap.relaxed():
+                return await Replay(client, partitions, on_progress, helpers).run(promote)
+        except BadHead as exc:
+            raise ReplayError(str(exc)) from None

@@ -22,7 +22,7 @@ from redis.exceptions import ResponseError
 from services.audit import digest as digests
 from services.audit.chain import PartitionChain, Problem
 from services.log import keys
-from services.log.reader import RawRange
+from services.log.reader import BadHead, RawRange, parse_head
 
 # Entries per XRANGE call. The reply holds two lists per entry, which the cyclic
 # GC tracks: pages small enough to be freed before a generation-0 collection
@@ -114,16 +114,13 @@ class Head(NamedTuple):
 
 async def read_head(client: Any, partition: int) -> Head:
     try:
-        seq, value = await client.hmget(keys.head(partition), "sequence", "hash")
+        reply = await client.hmget(keys.head(partition), "sequence", "hash")
     except ResponseError as exc:
-        if not _wrong_type(exc):
-            raise
-        return Head(None, None, "the stored head's key holds another type than a hash")
-    text = seq.decode(errors="replace") if isinstance(seq, bytes) else seq
-    if text is not None and not (text.isascii() and text.isdigit()):
-        return Head(None, None, f"the stored head's sequence is not a number ({text[:40]!r})")
-    return Head(int(text) if text is not None else None,
-                value.decode(errors="replace") if value else None)
+        reply = exc  # another type than a hash: parse_head says so
+    try:
+        return Head(*parse_head(partition, reply))
+    except BadHead as exc:
+        return Head(None, None, exc.why)
 
 
 async def check_partition(

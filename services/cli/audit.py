@@ -25,6 +25,7 @@ from services.audit.export import FORMATS, RestoreRefused, export, restore
 from services.audit.verify import Report, verify
 from services.bootstrap import helpers_for
 from services.cli.common import console, err, json_encoder, load_settings, plain, run
+from services.log.reader import BadHead
 
 if TYPE_CHECKING:  # imported where used: replay brings FastStream, which no other command needs
     from services.audit.chain import Problem
@@ -139,7 +140,12 @@ def digest_command(
         async with bootstrap.services(settings) as built:
             return await digests.build(built.client, built.partitions, settings.digest_key)
 
-    body = json_encoder.encode(run(main()))
+    try:
+        body = json_encoder.encode(run(main(), raises=(BadHead,)))
+    except BadHead as exc:  # a digest of a head the log does not hold would vouch for it
+        err.print(f"[red]no digest issued:[/red] {plain(exc)} (`timeline audit verify` "
+                  "reports what the log holds)")
+        raise typer.Exit(1) from None
     if output:
         try:
             output.write_bytes(body + b"\n")

@@ -14,6 +14,7 @@ from rich.markup import escape
 
 from services import config
 from services import logging as service_logging
+from services.log.reader import BadHead
 from services.redis import loop
 from services.redis.embedded import ServerUnavailable
 
@@ -61,6 +62,9 @@ def run(coro: Any, raises: tuple[type[Exception], ...] = ()) -> Any:
         raise typer.Exit(2) from None
     except RuntimeError as exc:  # the service refused (a partition count, contention): as it said
         err.print(f"[red]refused:[/red] {plain(exc)}")
+        raise typer.Exit(2) from None
+    except BadHead as exc:  # a tampered chain head, met reading the log's positions
+        err.print(f"[red]the log's chain head is not sound:[/red] {plain(exc)}")
         raise typer.Exit(2) from None
 
 

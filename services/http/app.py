@@ -26,8 +26,16 @@ from services.auth.tokens import load_tokens
 from services.config import Settings
 from services.http import asyncapi, auth, health, live, lookups, metrics, publish, search, timelines
 from services.http import audit as audit_routes
-from services.http.errors import ApiError, api_error, http_error, store_error, unexpected
+from services.http.errors import (
+    ApiError,
+    api_error,
+    bad_head,
+    http_error,
+    store_error,
+    unexpected,
+)
 from services.http.query_params import given_once
+from services.log.reader import BadHead
 from services.web import routes as web
 
 log = structlog.get_logger("http")
@@ -105,7 +113,7 @@ def create_app(settings: Settings, built: bootstrap.Services | None = None) -> L
                         metrics.metrics, asyncapi.asyncapi, *web.ROUTES,
                         *audit_routes.ROUTES],
         dependencies={"services": Provide(provide_services, sync_to_thread=False)},
-        exception_handlers={ApiError: api_error, HTTPException: http_error,
+        exception_handlers={ApiError: api_error, HTTPException: http_error, BadHead: bad_head,
                             RedisError: store_error, RedisClusterException: store_error,
                             Exception: unexpected},
         lifespan=[lifespan],

@@ -79,7 +79,8 @@ async def verify_against_digest(request: Request[Any, Any, Any], services: Servi
 
 
 @get("/v1/audit/digest", summary="Per-partition chain heads, signed with TIMELINE_DIGEST_KEY",
-     responses=responses(*AUTH))
+     responses=responses(*AUTH, 409, s409="a stored chain head is not one, or not what its "
+                         "log holds (`head-mismatch`, naming the partition): no digest"))
 async def digest(services: ServicesDep) -> digests.Digest:
     return await digests.build(services.client, services.partitions,
                                services.settings.digest_key)

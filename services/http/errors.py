@@ -11,6 +11,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 
 from projections.outages import worth_waiting
+from services.log.reader import BadHead
 
 log = structlog.get_logger("http")
 
@@ -96,6 +97,12 @@ def store_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any
     log.warning("store unavailable", path=request.url.path, error=str(exc))
     return error_response(503, "unavailable", "the store cannot answer now; retry shortly",
                           retry_after=1)
+
+
+def bad_head(_: Request[Any, Any, Any], exc: BadHead) -> Response[Any]:
+    """A tampered chain head met by a route that reads heads (a digest, a position)."""
+    return error_response(409, "head-mismatch", f"{exc}: `timeline audit verify` "
+                          "reports what the log holds")
 
 
 def unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

@@ -5,8 +5,33 @@ from __future__ import annotations
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from services.log import keys
+
+
+class BadHead(ValueError):
+    """A partition's stored chain head is not one the append path writes, or not what
+    its log holds: tampered with (`timeline audit verify` says more)."""
+
+    def __init__(self, partition: int, why: str) -> None:
+        self.partition, self.why = partition, why
+        super().__init__(f"partition {partition}: {why}")
+
+
+def parse_head(partition: int, reply: Any) -> tuple[int | None, str | None]:
+    """(sequence, hash) from `HMGET <head> sequence hash` (a pipeline's reply, an error
+    included), None for a field that is absent; BadHead when it holds no head."""
+    if isinstance(reply, ResponseError):
+        if not str(reply).startswith("WRONGTYPE"):
+            raise reply
+        raise BadHead(partition, "the stored head's key holds another type than a hash")
+    seq, value = reply
+    text = seq.decode(errors="replace") if isinstance(seq, bytes) else seq
+    if text is not None and not (text.isascii() and text.isdigit()):
+        raise BadHead(partition, f"the stored head's sequence is not a number ({text[:40]!r})")
+    return (int(text) if text is not None else None,
+            value.decode(errors="replace") if value else None)
 
 
 def _as_sent(response: Any, **options: Any) -> Any:
@@ -50,12 +75,13 @@ class LogReader:
         self.partitions = partitions
 
     async def heads(self) -> dict[int, int]:
-        """The last sequence of every partition (0 when empty)."""
+        """The last sequence of every partition (0 when empty); BadHead for a stored
+        head that is not one."""
         pipe = self.client.pipeline(transaction=False)
         for partition in range(self.partitions):
-            pipe.hget(keys.head(partition), "sequence")
-        replies = await pipe.execute()
-        return {p: int(r or 0) for p, r in enumerate(replies)}
+            pipe.hmget(keys.head(partition), "sequence", "hash")
+        replies = await pipe.execute(raise_on_error=False)
+        return {p: parse_head(p, r)[0] or 0 for p, r in enumerate(replies)}
 
     async def total(self) -> int:
         return sum((await self.heads()).values())

@@ -17,9 +17,11 @@ import redis
 
 from services.audit import digest as digests
 from services.audit import rawlog
+from services.audit.chain import ZERO_HEAD
 from services.audit.verify import Report, verify
 from services.bootstrap import Services
 from services.log import keys
+from services.log.reader import BadHead
 from tests import factory, processes
 from tests.integration.audit_helpers import (
     busiest,
@@ -166,6 +168,62 @@ async def test_a_tampered_head_or_key_is_reported_not_a_crash(logged: Services,
         report = await verify(logged.client)
         assert not report.ok
         assert ("partition-count", None, None) in problems(report)
+
+
+async def test_a_digest_signs_only_heads_the_log_holds(logged: Services,
+                                                      sync_redis: redis.Redis) -> None:
+    p = busiest(sync_redis)
+    q, r = [n for n in range(logged.partitions) if n != p][:2]
+    last = len(read(sync_redis, p))
+    sync_redis.xdel(keys.log(p), f"{last - 1}-0", f"{last}-0")  # the head stays at `last`
+    with pytest.raises(BadHead, match=f"partition {p}: the stored head says sequence {last}"):
+        await digests.build(logged.client, logged.partitions, KEY)
+    set_head(sync_redis, p, last - 2, read(sync_redis, p)[-1][1][b"hash"].decode())
+    sync_redis.delete(keys.head(q))
+    with pytest.raises(BadHead, match=f"partition {q}: the stored head is missing, but "):
+        await digests.build(logged.client, logged.partitions, KEY)
+    sync_redis.hset(keys.head(q), mapping={"sequence": "x5", "hash": "ab" * 32})
+    with pytest.raises(BadHead, match=f"partition {q}: .* sequence is not a number"):
+        await digests.build(logged.client, logged.partitions, KEY)
+    sync_redis.hdel(keys.head(q), "sequence")
+    with pytest.raises(BadHead, match=f"partition {q}: .* a hash but no sequence"):
+        await digests.build(logged.client, logged.partitions, KEY)
+    sync_redis.delete(keys.head(q), keys.log(q))  # an empty partition: sequence 0
+    sync_redis.delete(keys.head(r))
+    sync_redis.set(keys.head(r), "not a hash")
+    with pytest.raises(BadHead, match=f"partition {r}: .* another type than a hash"):
+        await digests.build(logged.client, logged.partitions, KEY)
+    sync_redis.delete(keys.head(r), keys.log(r))
+    digest = await digests.build(logged.client, logged.partitions, KEY)
+    assert [(digest.partitions[n].sequence, digest.partitions[n].head) for n in (q, r)] == [
+        (0, ZERO_HEAD)] * 2
+    assert digest.partitions[p].sequence == last - 2
+
+
+def test_a_head_not_in_the_log_is_refused_by_the_cli_and_http_not_a_crash(
+    logged: Services, sync_redis: redis.Redis, redis_url: str, http: httpx.Client
+) -> None:
+    p = busiest(sync_redis)
+    last = len(read(sync_redis, p))
+    sync_redis.xdel(keys.log(p), f"{last}-0")
+    done = cli(["audit", "digest"], redis_url, TIMELINE_DIGEST_KEY=KEY)
+    assert done.returncode == 1 and done.stdout == "", done.stdout + done.stderr
+    assert f"no digest issued: partition {p}: the stored head says sequence {last}" in (
+        " ".join(done.stderr.split()))
+    refused = http.get("/v1/audit/digest")
+    assert refused.status_code == 409 and refused.json()["error"] == "head-mismatch"
+    assert refused.json()["message"].startswith(f"partition {p}: the stored head says")
+
+    sync_redis.hset(keys.head(p), "sequence", "x5")
+    done = cli(["audit", "digest"], redis_url)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "sequence is not a number ('x5')" in " ".join(done.stderr.split())
+    refused = http.get("/v1/audit/digest")
+    assert refused.status_code == 409 and refused.json()["error"] == "head-mismatch"
+    assert refused.json()["message"].startswith(f"partition {p}: the stored head's sequence")
+    replayed = http.post("/v1/audit/replay")
+    assert replayed.status_code == 409 and replayed.json()["error"] == "log-not-replayable"
+    assert f"partition {p}: the stored head's sequence" in replayed.json()["message"]
 
 
 def truncate_consistently(client: redis.Redis, p: int, drop: int) -> int:
