@@ -41,6 +41,7 @@ from events.envelope import validate_event
 from events.errors import EventValidationError
 from events.stored import event_key, stored_decoder
 from events.upcast import upcast
+from projections.store import BASE, NAMESPACES, namespace_key
 from services.audit.chain import Problem
 from services.audit.verify import beyond_count, check_partition, log_partitions, restore_mark
 from services.auth import tokens
@@ -298,6 +299,14 @@ async def log_is_empty(client: Any, partitions: int) -> bool:
     return not await log_partitions(client)
 
 
+async def read_model_left(client: Any) -> bool:
+    """Whether either read-model namespace holds what a worker applied."""
+    pipe = client.pipeline(transaction=False)
+    for namespace in NAMESPACES:
+        pipe.exists(namespace_key(namespace, "applied"), namespace_key(namespace, "entries"))
+    return any(await pipe.execute())
+
+
 @dataclass
 class Restored:
     events: int
@@ -319,6 +328,13 @@ async def restore(
     elif not await log_is_empty(client, current_partitions):
         raise RestoreRefused("the log is not empty: restore only writes into an empty log "
                              "(or finishes a restore of the same file that stopped)")
+    elif await read_model_left(client):
+        # Projections of a log that is gone: workers would take the restored entries
+        # for applied ones (the applied positions are past them) and project nothing.
+        raise RestoreRefused(
+            f"the log is empty but the read model ({BASE}*) still holds projections of "
+            "another log: restore into an empty store (a new TIMELINE_DATA_DIR), or "
+            "delete those keys first")
     # The mark goes first: whatever is written after it, verify says it may be partial.
     await client.hset(keys.META, mapping={keys.RESTORING: now_rfc3339(), "partitions": count})
     script = scripts.load(client, Path(__file__).with_name("restore.lua"))

@@ -19,6 +19,7 @@ import redis
 from events.codec import GENESIS, canonical_bytes
 from events.envelope import validate_event
 from projections.fold import Query
+from projections.store import namespace_key
 from services import bootstrap, config
 from services.audit import digest as digests
 from services.audit import export as export_module
@@ -233,6 +234,18 @@ async def test_restore_takes_the_files_partition_count_into_an_empty_log(
     assert int(await services.client.hget(keys.META, "partitions")) == 4
     assert (await verify(services.client)).ok
     assert await digests.heads(services.client, 4) == heads
+
+
+async def test_restore_refuses_a_store_whose_read_model_outlived_its_log(
+    services: Services, tmp_path: Path
+) -> None:
+    """Workers would have taken the restored entries for applied ones and projected none."""
+    exported, _ = await exported_story(tmp_path, 20, seed=7)
+    await services.client.hset(namespace_key("blue", "applied"), "6", 11)  # a wiped log's
+    with pytest.raises(RestoreRefused, match="read model"):
+        await restore(services.client, exported, 8, partitions_fixed=False)
+    assert not [k async for k in services.client.scan_iter("timeline:{p*}")]
+    assert await services.client.hget(keys.META, keys.RESTORING) is None
 
 
 async def test_a_restore_stopped_half_way_is_reported_and_resumed_by_the_same_file(
