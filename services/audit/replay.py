@@ -64,13 +64,19 @@ MAX_SHOWN = 1000
 PROMOTE_ATTEMPTS = 50
 
 FLIP = """
--- KEYS[1]: active pointer; KEYS[2]: fence. ARGV: key base, from namespace, to namespace.
+-- KEYS[1]: active pointer; KEYS[2]: fence. ARGV: key base, from namespace, to namespace,
+-- then partition, log head pairs: no copy can be ahead of its log (a live position past
+-- it is damage, which the rebuild repairs).
 local current = redis.call('GET', KEYS[1]) or 'blue'
 if current ~= ARGV[2] then return {'moved', current} end
+local heads = {}
+for i = 4, #ARGV, 2 do heads[ARGV[i]] = tonumber(ARGV[i + 1]) end
 local live = redis.call('HGETALL', ARGV[1] .. ARGV[2] .. ':applied')
 for i = 1, #live, 2 do
   local rebuilt = tonumber(redis.call('HGET', ARGV[1] .. ARGV[3] .. ':applied', live[i]) or '0')
-  if rebuilt < tonumber(live[i + 1]) then return {'behind', live[i]} end
+  if rebuilt < math.min(tonumber(live[i + 1]), heads[live[i]] or 0) then
+    return {'behind', live[i]}
+  end
 end
 redis.call('SET', KEYS[1], ARGV[3])
 redis.call('DEL', KEYS[2])
@@ -145,11 +151,21 @@ def _decoded(partition: int, applied: int, page: Any) -> list[StoredEvent]:
                           f"our layout ({exc}); run `timeline audit verify`") from None
 
 
-async def flip(client: Any, live_ns: str, rebuilt_ns: str) -> list[Any]:
-    """Make the rebuild active if it is not behind the live copy (the FLIP script)."""
+async def flip(client: Any, live_ns: str, rebuilt_ns: str, heads: dict[int, int]) -> list[Any]:
+    """Make the rebuild active if it is not behind the live copy, as far as the log goes
+    (the FLIP script)."""
+    pairs = [str(n) for partition, head in heads.items() for n in (partition, head)]
     reply: list[Any] = await client.register_script(FLIP)(
-        keys=[ACTIVE, FENCE], args=[BASE, live_ns, rebuilt_ns])
+        keys=[ACTIVE, FENCE], args=[BASE, live_ns, rebuilt_ns, *pairs])
     return reply
+
+
+async def beyond_the_log(live: ReadModel, client: Any, partitions: int) -> list[Difference]:
+    """Partitions the live copy says it applied past the end of their log: a read model
+    kept over a wiped or older log. Workers would skip what is appended up to there."""
+    heads = await LogReader(client, partitions).heads()
+    return [Difference("applied", "differs", f"partition {p}", live=n, rebuilt=heads.get(p, 0))
+            for p, n in sorted((await live.applied()).items()) if n > heads.get(p, 0)]
 
 
 async def _inactive(client: Any) -> str:
@@ -329,10 +345,16 @@ class Replay:
         from there."""
         self.chains[partition] = PartitionChain.after(partition, sequence, head)
 
-    async def catch_up(self, projector: Projector, target: dict[int, int]) -> None:
+    async def catch_up(self, projector: Projector, live: ReadModel) -> dict[int, int]:
+        """Apply what the live copy has applied and the rebuild has not, up to the log's
+        heads (returned): a live position past its log, which only damage makes, is
+        reported by `beyond_the_log`, not chased into an error."""
+        heads = await LogReader(self.client, self.partitions).heads()
+        target = {p: min(upto, heads.get(p, 0)) for p, upto in (await live.applied()).items()}
         applied = await projector.read_model.applied()
         await self._all(*(self.advance(projector, p, applied.get(p, 0), upto, count=False)
                           for p, upto in target.items() if upto > applied.get(p, 0)))
+        return heads
 
     async def wait_for_live(self, live: ReadModel, heads: dict[int, int]) -> dict[str, int]:
         deadline = time.monotonic() + LIVE_WAIT_SECONDS
@@ -348,10 +370,10 @@ class Replay:
         live = ReadModel(self.client, live_ns)
         async with fenced(self.client):
             for _ in range(PROMOTE_ATTEMPTS):
-                await self.catch_up(projector, await live.applied())
+                heads = await self.catch_up(projector, live)
                 # Once sent, the flip runs whether or not we wait: a cancel must not
                 # leave us guessing which copy is active when we drop the other.
-                reply = await to_the_end(flip(self.client, live_ns, rebuilt_ns))
+                reply = await to_the_end(flip(self.client, live_ns, rebuilt_ns, heads))
                 outcome = _text(reply[0])
                 if outcome == "ok":
                     return
@@ -373,13 +395,14 @@ class Replay:
         try:
             await self.rebuild_anywhere(rebuilt, heads)
             behind = await self.wait_for_live(live, heads)
-            await self.catch_up(projector, await live.applied())
+            await self.catch_up(projector, live)
             comparer = Comparer(self.client, live_ns, rebuilt_ns)
             differences = await comparer.everything()
             if differences:
                 async with fenced(self.client):
-                    await self.catch_up(projector, await live.applied())
+                    await self.catch_up(projector, live)
                     differences = await comparer.recheck(differences)
+            differences += await beyond_the_log(live, self.client, self.partitions)
             if promote:
                 await self.promote(projector, live_ns, rebuilt_ns)
         except BaseException:

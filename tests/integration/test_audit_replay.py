@@ -30,6 +30,7 @@ from services.audit.parallel import PARALLEL_FROM, Helpers, usable_cores
 from services.audit.replay import LOCK, Replay, ReplayError, ReplayRunning, replay
 from services.bootstrap import Services
 from services.log import keys
+from services.log.reader import LogReader
 from tests import factory
 from tests.integration.audit_helpers import busiest, cli, read, rewrite
 from tests.integration.projection_helpers import publish, read_all, until, wait_projected
@@ -229,6 +230,26 @@ async def test_a_timeline_member_scored_other_than_0_is_a_difference_promote_rep
     assert promoted.returncode == 1, promoted.stdout + promoted.stderr
     assert "1 difference(s)" in promoted.stdout
     assert await page() == before
+    assert cli(["audit", "replay"], redis_url).returncode == 0
+
+
+async def test_a_live_position_past_the_log_is_a_difference_promote_repairs(
+    services: Services, sync_redis: redis.Redis, redis_url: str,
+) -> None:
+    """A read model kept over a wiped or older log: replay failed blaming the log ('no
+    entries after 5 up to 99') and promote could not repair it, though verify passed."""
+    await publish(services, factory.story(100, seed=4))
+    await wait_projected(services)
+    head = (await LogReader(services.client, 8).heads())[7]
+    sync_redis.hset(namespace_key("blue", "applied"), "7", 99)
+    done = cli(["audit", "replay", "--json"], redis_url)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert json.loads(done.stdout)["differences"] == [{
+        "scope": "applied", "problem": "differs", "key": "partition 7", "live": 99,
+        "rebuilt": head}]
+    promoted = cli(["audit", "replay", "--promote"], redis_url)
+    assert promoted.returncode == 1, promoted.stdout + promoted.stderr  # repaired, and said
+    assert (await ReadModel(services.client).applied())[7] == head
     assert cli(["audit", "replay"], redis_url).returncode == 0
 
 

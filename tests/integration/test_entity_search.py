@@ -95,7 +95,7 @@ async def test_a_search_across_a_promote_reads_a_whole_copy(
 
     async def scan_after_a_promote(*args: Any, **kwargs: Any) -> Any:
         if not promoted:
-            promoted.append(await flip(client, "blue", "green"))
+            promoted.append(await flip(client, "blue", "green", {0: 1}))
             await drop_namespace(client, "blue")
         return await scan(*args, **kwargs)
 
