@@ -24,7 +24,15 @@ from services.audit import digest as digests
 from services.audit.export import FORMATS, RestoreRefused, export, restore
 from services.audit.verify import Report, verify
 from services.bootstrap import helpers_for
-from services.cli.common import console, err, json_encoder, load_settings, plain, run
+from services.cli.common import (
+    as_typed,
+    console,
+    err,
+    json_encoder,
+    load_settings,
+    plain,
+    run,
+)
 from services.log.reader import BadHead
 
 if TYPE_CHECKING:  # imported where used: replay brings FastStream, which no other command needs
@@ -244,7 +252,7 @@ def history_command(
     try:
         when = parse_as_of(as_of) if as_of else None
     except EventValidationError as exc:
-        err.print(f"[red]{plain(exc)}[/red]")
+        err.print(f"[red]{plain(as_typed(exc.errors))}[/red]")
         raise typer.Exit(2) from None
 
     async def main() -> Any:

@@ -12,6 +12,7 @@ from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from rich.console import Console
 from rich.markup import escape
 
+from events.errors import FieldError
 from services import config
 from services import logging as service_logging
 from services.log.reader import BadHead
@@ -71,3 +72,14 @@ def run(coro: Any, raises: tuple[type[Exception], ...] = ()) -> Any:
 def say_stopped_by(exc: OSError) -> None:
     """A local failure (a full disk, an output gone) named, where a traceback was."""
     err.print(f"[red]stopped:[/red] {plain(exc)}")
+
+
+def as_typed(errors: list[FieldError]) -> str:
+    """Query problems named as the command line spells them: `--as-of`, not the HTTP
+    parameter `as_of`; a timeline's keys (the route's path) as KEY."""
+    def name(path: str) -> str:
+        if path.startswith("path"):
+            return "KEY"
+        return "--" + path.replace("_", "-")
+
+    return "; ".join(f"{name(e.path)}: {e.message}" for e in errors)

@@ -21,6 +21,7 @@ from services import bootstrap, config, subprocesses
 from services.cli import audit as audit_commands
 from services.cli import parked as parked_commands
 from services.cli.common import (
+    as_typed,
     console,
     err,
     json_encoder,
@@ -403,7 +404,7 @@ def show(
         params = parse_params(raw)
         name, key = timeline_name(kind, keys)
     except BadQuery as exc:
-        err.print(f"[red]{plain(exc)}[/red]")
+        err.print(f"[red]{plain(as_typed(exc.errors))}[/red]")
         raise typer.Exit(2) from None
     if format in EXPORTS:
         _show_export(settings, format, kind, keys, key, to_query(name, params), params.cursor)

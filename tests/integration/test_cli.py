@@ -497,6 +497,18 @@ def test_invalid_show_usage_exits_2(args: list[str], env: dict[str, str],
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize(("args", "named"), [
+    (["show", "entity", "org-1", "--from", "last tuesday"], "--from: "),
+    (["show", "entity", "org-1", "--include-retracted", "--as-of", "yesterday"], "--as-of: "),
+    (["show", "entity", "Not An Id"], "KEY: "),
+    (["audit", "history", "urn:x", "e-1", "--as-of", "yesterday"], "--as-of: "),
+])
+def test_a_bad_option_is_named_as_typed(args: list[str], named: str, env: dict[str, str],
+                                        tmp_path: Path) -> None:
+    done = cli(args, env, tmp_path)  # was the HTTP parameter's name: "as_of: ", "path.0: "
+    assert done.returncode == 2 and done.stderr.startswith(named), done.stderr
+
+
 # -- the embedded server ------------------------------------------------------------------
 
 def embedded_servers(data_dir: Path) -> list[int]:
