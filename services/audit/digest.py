@@ -190,5 +190,16 @@ def _entries(partition: int, reply: Any) -> list[Any]:
     return list(reply)
 
 
+class RestoreUnfinished(RuntimeError):
+    """A restore stopped half-way: the log may hold only part of its file."""
+
+
 async def build(client: Any, partitions: int, key: str | None) -> Digest:
+    """The signed heads; RestoreUnfinished while a restore has not finished, as its
+    heads are those of a part of a file, which a digest would vouch for as a log."""
+    began = await client.hget(keys.META, keys.RESTORING)
+    if began is not None:
+        raise RestoreUnfinished(
+            f"a restore began at {began.decode(errors='replace')} and did not finish "
+            "(`timeline restore FILE` again finishes it)")
     return issue(await heads(client, partitions), key, dt.datetime.now(dt.UTC))

@@ -149,8 +149,8 @@ def digest_command(
             return await digests.build(built.client, built.partitions, settings.digest_key)
 
     try:
-        body = json_encoder.encode(run(main(), raises=(BadHead,)))
-    except BadHead as exc:  # a digest of a head the log does not hold would vouch for it
+        body = json_encoder.encode(run(main(), raises=(BadHead, digests.RestoreUnfinished)))
+    except (BadHead, digests.RestoreUnfinished) as exc:  # a digest would vouch for it
         err.print(f"[red]no digest issued:[/red] {plain(exc)} (`timeline audit verify` "
                   "reports what the log holds)")
         raise typer.Exit(1) from None

@@ -80,10 +80,14 @@ async def verify_against_digest(request: Request[Any, Any, Any], services: Servi
 
 @get("/v1/audit/digest", summary="Per-partition chain heads, signed with TIMELINE_DIGEST_KEY",
      responses=responses(*AUTH, 409, s409="a stored chain head is not one, or not what its "
-                         "log holds (`head-mismatch`, naming the partition): no digest"))
+                         "log holds (`head-mismatch`, naming the partition), or a restore is "
+                         "unfinished (`restore-unfinished`): no digest"))
 async def digest(services: ServicesDep) -> digests.Digest:
-    return await digests.build(services.client, services.partitions,
-                               services.settings.digest_key)
+    try:
+        return await digests.build(services.client, services.partitions,
+                                   services.settings.digest_key)
+    except digests.RestoreUnfinished as exc:
+        raise ApiError(409, "restore-unfinished", f"no digest issued: {exc}") from None
 
 
 @get("/v1/audit/log", summary="Raw stored events of one partition after a sequence, with hashes",

@@ -249,7 +249,7 @@ async def test_restore_refuses_a_store_whose_read_model_outlived_its_log(
 
 
 async def test_a_restore_stopped_half_way_is_reported_and_resumed_by_the_same_file(
-    services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str
 ) -> None:
     exported, heads = await exported_story(tmp_path, 400, seed=12)
     monkeypatch.setattr(export_module, "WRITE_BATCH", 20)
@@ -260,6 +260,12 @@ async def test_a_restore_stopped_half_way_is_reported_and_resumed_by_the_same_fi
     assert sum(p.length for p in report.partitions) == 100
     partial = await export(services.client, 8, lambda chunk: None)
     assert [p.kind for p in partial.problems] == ["restore-unfinished"]
+    # No digest of part of a file: it was signed as if it were the log.
+    with pytest.raises(digests.RestoreUnfinished):
+        await digests.build(services.client, 8, None)
+    refused = await asyncio.to_thread(cli, ["audit", "digest"], redis_url)
+    assert refused.returncode == 1 and "no digest issued: a restore began" in refused.stderr
+    assert refused.stdout == ""
 
     restored = await restore(services.client, exported, 8, partitions_fixed=False)
     assert (restored.events, restored.resumed) == (400, 100)
