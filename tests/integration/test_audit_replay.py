@@ -253,17 +253,24 @@ async def test_a_live_position_past_the_log_is_a_difference_promote_repairs(
     assert cli(["audit", "replay"], redis_url).returncode == 0
 
 
+async def story_to_replay(services: Services, monkeypatch: pytest.MonkeyPatch,
+                          processes: int | None) -> Helpers | None:
+    """3,000 events projected, and the helpers to replay them with (None: in-process),
+    used however short the log."""
+    monkeypatch.setattr(replay_module, "PARALLEL_FROM", 0)
+    await publish(services, factory.story(3000, seed=5))
+    await wait_projected(services)
+    if processes:
+        return Helpers(services.url, services.settings.redis_cluster, processes)
+    return None
+
+
 @pytest.mark.parametrize("processes", [None, 2], ids=["here", "in-helpers"])
 async def test_a_log_with_a_hole_is_refused_and_leaves_no_rebuild_behind(
     services: Services, sync_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch,
     processes: int | None,
 ) -> None:
-    monkeypatch.setattr(replay_module, "PARALLEL_FROM", 0)  # however short the log
-    helpers = None
-    if processes:
-        helpers = Helpers(services.url, services.settings.redis_cluster, processes)
-    await publish(services, factory.story(3000, seed=5))
-    await wait_projected(services)
+    helpers = await story_to_replay(services, monkeypatch, processes)
     live_keys = sorted(await sync_redis_keys(services, "blue"))
     live_applied = await ReadModel(services.client, "blue").applied()
     partition = max(live_applied, key=lambda p: live_applied[p])
@@ -302,12 +309,7 @@ async def test_an_altered_log_is_refused_and_never_promoted(
     services: Services, sync_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch,
     processes: int | None,
 ) -> None:
-    monkeypatch.setattr(replay_module, "PARALLEL_FROM", 0)  # however short the log
-    helpers = None
-    if processes:
-        helpers = Helpers(services.url, services.settings.redis_cluster, processes)
-    await publish(services, factory.story(3000, seed=5))
-    await wait_projected(services)
+    helpers = await story_to_replay(services, monkeypatch, processes)
     live_keys = sorted(await sync_redis_keys(services, "blue"))
     partition = busiest(sync_redis)
     sequence = int(sync_redis.xlen(keys.log(partition))) // 2
