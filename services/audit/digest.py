@@ -197,9 +197,9 @@ class RestoreUnfinished(RuntimeError):
 async def build(client: Any, partitions: int, key: str | None) -> Digest:
     """The signed heads; RestoreUnfinished while a restore has not finished, as its
     heads are those of a part of a file, which a digest would vouch for as a log."""
-    began = await client.hget(keys.META, keys.RESTORING)
-    if began is not None:
-        raise RestoreUnfinished(
-            f"a restore began at {began.decode(errors='replace')} and did not finish "
-            "(`timeline restore FILE` again finishes it)")
+    from services.audit.verify import restore_mark  # here: verify imports this module
+
+    unfinished = await restore_mark(client)
+    if unfinished:
+        raise RestoreUnfinished(unfinished[0].message)
     return issue(await heads(client, partitions), key, dt.datetime.now(dt.UTC))
