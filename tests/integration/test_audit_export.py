@@ -11,7 +11,9 @@ import random
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import httpx
 import msgspec
 import pytest
 import redis
@@ -249,7 +251,8 @@ async def test_restore_refuses_a_store_whose_read_model_outlived_its_log(
 
 
 async def test_a_restore_stopped_half_way_is_reported_and_resumed_by_the_same_file(
-    services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str
+    services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str,
+    api_process: Any,
 ) -> None:
     exported, heads = await exported_story(tmp_path, 400, seed=12)
     monkeypatch.setattr(export_module, "WRITE_BATCH", 20)
@@ -266,6 +269,9 @@ async def test_a_restore_stopped_half_way_is_reported_and_resumed_by_the_same_fi
     refused = await asyncio.to_thread(cli, ["audit", "digest"], redis_url)
     assert refused.returncode == 1 and "no digest issued: a restore began" in refused.stderr
     assert refused.stdout == ""
+    async with httpx.AsyncClient(base_url=api_process.base, timeout=30) as client:
+        answer = await client.get("/v1/audit/digest")
+    assert answer.status_code == 409 and answer.json()["error"] == "restore-unfinished"
 
     restored = await restore(services.client, exported, 8, partitions_fixed=False)
     assert (restored.events, restored.resumed) == (400, 100)
