@@ -1,10 +1,13 @@
 """The live feed: every entry the projection applies, on one capped stream.
 
 The worker publishes a batch's entries after the apply and before the
-acknowledgement, so a crash in between publishes them again on redelivery:
-the feed is at-least-once, and a reader takes (source, id, version) as the
-identity of what it has seen. The stream is capped (MAXLEN ~): it serves
-reconnects of the last few minutes; the timelines themselves are the history.
+acknowledgement, so a crash in between publishes them again on redelivery: the
+feed is at-least-once. Each message is the entry as the read model held it when
+it was published (an entry is published only while its stored document is the
+one sent), so a reader applies messages in order, the later replacing the
+earlier. (source, id, version) does not tell versions apart: a retraction keeps
+the version it retracts. The stream is capped (MAXLEN ~): it serves reconnects
+of the last few minutes; the timelines themselves are the history.
 
 The same round trip records the batch's duration into a small histogram hash,
 because the worker is its own process and the HTTP API's `/metrics` reads it
@@ -13,6 +16,7 @@ from there.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -21,9 +25,9 @@ import structlog
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
-from projections.entry import Entry, entry_decoder, entry_encoder, timelines
+from projections.entry import Entry, entry_decoder, timelines
 from projections.outages import worth_waiting
-from projections.store import ReadModel
+from projections.store import ACTIVE, BASE, ReadModel
 from projections.writes import Fresh
 
 LIVE = "timeline:live"
@@ -34,25 +38,63 @@ BATCH_STATS = "timeline:stats:projection-batches"
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 # One call for the whole batch: per-command client CPU, not Redis, is the cost
-# that matters on this path (DESIGN 2). Touches only the live stream's key.
-# ARGV: maxlen, then per entry: document, timelines, timelines left ("" for none).
+# that matters on this path (DESIGN 2).
+# KEYS[1]: the live stream; KEYS[2], on one server: the pointer naming the active namespace.
+# ARGV: maxlen, key base, namespace ("" = the active one), then per entry: entry key,
+# document, timelines, timelines left ("" for none).
+# With KEYS[2] an entry is published only while its stored document is the one sent. A
+# worker that applied a batch and then stalled past its lease would otherwise publish
+# after the partition's next owner had published a newer version, and the feed would end
+# on the old one. On a cluster the stream and the read model live in different slots:
+# there the check is a call of its own just before (_CURRENT).
 _PUBLISH = """
-for i = 2, #ARGV, 3 do
-  if ARGV[i + 2] == '' then
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
-               'entry', ARGV[i], 'timelines', ARGV[i + 1])
-  else
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
-               'entry', ARGV[i], 'timelines', ARGV[i + 1], 'left', ARGV[i + 2])
+local stored = {}
+if KEYS[2] then
+  local ns = ARGV[3]
+  if ns == '' then ns = redis.call('GET', KEYS[2]) or 'blue' end
+  local keys = {}
+  for i = 4, #ARGV, 4 do keys[#keys + 1] = ARGV[i] end
+  for first = 1, #keys, 1000 do  -- HMGET in chunks: unpack's stack is bounded
+    local docs = redis.call('HMGET', ARGV[2] .. ns .. ':entries',
+                            unpack(keys, first, math.min(first + 999, #keys)))
+    for j = 1, #docs do stored[first + j - 1] = docs[j] end
   end
 end
-return (#ARGV - 1) / 3
+local published = 0
+for i = 4, #ARGV, 4 do
+  if not KEYS[2] or stored[(i - 4) / 4 + 1] == ARGV[i + 1] then
+    if ARGV[i + 3] == '' then
+      redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
+                 'entry', ARGV[i + 1], 'timelines', ARGV[i + 2])
+    else
+      redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
+                 'entry', ARGV[i + 1], 'timelines', ARGV[i + 2], 'left', ARGV[i + 3])
+    end
+    published = published + 1
+  end
+end
+return published
+"""
+# KEYS[1]: the pointer naming the active namespace. ARGV: key base, namespace ("" = the
+# active one), then per entry: entry key, SHA-1 of its document. 1 where the stored
+# document is that one. An EVAL like _PUBLISH: no script check or load of its own.
+_CURRENT = """
+local ns = ARGV[2]
+if ns == '' then ns = redis.call('GET', KEYS[1]) or 'blue' end
+local entries = ARGV[1] .. ns .. ':entries'
+local flags = {}
+for i = 3, #ARGV, 2 do
+  local doc = redis.call('HGET', entries, ARGV[i])
+  flags[#flags + 1] = (doc and redis.sha1hex(doc) == ARGV[i + 1]) and 1 or 0
+end
+return flags
 """
 _STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 _MAX_ID_PART = 2**64 - 1  # a stream id is two unsigned 64-bit numbers
 _names_encoder = msgspec.json.Encoder()
 _names_decoder = msgspec.json.Decoder(list[str])
 log = structlog.get_logger("projection")
+_Item = tuple[str, str | bytes, list[str], list[str]]
 
 
 class LiveMessage(msgspec.Struct):
@@ -89,23 +131,23 @@ class LiveFeed:
         `acknowledge` (stream, group, entry ids): acknowledged in the same round trip,
         after the feed is written (one connection runs a pipeline in order).
         """
-        args: list[Any] = [MAXLEN]
-        for changed in fresh.values():
-            left = changed.left
-            args += [changed.doc, _names_encoder.encode(changed.timelines),
+        on_cluster = isinstance(self.client, RedisCluster)
+        items = await self._items(fresh, earlier)
+        if on_cluster and items:
+            items = await self._still_current(items)
+        args: list[Any] = [MAXLEN, BASE, self.read_model.namespace or ""]
+        for key, document, names, left in items:
+            args += [key, document, _names_encoder.encode(names),
                      _names_encoder.encode(left) if left else ""]
-        missing = [k for k in dict.fromkeys(earlier) if k not in fresh]
-        for entry in await self.read_model.entries_of(missing) if missing else []:
-            args += [entry_encoder.encode(entry), _names_encoder.encode(timelines(entry)), ""]
-        entries = (len(args) - 1) // 3
+        entries = len(items)
         pipe = self.client.pipeline(transaction=False)
         refused: BaseException | None = None
         # EVAL, not a registered script: in a pipeline redis-py sends SCRIPT EXISTS
         # first, a round trip of its own per batch, and after a restart EVALSHA answers
         # NOSCRIPT and costs a SCRIPT LOAD. The server caches the compiled body by its digest.
-        feed_in_pipe = bool(entries) and not isinstance(self.client, RedisCluster)
+        feed_in_pipe = bool(entries) and not on_cluster
         if feed_in_pipe:
-            pipe.eval(_PUBLISH, 1, LIVE, *args)
+            pipe.eval(_PUBLISH, 2, LIVE, ACTIVE, *args)
         elif entries:
             # The live stream and the partition's stream are in different slots:
             # on a cluster the feed goes in a call of its own, before the ack.
@@ -127,6 +169,28 @@ class LiveFeed:
         stats = [r for r in results[feed_in_pipe:feed_in_pipe + 4] if isinstance(r, Exception)]
         if stats:  # a histogram short of a batch: not worth publishing the feed again
             log.warning("batch statistics not recorded", error=str(stats[0]))
+
+    async def _items(self, fresh: dict[str, Fresh], earlier: list[str]) -> list[_Item]:
+        """(entry key, document, timelines, timelines left) of each entry to publish;
+        the earlier ones as the read model holds them, byte for byte (the check compares
+        bytes)."""
+        items: list[_Item] = [(key, changed.doc, changed.timelines, changed.left)
+                              for key, changed in fresh.items()]
+        missing = [k for k in dict.fromkeys(earlier) if k not in fresh]
+        for doc in await self.read_model.docs_of(missing) if missing else []:
+            entry = entry_decoder.decode(doc)
+            items.append((entry.key, doc, timelines(entry), []))
+        return items
+
+
+    async def _still_current(self, items: list[_Item]) -> list[_Item]:
+        """The items whose stored document is the one to publish (on a cluster, where
+        _PUBLISH cannot read the read model's slot)."""
+        pairs = [x for key, doc, _, _ in items
+                 for x in (key, hashlib.sha1(_bytes(doc)).hexdigest())]
+        flags = await self.client.eval(_CURRENT, 1, ACTIVE, BASE,
+                                       self.read_model.namespace or "", *pairs)
+        return [item for item, flag in zip(items, flags, strict=True) if flag == 1]
 
 
 def _unless_waiting(exc: ResponseError) -> ResponseError:
@@ -164,6 +228,10 @@ def matches(message: LiveMessage, entity: str | None = None, topic: str | None =
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else value
 
 
 class LiveReader:

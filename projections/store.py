@@ -257,12 +257,12 @@ class ReadModel:
         return [_text(m) for m in (await self._call("members", timeline))[1]]
 
     async def entries_of(self, keys: list[str]) -> list[Entry]:
-        return [entry_decoder.decode(doc) for doc in await self._docs(keys)]
+        return [entry_decoder.decode(doc) for doc in await self.docs_of(keys)]
 
     async def facts_of(self, keys: list[str]) -> list[EntryFacts]:
-        return [facts_decoder.decode(doc) for doc in await self._docs(keys)]
+        return [facts_decoder.decode(doc) for doc in await self.docs_of(keys)]
 
-    async def _docs(self, keys: list[str]) -> list[bytes]:
+    async def docs_of(self, keys: list[str]) -> list[bytes]:
         """The stored documents of these entries, in order; an unknown key has none."""
         found: list[bytes] = []
         for chunk in _chunks(keys):

@@ -15,11 +15,13 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import OutOfMemoryError
 from structlog.testing import capture_logs
 
+from events.stored import event_key
 from projections import runner
 from projections.broker import create_group
 from projections.entry import Entry, entry_encoder
 from projections.live import BATCH_STATS, LIVE, LiveFeed, LiveReader
 from projections.runner import PROJECTION, Worker
+from projections.store import namespace_key
 from projections.writes import Fresh
 from services.bootstrap import Services
 from services.log import keys
@@ -28,13 +30,21 @@ from tests.integration.projection_helpers import publish, until_equal, wait_proj
 from tests.integration.test_append import mou
 
 
-def doc(ident: str) -> str:
+def doc(ident: str, version: int = 1) -> str:
     entry = Entry(source="urn:test:feed", id=ident, type="mou.signed", subject="lg",
                   occurred="2024-03", occurred_start="2024-03-01", occurred_end="2024-03-31",
                   precision="month", qualifier=None, headline=f"MOU {ident}",
                   entities=[], place=None, topics=[], data={}, recordedtime="2024-04-01T00:00:00Z",
-                  recordedby="test", position="0-1")
+                  recordedby="test", position="0-1", version=version)
     return entry_encoder.encode(entry).decode()
+
+
+async def stored(services: Services, fresh: dict[str, Fresh]) -> dict[str, Fresh]:
+    """`fresh` with its documents written to the read model, as an apply leaves them:
+    the feed publishes only entries whose stored document is the one it sends."""
+    entries = namespace_key(await services.read_model.active(), "entries")
+    await services.client.hset(entries, mapping={k: f.doc for k, f in fresh.items()})
+    return fresh
 
 
 async def script_calls(client: Any) -> int:
@@ -56,13 +66,38 @@ async def test_a_batch_is_published_without_a_script_check(services: Services) -
     feed = LiveFeed(client, services.read_model)
     await client.script_flush()  # as after a server restart: nothing cached
     before = await script_calls(client)
-    await feed.publish({"k1": Fresh(doc("a"), ["all"], []),
-                        "k2": Fresh(doc("b"), ["all", "entity:lg"], ["all", "entity:jax"])},
-                       [], events=2, seconds=0.01)
+    await feed.publish(await stored(services, {
+        "k1": Fresh(doc("a"), ["all"], []),
+        "k2": Fresh(doc("b"), ["all", "entity:lg"], ["all", "entity:jax"])}),
+        [], events=2, seconds=0.01)
     assert await script_calls(client) == before
     messages = await LiveReader(client).read("0-0", block_ms=1)
     assert [(m.entry.id, m.timelines, m.left) for m in messages] == [
         ("a", ["all"], []), ("b", ["all", "entity:lg"], ["entity:jax"])]
+
+
+async def test_an_entry_changed_since_its_apply_is_left_to_whoever_changed_it(
+    services: Services
+) -> None:
+    """A worker that applied a batch, then stalled past its lease, publishes after the
+    next owner applied and published a newer version (here: the stored document is
+    version 2, the stalled worker's version 1). Its stale version stays off the feed,
+    so the feed does not end on it; its batch is still acknowledged, and an entry
+    read back from the store (a redelivery) goes out as stored."""
+    client = services.client
+    stream, group = "timeline:{p0}:test-feed", "projection"
+    await client.xgroup_create(stream, group, id="0", mkstream=True)
+    ident = await client.xadd(stream, {"event": "{}"})
+    await client.xreadgroup(group, "worker-1", {stream: ">"}, count=10)
+    a, b = event_key("urn:test:feed", "a"), event_key("urn:test:feed", "b")
+    await stored(services, {a: Fresh(doc("a", version=2), ["all"], []),
+                            b: Fresh(doc("b", version=3), ["all"], [])})
+    await LiveFeed(client, services.read_model).publish(
+        {a: Fresh(doc("a"), ["all"], [])}, [b], events=2, seconds=0.01,
+        acknowledge=(stream, group, [ident]))
+    messages = await LiveReader(client).read("0-0", block_ms=1)
+    assert [(m.entry.id, m.entry.version) for m in messages] == [("b", 3)]
+    assert (await client.xpending(stream, group))["pending"] == 0
 
 
 async def test_a_refused_feed_still_acknowledges_the_batch(services: Services) -> None:
@@ -74,10 +109,10 @@ async def test_a_refused_feed_still_acknowledges_the_batch(services: Services) -
     ident = await client.xadd(stream, {"event": "{}"})
     await client.xreadgroup(group, "worker-1", {stream: ">"}, count=10)
     await client.set(LIVE, "not a stream")
+    fresh = await stored(services, {"k1": Fresh(doc("a"), ["all"], [])})
     with capture_logs() as logs:
         await LiveFeed(client, services.read_model).publish(
-            {"k1": Fresh(doc("a"), ["all"], [])}, [], events=1, seconds=0.01,
-            acknowledge=(stream, group, [ident]))
+            fresh, [], events=1, seconds=0.01, acknowledge=(stream, group, [ident]))
     assert (await client.xpending(stream, group))["pending"] == 0
     assert [e["event"] for e in logs if e["log_level"] == "error"] == [
         "live feed publish failed"]
@@ -110,9 +145,9 @@ async def test_unrecorded_statistics_neither_fail_nor_repeat_the_feed(
     a string) is a warning of its own, not a feed failure to log or to publish again."""
     client = services.client
     await client.set(BATCH_STATS, "not a hash")
+    fresh = await stored(services, {"k1": Fresh(doc("a"), ["all"], [])})
     with capture_logs() as logs:
-        await LiveFeed(client, services.read_model).publish(
-            {"k1": Fresh(doc("a"), ["all"], [])}, [], events=1, seconds=0.01)
+        await LiveFeed(client, services.read_model).publish(fresh, [], events=1, seconds=0.01)
     assert [m.entry.id for m in await LiveReader(client).read("0-0", block_ms=1)] == ["a"]
     assert [(e["log_level"], e["event"]) for e in logs] == [
         ("warning", "batch statistics not recorded")]
@@ -128,7 +163,8 @@ async def test_a_feed_refused_for_a_while_raises_so_it_is_published_again(
     await client.xgroup_create(stream, group, id="0", mkstream=True)
     ident = await client.xadd(stream, {"event": "{}"})
     await client.xreadgroup(group, "worker-1", {stream: ">"}, count=10)
-    feed, fresh = LiveFeed(client, services.read_model), {"k1": Fresh(doc("a"), ["all"], [])}
+    feed = LiveFeed(client, services.read_model)
+    fresh = await stored(services, {"k1": Fresh(doc("a"), ["all"], [])})
     await client.config_set("maxmemory", "1")
     try:
         with pytest.raises(OutOfMemoryError):
@@ -199,7 +235,8 @@ async def test_a_reader_behind_the_trimmed_entries_is_told(services: Services) -
     client = services.client
     feed = LiveFeed(client, services.read_model)
     for ident in ("a", "b", "c"):
-        await feed.publish({ident: Fresh(doc(ident), ["all"], [])}, [], 1, 0.0)
+        await feed.publish(await stored(services, {ident: Fresh(doc(ident), ["all"], [])}),
+                           [], 1, 0.0)
     reader = LiveReader(client)
     [first, second, third] = await reader.read("0-0", block_ms=1)
     assert await reader.read_checked(first.id, block_ms=1) == (
