@@ -124,8 +124,11 @@ def load(env: dict[str, str] | None = None) -> Settings:
         partitions=_int(env, "PARTITIONS", 0, 1, 1024) or None,
         host=env.get("TIMELINE_HOST") or "127.0.0.1",
         port=_int(env, "PORT", 8000, 0, 65535),
-        tokens=env.get("TIMELINE_TOKENS") or None,
-        tokens_file=env.get("TIMELINE_TOKENS_FILE") or None,
+        # Set but empty stays "" (unlike the settings above, where it means the default):
+        # load_tokens refuses it, as it refuses a value naming no token, rather than
+        # taking it for "not configured", which would turn auth off.
+        tokens=env.get("TIMELINE_TOKENS"),
+        tokens_file=env.get("TIMELINE_TOKENS_FILE"),
         digest_key=env.get("TIMELINE_DIGEST_KEY") or None,
         log_format=_choice(env, "LOG_FORMAT", default_format, ("json", "console")),  # type: ignore[arg-type]
         log_level=_choice(env, "LOG_LEVEL", "INFO", LOG_LEVELS, str.upper),

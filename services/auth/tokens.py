@@ -99,10 +99,10 @@ def _check_unique(tokens: list[Token]) -> None:
 
 
 def load_tokens(tokens: str | None, tokens_file: str | None) -> tuple[Token, ...]:
-    """The configured tokens (none configured: auth is off; configured but naming
-    none, as an empty file: refused)."""
+    """The configured tokens (none configured, both None: auth is off; configured
+    but naming none, as an empty file or a variable set to "": refused)."""
     file_text = None
-    if tokens_file:
+    if tokens_file:  # "" names no file: nothing to read, refused below if nothing else
         try:
             file_text = Path(tokens_file).read_text(encoding="utf-8")
         except OSError as exc:
@@ -112,9 +112,16 @@ def load_tokens(tokens: str | None, tokens_file: str | None) -> tuple[Token, ...
             raise TokenConfigError(
                 f"TIMELINE_TOKENS_FILE {tokens_file}: not UTF-8 text") from None
     found = parse_tokens(tokens, file_text, f"TIMELINE_TOKENS_FILE {tokens_file}")
-    if not found and (tokens or tokens_file):  # a mistake would otherwise turn auth off
-        named = "TIMELINE_TOKENS" if tokens else f"TIMELINE_TOKENS_FILE {tokens_file}"
-        raise TokenConfigError(f"{named} is set but names no token; unset it for no auth")
+    if not found and (tokens is not None or tokens_file is not None):
+        # A mistake (an emptied file, a stray comma, VAR="") would otherwise turn auth off.
+        if tokens is not None:
+            named, empty = "TIMELINE_TOKENS", tokens == ""
+        else:
+            named, empty = "TIMELINE_TOKENS_FILE", tokens_file == ""
+            named += f" {tokens_file}" if tokens_file else ""
+        reason = " (it is empty)" if empty else ""
+        raise TokenConfigError(
+            f"{named} is set but names no token{reason}; unset it for no auth")
     return found
 
 

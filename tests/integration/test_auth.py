@@ -221,6 +221,17 @@ def test_no_tokens_refuses_a_public_address(tmp_path: Path) -> None:
     assert "is set but names no token" in " ".join(emptied.stderr.split())
 
 
+@pytest.mark.parametrize("variable", ["TIMELINE_TOKENS", "TIMELINE_TOKENS_FILE"])
+def test_a_token_variable_set_but_empty_refuses_to_start(variable: str) -> None:
+    """`VAR=""` was taken for unset: auth off, and a public address refused only for that."""
+    for args in (["api", "--port", "1"], ["api", "--host", "0.0.0.0", "--port", "1"]):
+        refused = run_cli(args, **{variable: ""})
+        assert refused.returncode == 2, refused.stderr
+        said = " ".join(refused.stderr.split())
+        assert f"token configuration error: {variable} is set but names no token" in said
+        assert "(it is empty)" in said
+
+
 def test_a_request_no_route_matches_is_logged_and_counted(auth_api: AuthApi) -> None:
     """The request log ran only around matched routes: 404s and 405s left no trace."""
     with httpx.Client(base_url=auth_api.base, timeout=30) as client:

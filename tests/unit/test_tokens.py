@@ -101,6 +101,26 @@ def test_a_configuration_naming_no_token_is_refused(tmp_path) -> None:  # type: 
     assert parse_tokens(" , ", "# only a comment\n") == ()
 
 
+@pytest.mark.parametrize("variable", ["TIMELINE_TOKENS", "TIMELINE_TOKENS_FILE"])
+def test_a_variable_set_but_empty_is_refused(variable: str) -> None:
+    """`VAR=""` was read as unset, so auth was silently off while `VAR=" "` was refused."""
+    settings = load({variable: ""})
+    with pytest.raises(TokenConfigError,
+                       match=rf"^{variable} is set but names no token \(it is empty\)"):
+        load_tokens(settings.tokens, settings.tokens_file)
+    assert load_tokens(load({}).tokens, load({}).tokens_file) == ()  # unset: auth off
+
+
+def test_an_empty_variable_beside_one_naming_tokens_is_accepted(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """As a blank TIMELINE_TOKENS beside a tokens file is: auth is on either way."""
+    path = tmp_path / "tokens"
+    path.write_text(f"ci:read:{DIGEST}\n")
+    settings = load({"TIMELINE_TOKENS": "", "TIMELINE_TOKENS_FILE": str(path)})
+    assert [t.name for t in load_tokens(settings.tokens, settings.tokens_file)] == ["ci"]
+    settings = load({"TIMELINE_TOKENS": f"ci:read:{DIGEST}", "TIMELINE_TOKENS_FILE": ""})
+    assert [t.name for t in load_tokens(settings.tokens, settings.tokens_file)] == ["ci"]
+
+
 def test_authenticate_matches_only_the_right_secret() -> None:
     tokens = parse_tokens(f"a:read:{digest_of('alpha')},b:audit:{digest_of('beta')}")
     found = authenticate(tokens, "beta")
