@@ -105,7 +105,13 @@ class Held:
             await asyncio.sleep(self.tick_seconds)
 
     async def renew(self) -> None:
-        await self.leases.heartbeat()
+        """Renew every held lease, then heartbeat. The leases first: they are what keeps
+        a partition mid-batch from being taken over, and a server out of memory refuses
+        the heartbeat's ZADD but not the renewals' PEXPIRE, so a heartbeat first would
+        let every lease lapse for want of it. A lapsed heartbeat only leaves this worker
+        out of the others' count of the living for a while (a larger share to seek: their
+        acquires fail while the leases hold). Its refusal still reaches `keep`, which
+        logs it and retries."""
         for partition in self.partitions:
             takes = self._takes.get(partition)
             renewed = await self.leases.renew(partition)
@@ -113,3 +119,4 @@ class Held:
             # rebalance ran while the reply was on its way) says nothing of the new one.
             if not renewed and self._takes.get(partition) == takes:
                 self.drop(partition)  # the rebalance gives it up
+        await self.leases.heartbeat()

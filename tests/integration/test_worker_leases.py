@@ -9,6 +9,8 @@ import sys
 import time
 
 import pytest
+from redis.exceptions import OutOfMemoryError
+from structlog.testing import capture_logs
 
 from projections import runner
 from projections.lease import WORKERS, Held, Leases, lease_key
@@ -115,3 +117,34 @@ async def test_a_stale_refused_renewal_keeps_a_lease_taken_again(services: Servi
 
 async def test_a_refused_renewal_gives_the_partition_up(services: Services) -> None:
     assert await _renew_across(services, retake=False) == ([False], set(), None)
+
+
+async def test_leases_are_renewed_while_the_heartbeat_is_refused(services: Services) -> None:
+    """Out of memory, the server refuses the heartbeat's ZADD yet takes the renewals'
+    PEXPIRE. Held heartbeat first, so it renewed nothing: a lease's life later every
+    partition of a worker alive mid-batch was taken over."""
+    client, key, ttl_ms = services.client, lease_key(0, PROJECTION), 60_000
+    leases = Leases(client, "oom-renewer", PROJECTION, ttl_ms=ttl_ms)
+    held = Held(leases, tick_seconds=0.1)
+    assert await leases.acquire(0)
+    held.take(0)
+    await client.pexpire(key, 1_000)  # the lease near its end
+    await client.config_set("maxmemory", "1")
+    try:
+        with pytest.raises(OutOfMemoryError):  # the refused heartbeat is still said...
+            await held.renew()
+        assert await client.pttl(key) > ttl_ms - 5_000  # ...after the lease's renewal
+        await client.pexpire(key, 1_000)
+        with capture_logs() as logs:  # and `keep` waits it out, renewing every tick
+            keeper = asyncio.create_task(held.keep())
+            await asyncio.sleep(0.35)
+            keeper.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await keeper
+        assert await client.pttl(key) > ttl_ms - 5_000
+        assert any(e["event"] == "server unavailable, retrying" for e in logs), logs
+    finally:
+        await client.config_set("maxmemory", "0")
+    assert held.partitions == {0} and await client.get(key) == b"oom-renewer"
+    await leases.release(0)
+    await leases.leave()
