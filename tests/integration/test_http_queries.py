@@ -154,6 +154,29 @@ def test_a_parameter_given_twice_is_400_naming_it(http: httpx.Client) -> None:
             {"path": field, "message": "given more than once; only type may repeat"}]
 
 
+def test_an_unknown_parameter_is_400_naming_it(http: httpx.Client) -> None:
+    """A typo in a filter was ignored: `form=` for `from=` and `limt=` answered with
+    the whole timeline, and `/v1/audit/log` took any extra parameter."""
+    for path, field in (("/v1/timelines/entity/lg?form=2023-07&to=2023-09", "form"),
+                        ("/v1/timelines/all?limt=2", "limt"),
+                        ("/v1/timelines/topic/energy?city=seoul", "city"),
+                        ("/v1/entities?prefix=l&q=x", "q"),
+                        ("/v1/events?source=a&id=x&version=2", "version"),
+                        ("/v1/audit/log?partition=0&x=1", "x"),
+                        ("/v1/live?entity=lg&keepalive=1&topics=a", "topics")):
+        response = http.get(path)
+        assert response.status_code == 400, (path, response.text)
+        [error] = response.json()["errors"]
+        assert error["path"] == field
+        assert error["message"].startswith("not a parameter of this route (it takes: ")
+    both = http.get("/v1/timelines/all?limt=2&with=org-1&with=org-2")
+    assert {e["path"] for e in both.json()["errors"]} == {"limt", "with"}
+    # what the route documents still passes, city on a place timeline among them
+    assert http.get("/v1/timelines/place/KR?city=seoul&limit=1").status_code == 200
+    wait = http.post("/v1/events?wait=1", json=[])
+    assert (wait.status_code, [e["path"] for e in wait.json()["errors"]]) == (400, ["wait"])
+
+
 @pytest.mark.parametrize(("path", "params", "headers", "field"), [
     ("/v1/timelines/all", {"as_of": "0001-01-01T00:00:00+01:00"}, {}, "as_of"),
     ("/v1/timelines/all", {"as_of": "9999-12-31T23:59:59-01:00"}, {}, "as_of"),
