@@ -182,7 +182,6 @@ class LiveFeed:
             items.append((entry.key, doc, timelines(entry), []))
         return items
 
-
     async def _still_current(self, items: list[_Item]) -> list[_Item]:
         """The items whose stored document is the one to publish (on a cluster, where
         _PUBLISH cannot read the read model's slot)."""
